@@ -1,0 +1,49 @@
+//! Data handling shared by bioseg's trainer and its inference tool, with no ML
+//! framework: image I/O, the dataset layout, mask decoding, synthetic data,
+//! segmentation metrics, atomic writes and tensor files.
+//!
+//! Every fallible function returns [`DataError`], whose messages are one line
+//! naming the file involved and the problem. Nothing here panics on bad input.
+//!
+//! | module | what |
+//! | --- | --- |
+//! | [`error`] | [`DataError`] |
+//! | [`atomic`] | [`write_atomic`], [`write_bytes_atomic`], [`ensure_absent_or_overwrite`] |
+//! | [`image`] | [`Image`], [`read_image`], PNG/TIFF writers |
+//! | [`tensor_file`] | [`read_tensor`] / [`write_tensor`] for `.npy` and `.csv` |
+//! | [`mask`] | [`Mask`], [`MaskEncoding`] detection and decoding |
+//! | [`dataset`] | [`SegmentationDataset`] over `ROOT/<class>/<split>/{image,label}` |
+//! | [`synth`] | the synthetic EM generator and dataset writer |
+//! | [`metrics`] | Dice, IoU, pixel error |
+//! | [`overlay`] | colour overlays of label maps and error maps |
+//! | [`env`](mod@env) | [`isbi2012_dir`], [`natural_cmp`] |
+
+#![warn(missing_docs)]
+
+pub mod atomic;
+pub mod dataset;
+pub mod env;
+pub mod error;
+pub mod image;
+pub mod mask;
+pub mod metrics;
+pub mod overlay;
+pub mod synth;
+pub mod tensor_file;
+
+pub use atomic::{ensure_absent_or_overwrite, write_atomic, write_bytes_atomic};
+pub use dataset::{SamplePair, SegmentationDataset, list_images};
+pub use env::{isbi2012_dir, natural_cmp};
+pub use error::DataError;
+pub use image::{
+    Image, ImageFormat, SampleDepth, image_dimensions, read_image, write_gray_f32_tiff,
+    write_gray_u8, write_gray_u8_png, write_gray_u8_tiff, write_gray_u16, write_gray_u16_png,
+    write_image, write_rgb_u8_png,
+};
+pub use mask::{LabelValues, Mask, MaskEncoding};
+pub use metrics::{
+    ClassScores, ConfusionMatrix, SegmentationScores, confusion_matrix, dice, iou, pixel_error,
+    segmentation_scores,
+};
+pub use synth::{SynthParams, SynthSample, generate, write_dataset};
+pub use tensor_file::{TensorFormat, read_tensor, write_tensor};

@@ -1,0 +1,28 @@
+//! Errors of the inference library.
+
+use std::path::PathBuf;
+
+/// What can go wrong loading a model or running it.
+#[derive(Debug, thiserror::Error)]
+pub enum InferError {
+    /// The model file cannot be used.
+    #[error("model {path}: {reason}")]
+    Model {
+        /// The ONNX file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Input data that does not fit the model.
+    #[error("{0}")]
+    Input(String),
+    /// Reading or writing data failed.
+    #[error(transparent)]
+    Data(#[from] bioseg_data::DataError),
+    /// The ONNX file could not be decoded.
+    #[error(transparent)]
+    Onnx(#[from] bioseg_onnx::OnnxError),
+    /// tract failed while running.
+    #[error("inference failed: {0}")]
+    Run(String),
+}

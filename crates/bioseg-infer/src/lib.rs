@@ -1,0 +1,20 @@
+//! bioseg-infer: runs segmentation (and any other) ONNX models on CPUs with tract.
+//!
+//! - [`OnnxModel`]: a loaded model, its input/output description and bioseg metadata, with one
+//!   optimised tract plan per concrete input shape (built once, shared across threads).
+//! - [`tensor_run`]: `bioseg run`, any model on tensor files (`.npy`, `.csv`).
+//!
+//! This crate never depends on Burn: deployment needs only tract.
+
+pub mod cli;
+pub mod cli_predict;
+pub mod error;
+pub mod io_spec;
+pub mod model;
+pub mod output;
+pub mod predict;
+pub mod tensor_run;
+pub mod tiling;
+
+pub use error::InferError;
+pub use model::{InputDim, OnnxModel};

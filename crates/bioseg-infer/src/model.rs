@@ -1,0 +1,234 @@
+//! A loaded ONNX model with a cache of optimised tract plans, one per concrete input shape.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use bioseg_onnx::ModelMetadata;
+use bioseg_onnx::proto::{DataType, DimensionValue, ModelProto};
+use tract::prelude::*;
+
+use crate::error::InferError;
+
+/// One axis of the model's input as declared in the graph.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum InputDim {
+    /// A fixed size.
+    Fixed(usize),
+    /// A symbol (any size, possibly constrained by the architecture).
+    Symbol(String),
+    /// Not declared.
+    Unknown,
+}
+
+impl std::fmt::Display for InputDim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            InputDim::Fixed(n) => write!(f, "{n}"),
+            InputDim::Symbol(s) => write!(f, "{s}"),
+            InputDim::Unknown => write!(f, "?"),
+        }
+    }
+}
+
+type Plan = Arc<tract::Runnable>;
+
+/// An ONNX model ready to run on any input shape its graph allows.
+pub struct OnnxModel {
+    path: PathBuf,
+    bytes: Vec<u8>,
+    proto: ModelProto,
+    metadata: ModelMetadata,
+    input_name: String,
+    input_dims: Vec<InputDim>,
+    output_names: Vec<String>,
+    plans: Mutex<HashMap<Vec<usize>, Plan>>,
+}
+
+impl std::fmt::Debug for OnnxModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OnnxModel")
+            .field("path", &self.path)
+            .field("input", &self.input_name)
+            .field("input_dims", &self.input_dims)
+            .finish()
+    }
+}
+
+impl OnnxModel {
+    /// Reads and checks an ONNX file: it must decode, have exactly one float32 graph input
+    /// (weights excluded) and at least one output. Nothing is optimised until a shape is run.
+    pub fn load(path: &Path) -> Result<Self, InferError> {
+        let bad = |reason: String| InferError::Model { path: path.to_path_buf(), reason };
+        let bytes = std::fs::read(path).map_err(|e| bad(format!("cannot read: {e}")))?;
+        let proto = bioseg_onnx::decode_model(&bytes, path)?;
+        let graph = proto.graph.as_ref().expect("decode_model checks the graph");
+        let initializers: std::collections::HashSet<&str> =
+            graph.initializer.iter().map(|t| t.name.as_str()).collect();
+        let inputs: Vec<_> =
+            graph.input.iter().filter(|i| !initializers.contains(i.name.as_str())).collect();
+        if inputs.len() != 1 {
+            return Err(bad(format!(
+                "has {} inputs ({}); bioseg runs models with exactly one input",
+                inputs.len(),
+                inputs.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(", ")
+            )));
+        }
+        if graph.output.is_empty() {
+            return Err(bad("declares no output".into()));
+        }
+        let input = inputs[0];
+        let tensor_type = input
+            .r#type
+            .as_ref()
+            .and_then(|t| t.tensor_type.as_ref())
+            .ok_or_else(|| bad(format!("input `{}` is not a tensor", input.name)))?;
+        if tensor_type.elem_type != DataType::Float as i32 {
+            return Err(bad(format!(
+                "input `{}` has element type {} ({}), but bioseg feeds float32",
+                input.name,
+                tensor_type.elem_type,
+                DataType::try_from(tensor_type.elem_type)
+                    .map(|d| format!("{d:?}"))
+                    .unwrap_or_else(|_| "unknown".into())
+            )));
+        }
+        let input_dims = tensor_type
+            .shape
+            .as_ref()
+            .map(|s| {
+                s.dim
+                    .iter()
+                    .map(|d| match &d.value {
+                        Some(DimensionValue::DimValue(v)) if *v > 0 => InputDim::Fixed(*v as usize),
+                        Some(DimensionValue::DimParam(p)) if !p.is_empty() => {
+                            InputDim::Symbol(p.clone())
+                        }
+                        _ => InputDim::Unknown,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let metadata = ModelMetadata::from_model(&proto)?;
+        Ok(OnnxModel {
+            path: path.to_path_buf(),
+            input_name: input.name.clone(),
+            output_names: graph.output.iter().map(|o| o.name.clone()).collect(),
+            bytes,
+            proto,
+            metadata,
+            input_dims,
+            plans: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The file the model came from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The decoded ONNX protobuf.
+    pub fn proto(&self) -> &ModelProto {
+        &self.proto
+    }
+
+    /// bioseg metadata (empty for other exporters' models).
+    pub fn metadata(&self) -> &ModelMetadata {
+        &self.metadata
+    }
+
+    /// Name of the graph input.
+    pub fn input_name(&self) -> &str {
+        &self.input_name
+    }
+
+    /// The input's declared axes.
+    pub fn input_dims(&self) -> &[InputDim] {
+        &self.input_dims
+    }
+
+    /// Names of the graph outputs.
+    pub fn output_names(&self) -> &[String] {
+        &self.output_names
+    }
+
+    /// Checks `shape` against the declared input axes.
+    pub fn check_input_shape(&self, shape: &[usize]) -> Result<(), InferError> {
+        if !self.input_dims.is_empty() && shape.len() != self.input_dims.len() {
+            return Err(InferError::Input(format!(
+                "model {} expects a rank-{} input [{}], got shape {:?}",
+                self.path.display(),
+                self.input_dims.len(),
+                self.input_dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", "),
+                shape
+            )));
+        }
+        for (axis, (d, &n)) in self.input_dims.iter().zip(shape).enumerate() {
+            if let InputDim::Fixed(f) = d
+                && *f != n
+            {
+                return Err(InferError::Input(format!(
+                    "model {} needs size {f} on input axis {axis}, got {n} (shape {:?})",
+                    self.path.display(),
+                    shape
+                )));
+            }
+        }
+        if shape.contains(&0) {
+            return Err(InferError::Input(format!("empty input shape {shape:?}")));
+        }
+        Ok(())
+    }
+
+    /// The optimised plan for a concrete input shape, built on first use and cached.
+    pub fn plan(&self, shape: &[usize]) -> Result<Plan, InferError> {
+        self.check_input_shape(shape)?;
+        if let Some(p) = self.plans.lock().expect("plan cache").get(shape) {
+            return Ok(p.clone());
+        }
+        let bad = |e: anyhow::Error| InferError::Model {
+            path: self.path.clone(),
+            reason: format!("tract cannot prepare it for input {shape:?}: {}", error_chain(&e)),
+        };
+        let mut model = tract::onnx().map_err(bad)?.load_buffer(&self.bytes).map_err(bad)?;
+        let fact = format!(
+            "{},f32",
+            shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(",")
+        );
+        model.set_input_fact(0, fact.as_str()).map_err(bad)?;
+        let plan = Arc::new(model.into_model().map_err(bad)?.into_runnable().map_err(bad)?);
+        self.plans.lock().expect("plan cache").insert(shape.to_vec(), plan.clone());
+        Ok(plan)
+    }
+
+    /// Runs the model on one float32 input of `shape`; returns each output's shape and values.
+    pub fn run(&self, shape: &[usize], data: &[f32]) -> Result<Vec<(Vec<usize>, Vec<f32>)>, InferError> {
+        let plan = self.plan(shape)?;
+        let run_err = |e: anyhow::Error| InferError::Run(error_chain(&e));
+        let input = tract::Tensor::from_slice(shape, data).map_err(run_err)?;
+        let outputs = plan.run([input]).map_err(run_err)?;
+        outputs
+            .into_iter()
+            .map(|t| {
+                let t = t.convert_to(DatumType::F32).map_err(run_err)?;
+                let (shape, values) = t.as_shape_and_slice::<f32>().map_err(run_err)?;
+                Ok((shape.to_vec(), values.to_vec()))
+            })
+            .collect()
+    }
+}
+
+/// An anyhow error and its causes on one line.
+pub fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let msg = cause.to_string();
+        if !out.contains(&msg) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&msg);
+        }
+    }
+    out
+}

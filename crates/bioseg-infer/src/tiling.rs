@@ -1,0 +1,236 @@
+//! Tiling geometry: where tiles go, which source pixels each reads (with mirroring only at the
+//! data's true borders), and how their outputs are blended.
+//!
+//! Along each axis the output is cut into cores of `tile` pixels starting at multiples of
+//! `step` (= `tile` − `overlap`); the last core is moved back so it ends exactly at the border
+//! (every pixel is covered, none is left out when the step does not divide the size). A tile
+//! reads its core plus `halo` pixels of context on each side from the real neighbouring data;
+//! only where that window leaves the data is it filled by reflection. Tile starts are aligned to
+//! the model's size multiple so every tile sees the same pooling grid as whole-image inference.
+
+/// Blending of overlapping tile outputs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Blend {
+    /// Each output pixel is taken from the one tile whose core contains it (exact, streams).
+    Crop,
+    /// Overlapping cores are averaged with Gaussian weights (σ = core/8), nnU-Net style.
+    Gaussian,
+}
+
+impl std::str::FromStr for Blend {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "crop" => Ok(Blend::Crop),
+            "gaussian" => Ok(Blend::Gaussian),
+            o => Err(format!("unknown blend `{o}` (expected crop or gaussian)")),
+        }
+    }
+}
+
+/// One axis of a tiling plan.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AxisPlan {
+    /// Data size along the axis.
+    pub size: usize,
+    /// Core size (output pixels per tile; may be less than requested for small data).
+    pub core: usize,
+    /// Context read on each side of the core.
+    pub halo: usize,
+    /// Core start positions.
+    pub starts: Vec<usize>,
+}
+
+impl AxisPlan {
+    /// Plans one axis: `size` data pixels, requested core `tile`, `overlap` between cores,
+    /// `halo` context, cores and window sizes aligned to `multiple`. The core shrinks to the
+    /// data (rounded up to the multiple) for small data.
+    pub fn new(size: usize, tile: usize, overlap: usize, halo: usize, multiple: usize) -> Result<Self, String> {
+        let m = multiple.max(1);
+        let core = tile.min(size.div_ceil(m) * m);
+        Self::with_core(size, (core / m).max(1) * m, overlap, halo.div_ceil(m) * m, m)
+    }
+
+    /// Plans one axis for a model with a fixed input size `window`: the halo is rounded up to
+    /// the multiple and the core is whatever the window leaves.
+    pub fn fixed_window(size: usize, window: usize, overlap: usize, halo: usize, multiple: usize) -> Result<Self, String> {
+        let m = multiple.max(1);
+        let mut halo = halo.div_ceil(m) * m;
+        while halo > 0 && window < 2 * halo + m {
+            halo -= m;
+        }
+        if window <= 2 * halo {
+            return Err(format!("the model's fixed input size {window} leaves no room inside a halo of {halo}"));
+        }
+        let m = if (window - 2 * halo) % m == 0 { m } else { 1 };
+        Self::with_core(size, window - 2 * halo, overlap, halo, m)
+    }
+
+    fn with_core(size: usize, core: usize, overlap: usize, halo: usize, m: usize) -> Result<Self, String> {
+        if size == 0 {
+            return Err("cannot tile an empty axis".into());
+        }
+        // One tile covers small data: the overlap is irrelevant then.
+        let overlap = if core >= size { 0 } else { overlap };
+        if overlap >= core {
+            return Err(format!("overlap {overlap} must be smaller than the tile core {core}"));
+        }
+        let step = ((core - overlap) / m).max(1) * m;
+        let mut starts = Vec::new();
+        let mut s = 0usize;
+        loop {
+            if s + core >= size {
+                // Last tile: end at (or just past) the border, start aligned up to the
+                // multiple; the part past the border reads mirrored data and is discarded.
+                let last = size.saturating_sub(core).div_ceil(m) * m;
+                starts.push(last.min(s));
+                break;
+            }
+            starts.push(s);
+            s += step;
+        }
+        starts.dedup();
+        Ok(AxisPlan { size, core, halo, starts })
+    }
+
+    /// Window length of every tile (core + 2 × halo).
+    pub fn window(&self) -> usize {
+        self.core + 2 * self.halo
+    }
+
+    /// Which source index the window position `i` of the tile starting at `start` reads.
+    pub fn source_index(&self, start: usize, i: usize) -> usize {
+        reflect(start as i64 - self.halo as i64 + i as i64, self.size)
+    }
+
+    /// The part of the core of tile `k` that crop-blending writes: `[from, to)` in data
+    /// coordinates. Adjacent tiles split their overlap in the middle, so the ranges partition
+    /// `[0, size)`.
+    pub fn crop_range(&self, k: usize) -> (usize, usize) {
+        let s = self.starts[k];
+        let end = (s + self.core).min(self.size);
+        let from = if k == 0 { 0 } else { (self.starts[k - 1] + self.core).min(self.size).midpoint(s) };
+        let to = if k + 1 == self.starts.len() {
+            self.size
+        } else {
+            end.midpoint(self.starts[k + 1])
+        };
+        (from.max(s), to.min(end))
+    }
+}
+
+/// Mirror index `i` into `[0, n)` without repeating the edge pixel (numpy's `reflect`),
+/// repeatedly for windows far outside small data.
+pub fn reflect(i: i64, n: usize) -> usize {
+    if n == 1 {
+        return 0;
+    }
+    let n = n as i64;
+    let period = 2 * (n - 1);
+    let mut j = i.rem_euclid(period);
+    if j >= n {
+        j = period - j;
+    }
+    j as usize
+}
+
+/// Gaussian weights over a core of `len` pixels (σ = len/8), never below 1e-3 of the peak so
+/// that border pixels covered by one tile keep a valid weight.
+pub fn gaussian_weights(len: usize) -> Vec<f32> {
+    let sigma = (len as f64 / 8.0).max(1e-6);
+    let c = (len as f64 - 1.0) / 2.0;
+    (0..len)
+        .map(|i| {
+            let d = (i as f64 - c) / sigma;
+            ((-0.5 * d * d).exp()).max(1e-3) as f32
+        })
+        .collect()
+}
+
+/// A 2-D tiling plan.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TilePlan {
+    /// Rows.
+    pub y: AxisPlan,
+    /// Columns.
+    pub x: AxisPlan,
+}
+
+/// One tile of a [`TilePlan`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tile {
+    /// Index along y.
+    pub ky: usize,
+    /// Index along x.
+    pub kx: usize,
+    /// Core start row.
+    pub y0: usize,
+    /// Core start column.
+    pub x0: usize,
+}
+
+impl TilePlan {
+    /// Plans a `height × width` image.
+    pub fn new(height: usize, width: usize, tile: (usize, usize), overlap: usize, halo: usize, multiple: usize) -> Result<Self, String> {
+        Ok(TilePlan {
+            y: AxisPlan::new(height, tile.0, overlap, halo, multiple)?,
+            x: AxisPlan::new(width, tile.1, overlap, halo, multiple)?,
+        })
+    }
+
+    /// Plans a `height × width` image for a model whose input is fixed at `window`.
+    pub fn fixed(height: usize, width: usize, window: (usize, usize), overlap: usize, halo: usize, multiple: usize) -> Result<Self, String> {
+        Ok(TilePlan {
+            y: AxisPlan::fixed_window(height, window.0, overlap, halo, multiple)?,
+            x: AxisPlan::fixed_window(width, window.1, overlap, halo, multiple)?,
+        })
+    }
+
+    /// All tiles, row-major.
+    pub fn tiles(&self) -> Vec<Tile> {
+        let mut v = Vec::new();
+        for (ky, &y0) in self.y.starts.iter().enumerate() {
+            for (kx, &x0) in self.x.starts.iter().enumerate() {
+                v.push(Tile { ky, kx, y0, x0 });
+            }
+        }
+        v
+    }
+
+    /// Model input size `(height, width)` of every tile.
+    pub fn window(&self) -> (usize, usize) {
+        (self.y.window(), self.x.window())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reflect_mirrors_without_repeating_edges() {
+        let v: Vec<usize> = (-3..8).map(|i| reflect(i, 5)).collect();
+        assert_eq!(v, vec![3, 2, 1, 0, 1, 2, 3, 4, 3, 2, 1]);
+        assert_eq!(reflect(-7, 2), 1);
+        assert_eq!(reflect(100, 1), 0);
+    }
+
+    #[test]
+    fn crop_ranges_partition_the_axis() {
+        for size in [1, 5, 16, 17, 100, 255, 256, 257, 1000] {
+            for (tile, overlap) in [(16, 0), (64, 16), (32, 8), (256, 0)] {
+                let a = AxisPlan::new(size, tile, overlap, 8, 16).unwrap();
+                let mut next = 0;
+                for k in 0..a.starts.len() {
+                    let (f, t) = a.crop_range(k);
+                    assert_eq!(f, next, "size {size} tile {tile} overlap {overlap}: {a:?}");
+                    assert!(t > f || size == 0);
+                    assert!(a.starts[k] <= f && t <= a.starts[k] + a.core);
+                    assert_eq!(a.starts[k] % 16, 0);
+                    next = t;
+                }
+                assert_eq!(next, size);
+            }
+        }
+    }
+}

@@ -1,0 +1,21 @@
+//! bioseg-onnx: read and write ONNX files without an ML framework.
+//!
+//! - [`proto`]: the ONNX protobuf messages (prost), enough to write bioseg's own architectures and
+//!   to inspect any exporter's file (op histogram, initializers, metadata).
+//! - [`GraphBuilder`]: builds a graph node by node with named weights and symbolic axes.
+//! - [`ModelMetadata`]: the `metadata_props` bioseg writes and reads (task, layout, classes,
+//!   normalisation, size multiple, receptive field, halo).
+
+mod builder;
+mod error;
+mod metadata;
+mod model_file;
+pub mod proto;
+
+pub use builder::{Dim, GraphBuilder, Value, attr_float, attr_int, attr_ints, attr_string};
+pub use error::OnnxError;
+pub use metadata::{ModelMetadata, Normalization, OutputActivation, TensorLayout};
+pub use model_file::{
+    OPSET_VERSION, decode_model, encode_model, initializer_to_f32, model_from_graph, read_model,
+    write_model,
+};

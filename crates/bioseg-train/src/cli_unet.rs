@@ -1,0 +1,370 @@
+//! `bioseg-train unet | export | synth | demo`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+
+use crate::device::DeviceSpec;
+use crate::model::unet::Unet;
+use crate::train::losses::{ClassWeights, LossKind};
+use crate::train::unet::{RunOptions, TrainedUnet, UnetEpoch, UnetTraining, train_unet};
+
+/// Options of `bioseg-train unet` (named as in the Biowulf `unet` module's `train.py`).
+#[derive(Args, Debug, Clone)]
+pub struct UnetArgs {
+    /// Data folder in the seed's layout: DATA/<object_class>/train/image/N.png with
+    /// DATA/<object_class>/train/label/N.png (or mask/).
+    #[arg(short = 'd', long = "data", default_value = "data/synth")]
+    pub data: PathBuf,
+    /// Object class: the sub-folder of DATA to train on.
+    #[arg(short = 'c', long = "object-class", default_value = "membrane")]
+    pub object_class: String,
+    /// Output folder: checkpoints/, history.json/.csv, curves.png, model.onnx.
+    #[arg(short, long, default_value = "runs/unet")]
+    pub out: PathBuf,
+    /// Augmentation rate: the effective data-size multiplier (steps/epoch = images × rate / batch).
+    #[arg(short = 'a', long = "augmentation-rate", default_value_t = 20)]
+    pub augmentation_rate: usize,
+    /// Turn every augmentation off (crops only).
+    #[arg(long)]
+    pub no_augment: bool,
+    /// Batch size (per device).
+    #[arg(short = 'b', long = "batch-size", default_value_t = 2)]
+    pub batch_size: usize,
+    /// Epochs.
+    #[arg(short = 'e', long, default_value_t = 10)]
+    pub epochs: usize,
+    /// Start filters (the classic U-Net has 64).
+    #[arg(short = 'F', long = "filters", default_value_t = 64)]
+    pub filters: usize,
+    /// Down levels (inputs must be multiples of 2^depth).
+    #[arg(long, default_value_t = 4)]
+    pub depth: usize,
+    /// Input channels (1 gray, 3 RGB; images are converted).
+    #[arg(long, default_value_t = 1)]
+    pub in_channels: usize,
+    /// Batch normalisation after every 3×3 convolution.
+    #[arg(long)]
+    pub batch_norm: bool,
+    /// Decoder upsampling: nearest (UpSampling2D + Conv 2×2) or transpose (Conv2DTranspose).
+    #[arg(long, default_value = "nearest")]
+    pub upsample: String,
+    /// Dropout rate at the deepest levels.
+    #[arg(long, default_value_t = 0.5)]
+    pub drop_rate: f64,
+    /// Adam learning rate.
+    #[arg(short = 'l', long = "lr", default_value_t = 1e-4)]
+    pub learning_rate: f64,
+    /// Loss: bce, wcce (weighted categorical CE), dice or tversky.
+    #[arg(long, default_value = "bce")]
+    pub loss: LossKind,
+    /// Tversky β: weight of false negatives (1 − β on false positives).
+    #[arg(long, default_value_t = 0.7)]
+    pub beta: f32,
+    /// Focal-Tversky exponent γ ((1 − TI)^γ; 1 = plain Tversky).
+    #[arg(long, default_value_t = 1.0)]
+    pub gamma: f32,
+    /// Class weights: `w0,w1,…`, `auto` (inverse class areas, normalised) or `uniform`.
+    #[arg(long = "cw", default_value = "uniform")]
+    pub class_weights: ClassWeights,
+    /// Training crop width.
+    #[arg(short = 'X', long = "width", default_value_t = 256)]
+    pub width: usize,
+    /// Training crop height.
+    #[arg(short = 'Y', long = "height", default_value_t = 256)]
+    pub height: usize,
+    /// Fraction of the images held out for validation.
+    #[arg(long, default_value_t = 0.2)]
+    pub val_fraction: f64,
+    /// Seed of the initial weights, the split, augmentation and dropout.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Steps per epoch (0: images × augmentation rate / batch).
+    #[arg(long, default_value_t = 0)]
+    pub steps_per_epoch: usize,
+    /// Stop starting new epochs after this many minutes (0: no limit).
+    #[arg(long, default_value_t = 0.0)]
+    pub max_minutes: f64,
+    /// Class names, comma-separated (default: background,<object-class> for binary masks).
+    #[arg(long, value_delimiter = ',')]
+    pub class_names: Vec<String>,
+    /// Resume from a checkpoint folder (or the newest in a folder of checkpoints), e.g.
+    /// OUT/checkpoints.
+    #[arg(short = 'w', long = "load-weights")]
+    pub load_weights: Option<PathBuf>,
+    /// Write this many augmented training samples as PNGs into DIR before training.
+    #[arg(long, value_name = "DIR")]
+    pub save_augmented: Option<PathBuf>,
+    /// Number of augmented samples --save-augmented writes.
+    #[arg(long, default_value_t = 16)]
+    pub save_augmented_count: usize,
+    /// ONNX file written at the end [default: OUT/model.onnx].
+    #[arg(long)]
+    pub onnx: Option<PathBuf>,
+    /// Device: cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceSpec,
+}
+
+impl UnetArgs {
+    /// The library's run description.
+    pub fn training(&self) -> UnetTraining {
+        UnetTraining {
+            data_dir: self.data.clone(),
+            object_class: self.object_class.clone(),
+            in_channels: self.in_channels,
+            filters: self.filters,
+            depth: self.depth,
+            drop_rate: self.drop_rate,
+            batch_norm: self.batch_norm,
+            upsample: self.upsample.clone(),
+            augmentation_rate: self.augmentation_rate,
+            augment: if self.no_augment {
+                crate::augment::AugmentConfig::none()
+            } else {
+                crate::augment::AugmentConfig::default()
+            },
+            batch_size: self.batch_size,
+            epochs: self.epochs,
+            learning_rate: self.learning_rate,
+            loss: self.loss,
+            beta: self.beta,
+            gamma: self.gamma,
+            class_weights: self.class_weights.clone(),
+            crop_width: self.width,
+            crop_height: self.height,
+            val_fraction: self.val_fraction,
+            seed: self.seed,
+            steps_per_epoch: self.steps_per_epoch,
+            max_minutes: self.max_minutes,
+            class_names: self.class_names.clone(),
+        }
+    }
+}
+
+/// Writes history.json and history.csv (atomically) into `out`.
+pub fn write_history(out: &Path, history: &[UnetEpoch]) {
+    let json = serde_json::to_vec_pretty(history).expect("serialises");
+    if let Err(e) = bioseg_data::write_bytes_atomic(&out.join("history.json"), &json) {
+        tracing::warn!("cannot write history.json: {e}");
+    }
+    let classes = history.first().map(|h| h.val_dice.len()).unwrap_or(0);
+    let mut csv = String::from("epoch,train_loss,val_loss,val_pixel_error,seconds,images_per_second");
+    for c in 0..classes {
+        csv += &format!(",val_dice_{c},val_iou_{c}");
+    }
+    csv.push('\n');
+    for h in history {
+        csv += &format!(
+            "{},{:.6},{:.6},{:.6},{:.3},{:.3}",
+            h.epoch, h.train_loss, h.val_loss, h.val_pixel_error, h.seconds, h.images_per_second
+        );
+        for c in 0..classes {
+            csv += &format!(",{:.6},{:.6}", h.val_dice[c], h.val_iou[c]);
+        }
+        csv.push('\n');
+    }
+    if let Err(e) = bioseg_data::write_bytes_atomic(&out.join("history.csv"), csv.as_bytes()) {
+        tracing::warn!("cannot write history.csv: {e}");
+    }
+}
+
+/// Metadata for an exported U-Net.
+pub fn unet_metadata(trained_classes: &[String], norm: bioseg_onnx::Normalization, training: serde_json::Value) -> bioseg_onnx::ModelMetadata {
+    let mut md = crate::export::base_metadata();
+    md.classes = trained_classes.to_vec();
+    md.normalization = Some(norm);
+    md.training = Some(training.to_string());
+    md.input_description = Some("EM image, normalised as bioseg.normalization says".into());
+    md
+}
+
+/// Exports a trained U-Net with its metadata.
+pub fn export_trained<B: burn::tensor::backend::Backend>(
+    trained: &TrainedUnet<B>,
+    cfg: &UnetTraining,
+    path: &Path,
+) -> Result<()> {
+    let last = trained.history.last();
+    let md = unet_metadata(
+        &trained.class_names,
+        trained.normalization,
+        serde_json::json!({
+            "data": cfg.data_dir, "object_class": cfg.object_class, "epochs": trained.history.len(),
+            "filters": cfg.filters, "depth": cfg.depth, "loss": cfg.loss.to_string(),
+            "batch_size": cfg.batch_size, "learning_rate": cfg.learning_rate,
+            "crop": [cfg.crop_height, cfg.crop_width], "seed": cfg.seed,
+            "final_train_loss": last.map(|h| h.train_loss),
+            "val_dice": last.map(|h| h.val_dice.clone()),
+            "val_pixel_error": last.map(|h| h.val_pixel_error),
+        }),
+    );
+    crate::export::write_onnx(&trained.model.to_onnx(&md), path)
+        .with_context(|| format!("cannot export {}", path.display()))
+}
+
+fn on_epoch(out: &Path, history: &[UnetEpoch]) {
+    write_history(out, history);
+}
+
+/// `bioseg-train unet`.
+pub fn unet(args: UnetArgs, quiet: bool) -> Result<()> {
+    let cfg = args.training();
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create output folder {}", args.out.display()))?;
+    let onnx = args.onnx.clone().unwrap_or_else(|| args.out.join("model.onnx"));
+    let opts = RunOptions {
+        checkpoint_dir: Some(args.out.join("checkpoints")),
+        resume_from: args.load_weights.clone(),
+        quiet,
+        on_epoch: Some(on_epoch),
+        out_dir: Some(args.out.clone()),
+        save_augmented: args.save_augmented.clone().map(|d| (d, args.save_augmented_count)),
+    };
+    crate::with_backend!(&args.device, |B, device| {
+        let trained = train_unet::<B>(&cfg, &opts, &device)?;
+        write_history(&args.out, &trained.history);
+        export_trained(&trained, &cfg, &onnx)?;
+        if let Some(h) = trained.history.last() {
+            println!(
+                "epoch {}: train loss {:.4}, val loss {:.4}, val Dice {:?}, val pixel error {:.4}",
+                h.epoch, h.train_loss, h.val_loss, h.val_dice, h.val_pixel_error
+            );
+        }
+        println!("ONNX written to {}", onnx.display());
+        Ok(())
+    })
+}
+
+/// Options of `bioseg-train export`.
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// A checkpoint folder (epoch-NNNNNN or best) or a folder of checkpoints (its newest).
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// The ONNX file to write.
+    #[arg(long)]
+    pub onnx: PathBuf,
+    /// Replace an existing ONNX file.
+    #[arg(long)]
+    pub overwrite: bool,
+}
+
+/// `bioseg-train export`.
+pub fn export(args: ExportArgs) -> Result<()> {
+    bioseg_data::ensure_absent_or_overwrite(&args.onnx, args.overwrite)?;
+    let ckpt = crate::checkpoint::resolve(&args.checkpoint)?;
+    let state = crate::checkpoint::read_state(&ckpt)?;
+    match state.kind.as_str() {
+        "unet" => {
+            let cfg: UnetTraining = serde_json::from_value(with_epochs(&state.config, state.epoch))
+                .with_context(|| format!("checkpoint {}: unreadable configuration", ckpt.display()))?;
+            let data_classes = state
+                .history
+                .as_array()
+                .and_then(|h| h.first())
+                .and_then(|h| h.get("val_dice"))
+                .and_then(|d| d.as_array())
+                .map(|d| d.len())
+                .unwrap_or(2);
+            type B = crate::device::CpuBackend;
+            let device = Default::default();
+            let model: Unet<B> = cfg.model_config(data_classes).init(&device);
+            let (model, _) = crate::checkpoint::load_model::<B, _>(&ckpt, "unet", model, &device)?;
+            let history: Vec<UnetEpoch> = serde_json::from_value(state.history).unwrap_or_default();
+            let class_names = if cfg.class_names.is_empty() {
+                if data_classes == 2 {
+                    vec!["background".into(), cfg.object_class.clone()]
+                } else {
+                    (0..data_classes).map(|c| format!("class{c}")).collect()
+                }
+            } else {
+                cfg.class_names.clone()
+            };
+            let norm = norm_for(&cfg);
+            let trained = TrainedUnet { model, history, data_classes, normalization: norm, class_names };
+            export_trained(&trained, &cfg, &args.onnx)?;
+        }
+        other => bail!("checkpoint {}: cannot export a `{other}` checkpoint here", ckpt.display()),
+    }
+    println!("ONNX written to {}", args.onnx.display());
+    Ok(())
+}
+
+fn with_epochs(config: &serde_json::Value, epochs: usize) -> serde_json::Value {
+    let mut c = config.clone();
+    if let Some(o) = c.as_object_mut() {
+        o.insert("epochs".into(), epochs.into());
+        o.insert("max_minutes".into(), 0.0.into());
+    }
+    c
+}
+
+fn norm_for(cfg: &UnetTraining) -> bioseg_onnx::Normalization {
+    // Same rule as training: the first image's bit depth.
+    match bioseg_data::SegmentationDataset::open(&cfg.data_dir, &cfg.object_class, "train")
+        .and_then(|ds| ds.load_pair(0))
+    {
+        Ok((img, _)) => match img.depth {
+            bioseg_data::SampleDepth::U16 => bioseg_onnx::Normalization::Divide(65535.0),
+            bioseg_data::SampleDepth::F32 => bioseg_onnx::Normalization::None,
+            _ => bioseg_onnx::Normalization::Divide(255.0),
+        },
+        Err(_) => bioseg_onnx::Normalization::Divide(255.0),
+    }
+}
+
+/// Options of `bioseg-train synth`.
+#[derive(Args, Debug)]
+pub struct SynthArgs {
+    /// Output folder (seed layout: OUT/{membrane,mito,multiclass}/{train,test}/…).
+    #[arg(short, long, default_value = "data/synth")]
+    pub out: PathBuf,
+    /// Training images per class.
+    #[arg(long, default_value_t = 12)]
+    pub train: usize,
+    /// Test images per class.
+    #[arg(long, default_value_t = 4)]
+    pub test: usize,
+    /// Image width and height.
+    #[arg(long, default_value_t = 256)]
+    pub size: usize,
+    /// Seed.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+/// `bioseg-train synth`.
+pub fn synth(args: SynthArgs) -> Result<()> {
+    let params = bioseg_data::synth::SynthParams { width: args.size, height: args.size, ..Default::default() };
+    bioseg_data::synth::write_dataset(&args.out, args.train, args.test, &params, args.seed)
+        .with_context(|| format!("cannot write the synthetic dataset to {}", args.out.display()))?;
+    println!("synthetic dataset written to {}", args.out.display());
+    Ok(())
+}
+
+/// Options of `bioseg-train demo`.
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Output folder for the data, the run and the prediction.
+    #[arg(short, long, default_value = "runs/demo")]
+    pub out: PathBuf,
+    /// Training time budget in minutes.
+    #[arg(long, default_value_t = 3.0)]
+    pub minutes: f64,
+    /// Start filters of the demo U-Net.
+    #[arg(short = 'F', long = "filters", default_value_t = 8)]
+    pub filters: usize,
+    /// Side of the large synthetic image predicted at the end.
+    #[arg(long, default_value_t = 1024)]
+    pub predict_size: usize,
+    /// Seed.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+/// `bioseg-train demo`: synth → train → export → `bioseg predict` → metrics and overlay.
+pub fn demo(args: DemoArgs, quiet: bool) -> Result<()> {
+    crate::demo::run_demo(&args, quiet)
+}

@@ -1,0 +1,97 @@
+//! Which backend and device(s) a run uses.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// The CPU backend: Burn's `flex` (SIMD, multi-threaded).
+pub type CpuBackend = burn::backend::Flex;
+/// The CPU backend with automatic differentiation.
+pub type CpuAutodiff = burn::backend::Autodiff<CpuBackend>;
+
+/// The CUDA backend (cubecl-cuda; CUDA is loaded at run time).
+#[cfg(feature = "cuda")]
+pub type CudaBackend = burn::backend::Cuda;
+/// The CUDA backend with automatic differentiation.
+#[cfg(feature = "cuda")]
+pub type CudaAutodiff = burn::backend::Autodiff<CudaBackend>;
+
+/// A device request from the command line: `cpu`, `cuda`, `cuda:1`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DeviceSpec {
+    /// The CPU backend.
+    Cpu,
+    /// One CUDA device by index.
+    Cuda(usize),
+}
+
+impl FromStr for DeviceSpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim().to_ascii_lowercase();
+        match s.as_str() {
+            "cpu" => Ok(DeviceSpec::Cpu),
+            "cuda" | "gpu" => Ok(DeviceSpec::Cuda(0)),
+            _ => match s.strip_prefix("cuda:") {
+                Some(i) => i
+                    .parse()
+                    .map(DeviceSpec::Cuda)
+                    .map_err(|_| format!("bad CUDA device index in `{s}`")),
+                None => Err(format!("unknown device `{s}` (expected cpu, cuda or cuda:N)")),
+            },
+        }
+    }
+}
+
+impl fmt::Display for DeviceSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeviceSpec::Cpu => write!(f, "cpu"),
+            DeviceSpec::Cuda(i) => write!(f, "cuda:{i}"),
+        }
+    }
+}
+
+/// Whether this build can use CUDA.
+pub fn cuda_compiled() -> bool {
+    cfg!(feature = "cuda")
+}
+
+/// Runs `$body` with `$B` bound to the autodiff backend and `$device` to the device that
+/// `$spec` names. Errors when CUDA is asked for in a build without the `cuda` feature.
+#[macro_export]
+macro_rules! with_backend {
+    ($spec:expr, |$B:ident, $device:ident| $body:expr) => {{
+        match $spec {
+            $crate::device::DeviceSpec::Cpu => {
+                type $B = $crate::device::CpuAutodiff;
+                let $device = burn::backend::flex::FlexDevice;
+                $body
+            }
+            #[cfg(feature = "cuda")]
+            $crate::device::DeviceSpec::Cuda(index) => {
+                type $B = $crate::device::CudaAutodiff;
+                let $device = burn::backend::cuda::CudaDevice::new(*index);
+                $body
+            }
+            #[cfg(not(feature = "cuda"))]
+            $crate::device::DeviceSpec::Cuda(_) => Err($crate::TrainError::Config(
+                "this bioseg-train was built without CUDA; rebuild with `--features cuda`".into(),
+            )
+            .into()),
+        }
+    }};
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_specs_parse() {
+        assert_eq!("cpu".parse::<DeviceSpec>().unwrap(), DeviceSpec::Cpu);
+        assert_eq!("cuda".parse::<DeviceSpec>().unwrap(), DeviceSpec::Cuda(0));
+        assert_eq!("CUDA:2".parse::<DeviceSpec>().unwrap(), DeviceSpec::Cuda(2));
+        assert!("cuda:x".parse::<DeviceSpec>().is_err());
+        assert!("tpu".parse::<DeviceSpec>().is_err());
+    }
+}

@@ -1,0 +1,21 @@
+//! bioseg-train: trains bioseg's networks with Burn and exports them to ONNX.
+//!
+//! - [`model`]: the architectures (perceptron, U-Net), each a `#[derive(Module)]` struct with its
+//!   `Config` beside it and an ONNX export.
+//! - [`train`]: training loops with checkpoints and exact resume.
+//! - [`checkpoint`]: atomic, validated checkpoint folders.
+//! - [`device`]: CPU (Burn's `flex` backend) or CUDA (feature `cuda`) selection.
+
+pub mod augment;
+pub mod checkpoint;
+pub mod cli;
+pub mod cli_unet;
+pub mod demo;
+pub mod device;
+pub mod error;
+pub mod export;
+pub mod model;
+pub mod progress;
+pub mod train;
+
+pub use error::TrainError;

@@ -1,0 +1,66 @@
+//! bioseg-suite: helpers shared by the end-to-end tests and benchmarks: locating (and if needed building) the workspace's
+//! binaries, and running them.
+
+
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Path of the workspace binary `name` (from package `package`). `cargo test --workspace`
+/// builds every binary before running tests; a test run alone needs `cargo build --workspace`
+/// first (cargo holds its build lock while tests run, so a test cannot build it).
+pub fn bin(package: &str, name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test exe");
+    // target/<profile>/deps/test-binary -> target/<profile>/
+    let dir = exe.parent().and_then(Path::parent).expect("target dir").to_path_buf();
+    let path = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        path.is_file(),
+        "{} is missing: run `cargo build -p {package}` or `cargo test --workspace`",
+        path.display()
+    );
+    path
+}
+
+/// `bioseg` (the inference CLI).
+pub fn bioseg() -> Command {
+    Command::new(bin("bioseg-infer", "bioseg"))
+}
+
+/// `bioseg-train` (the training CLI).
+pub fn bioseg_train() -> Command {
+    Command::new(bin("bioseg-train", "bioseg-train"))
+}
+
+/// Runs `cmd`, asserting success, and returns stdout.
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("spawn");
+    assert!(
+        out.status.success(),
+        "{:?} failed ({}):\nstdout:\n{}\nstderr:\n{}",
+        cmd,
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs `cmd`, asserting a clean failure: non-zero exit, no panic, one `error:` line naming
+/// `needle`. Returns stderr.
+pub fn run_fails(cmd: &mut Command, needle: &str) -> String {
+    let out: Output = cmd.output().expect("spawn");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "{cmd:?} unexpectedly succeeded");
+    assert_ne!(out.status.code(), Some(101), "{cmd:?} panicked:\n{stderr}");
+    assert!(!stderr.contains("panicked"), "{cmd:?} panicked:\n{stderr}");
+    let error_lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(error_lines.len(), 1, "{cmd:?}: expected one error line, got:\n{stderr}");
+    assert!(error_lines[0].contains(needle), "{cmd:?}: error does not mention `{needle}`:\n{stderr}");
+    stderr
+}
