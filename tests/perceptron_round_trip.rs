@@ -21,6 +21,7 @@ fn onnx_weights(path: &std::path::Path) -> Vec<(String, Vec<f32>)> {
 
 #[test]
 fn default_training_reaches_95_percent_and_onnx_matches_burn() {
+    let _serial = bioseg_suite::burn_lock();
     let device = Default::default();
     let cfg = PerceptronTraining::default();
     let (model, history) = train_perceptron::<CpuAutodiff>(&cfg, &device).unwrap();
@@ -124,6 +125,7 @@ fn killed_training_resumes_to_the_same_weights() {
 
 #[test]
 fn resume_in_process_matches_uninterrupted() {
+    let _serial = bioseg_suite::burn_lock();
     let device = Default::default();
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = PerceptronTraining {

@@ -64,3 +64,10 @@ pub fn run_fails(cmd: &mut Command, needle: &str) -> String {
     assert!(error_lines[0].contains(needle), "{cmd:?}: error does not mention `{needle}`:\n{stderr}");
     stderr
 }
+
+/// Serialises tests that train with Burn inside the test process: Burn's CPU backend seeds and
+/// autodiff graphs are process-wide, so two trainings in parallel threads are not reproducible.
+pub fn burn_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}

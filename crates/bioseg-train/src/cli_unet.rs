@@ -102,12 +102,34 @@ pub struct UnetArgs {
     /// ONNX file written at the end [default: OUT/model.onnx].
     #[arg(long)]
     pub onnx: Option<PathBuf>,
-    /// Device: cpu, cuda or cuda:N.
+    /// Device: cpu, cuda or cuda:N (the first of several GPUs with -g).
     #[arg(long, default_value = "cpu")]
     pub device: DeviceSpec,
+    /// Number of GPUs for data-parallel training (devices N, N+1, … from --device cuda:N):
+    /// one replica per GPU, effective batch = batch size × GPUs.
+    #[arg(short = 'g', long = "num-gpus", default_value_t = 1)]
+    pub num_gpus: usize,
+    /// Explicit device indices for data-parallel training, e.g. `0,2` (overrides -g).
+    #[arg(long, value_delimiter = ',')]
+    pub devices: Vec<usize>,
+    /// Multiply the learning rate by the number of replicas (linear scaling rule).
+    #[arg(long)]
+    pub scale_lr: bool,
 }
 
 impl UnetArgs {
+    /// Device indices of the replicas.
+    pub fn replica_indices(&self) -> Vec<usize> {
+        if !self.devices.is_empty() {
+            return self.devices.clone();
+        }
+        let first = match self.device {
+            DeviceSpec::Cuda(i) => i,
+            DeviceSpec::Cpu => 0,
+        };
+        (first..first + self.num_gpus.max(1)).collect()
+    }
+
     /// The library's run description.
     pub fn training(&self) -> UnetTraining {
         UnetTraining {
@@ -127,7 +149,11 @@ impl UnetArgs {
             },
             batch_size: self.batch_size,
             epochs: self.epochs,
-            learning_rate: self.learning_rate,
+            learning_rate: if self.scale_lr {
+                self.learning_rate * self.replica_indices().len() as f64
+            } else {
+                self.learning_rate
+            },
             loss: self.loss,
             beta: self.beta,
             gamma: self.gamma,
@@ -223,7 +249,8 @@ pub fn unet(args: UnetArgs, quiet: bool) -> Result<()> {
         save_augmented: args.save_augmented.clone().map(|d| (d, args.save_augmented_count)),
     };
     crate::with_backend!(&args.device, |B, device| {
-        let trained = train_unet::<B>(&cfg, &opts, &device)?;
+        let devices = crate::device::replicas::<B>(&device, &args.replica_indices());
+        let trained = train_unet::<B>(&cfg, &opts, &devices)?;
         write_history(&args.out, &trained.history);
         export_trained(&trained, &cfg, &onnx)?;
         if let Some(h) = trained.history.last() {

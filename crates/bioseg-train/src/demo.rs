@@ -56,7 +56,7 @@ pub fn run_demo(args: &DemoArgs, quiet: bool) -> Result<()> {
         out_dir: Some(run.clone()),
         ..Default::default()
     };
-    let trained = train_unet::<crate::device::CpuAutodiff>(&cfg, &opts, &Default::default())?;
+    let trained = train_unet::<crate::device::CpuAutodiff>(&cfg, &opts, &[Default::default()])?;
     if let Some(h) = trained.history.last() {
         println!(
             "   {} epochs; last: train loss {:.4}, validation Dice {:.3}, pixel error {:.4}",

@@ -51,6 +51,20 @@ impl fmt::Display for DeviceSpec {
     }
 }
 
+/// Devices of `B` with the given indices, of the same kind as `base` (on the CPU, the one CPU
+/// device repeated: replicas then share it, which is how data parallelism is tested without GPUs).
+pub fn replicas<B: burn::tensor::backend::Backend>(base: &B::Device, indices: &[usize]) -> Vec<B::Device> {
+    use burn::prelude::DeviceOps;
+    indices
+        .iter()
+        .map(|&i| {
+            let mut id = base.to_id();
+            id.index_id = i as u16;
+            B::Device::from_id(id)
+        })
+        .collect()
+}
+
 /// Whether this build can use CUDA.
 pub fn cuda_compiled() -> bool {
     cfg!(feature = "cuda")

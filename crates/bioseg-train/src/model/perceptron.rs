@@ -25,7 +25,7 @@ pub struct Perceptron<B: Backend> {
 impl PerceptronConfig {
     /// A freshly initialised perceptron.
     pub fn init<B: Backend>(&self, device: &B::Device) -> Perceptron<B> {
-        Perceptron { dense: LinearConfig::new(self.features, 1).init(device) }
+        super::materialize(Perceptron { dense: LinearConfig::new(self.features, 1).init(device) })
     }
 }
 

@@ -110,8 +110,12 @@ fn he() -> Initializer {
     Initializer::KaimingNormal { gain: std::f64::consts::SQRT_2, fan_out_only: false }
 }
 
+/// A convolution with He-normal weights and zero biases (Keras' `he_normal` / `zeros`; Burn's
+/// default would draw the biases from the weight initializer too, which can leave ReLUs dead).
 fn conv<B: Backend>(cin: usize, cout: usize, k: usize, pad: PaddingConfig2d, d: &B::Device) -> Conv2d<B> {
-    Conv2dConfig::new([cin, cout], [k, k]).with_padding(pad).with_initializer(he()).init(d)
+    let mut c = Conv2dConfig::new([cin, cout], [k, k]).with_padding(pad).with_initializer(he()).init(d);
+    c.bias = Some(burn::module::Param::from_tensor(Tensor::zeros([cout], d)));
+    c
 }
 
 impl UnetConfig {
@@ -164,29 +168,35 @@ impl UnetConfig {
                 }
                 Upsample::Transpose => (
                     None,
-                    Some(
-                        ConvTranspose2dConfig::new([from, to], [2, 2])
+                    Some({
+                        let mut t = ConvTranspose2dConfig::new([from, to], [2, 2])
                             .with_stride([2, 2])
                             .with_initializer(he())
-                            .init(device),
-                    ),
+                            .init(device);
+                        t.bias = Some(burn::module::Param::from_tensor(Tensor::zeros([to], device)));
+                        t
+                    }),
                 ),
             };
             up.push(UpBlock { up_conv, up_transpose, block: self.block(2 * to, to, device) });
         }
         let head_filters = 2 * self.classes;
-        Unet {
+        super::materialize(Unet {
             down,
             bottleneck,
             up,
             head: conv(f(0), head_filters, 3, PaddingConfig2d::Explicit(1, 1, 1, 1), device),
-            out: Conv2dConfig::new([head_filters, self.classes], [1, 1])
-                .with_initializer(Initializer::XavierUniform { gain: 1.0 })
-                .init(device),
+            out: {
+                let mut c = Conv2dConfig::new([head_filters, self.classes], [1, 1])
+                    .with_initializer(Initializer::XavierUniform { gain: 1.0 })
+                    .init(device);
+                c.bias = Some(burn::module::Param::from_tensor(Tensor::zeros([self.classes], device)));
+                c
+            },
             dropout: DropoutConfig::new(self.drop_rate).init(),
             pool: MaxPool2dConfig::new([2, 2]).init(),
             classes: self.classes,
-        }
+        })
     }
 }
 

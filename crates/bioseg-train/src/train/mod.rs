@@ -1,5 +1,6 @@
 //! Training loops.
 
+pub mod data_parallel;
 pub mod losses;
 pub mod perceptron;
 pub mod seeds;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use bioseg_data::metrics::{ConfusionMatrix, SegmentationScores};
 use bioseg_onnx::Normalization;
 use burn::module::AutodiffModule;
-use burn::optim::{AdamConfig, GradientsParams, Optimizer};
+use burn::optim::{AdamConfig, Optimizer};
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use ndarray::{Array2, Array3};
@@ -423,12 +423,17 @@ pub struct RunOptions {
 }
 
 /// Trains (or resumes) a U-Net.
+///
+/// `devices` holds one device, or several for data-parallel training (one replica each; the
+/// global batch per step is `batch_size × devices`).
 pub fn train_unet<B: AutodiffBackend>(
     cfg: &UnetTraining,
     opts: &RunOptions,
-    device: &B::Device,
+    devices: &[B::Device],
 ) -> Result<TrainedUnet<B::InnerBackend>, TrainError> {
     cfg.check()?;
+    let device = devices.first().ok_or_else(|| TrainError::Config("no device given".into()))?;
+    let replicas = devices.len();
     let data = cfg.load_data()?;
     if data.train.is_empty() {
         return Err(TrainError::Config("no training images left after the validation split".into()));
@@ -495,8 +500,9 @@ pub fn train_unet<B: AutodiffBackend>(
     let steps = if cfg.steps_per_epoch > 0 {
         cfg.steps_per_epoch
     } else {
-        (data.train.len() * cfg.augmentation_rate).div_ceil(cfg.batch_size).max(1)
+        (data.train.len() * cfg.augmentation_rate).div_ceil(cfg.batch_size * replicas).max(1)
     };
+    let global_batch = cfg.batch_size * replicas;
     let t0 = Instant::now();
     let train = std::sync::Arc::new(data.train);
     for epoch in start..cfg.epochs {
@@ -505,21 +511,25 @@ pub fn train_unet<B: AutodiffBackend>(
             break;
         }
         B::seed(device, cfg.seed.wrapping_add(1000 + epoch as u64));
-        let batches = spawn_batches(train.clone(), cfg, epoch, steps);
+        let batches = spawn_batches(train.clone(), cfg, global_batch, epoch, steps);
         let bar = crate::progress::bar(steps as u64, &format!("epoch {}/{}", epoch + 1, cfg.epochs), opts.quiet);
         let te = Instant::now();
         let mut loss_sum = 0.0;
         for (step, batch) in batches.into_iter().enumerate() {
-            let (x, t) = to_tensors::<B>(&batch, model.classes, device);
-            let l = loss.forward(model.forward_logits(x), t);
-            let value: f32 = l.clone().into_scalar().elem();
+            let (m, value) = crate::train::data_parallel::step(
+                model,
+                &mut optim,
+                &loss,
+                &batch,
+                devices,
+                cfg.learning_rate,
+            )?;
+            model = m;
             if !value.is_finite() {
-                return Err(TrainError::Diverged { epoch: epoch + 1, loss: value });
+                return Err(TrainError::Diverged { epoch: epoch + 1, loss: value as f32 });
             }
-            loss_sum += value as f64;
-            let grads = GradientsParams::from_grads(l.backward(), &model);
-            model = optim.step(cfg.learning_rate, model, grads);
-            let ips = ((step + 1) * cfg.batch_size) as f64 / te.elapsed().as_secs_f64();
+            loss_sum += value;
+            let ips = ((step + 1) * global_batch) as f64 / te.elapsed().as_secs_f64();
             bar.set_message(format!("loss {:.4} {:.1} img/s", loss_sum / (step + 1) as f64, ips));
             bar.inc(1);
         }
@@ -539,7 +549,7 @@ pub fn train_unet<B: AutodiffBackend>(
             val_iou: scores.per_class.iter().map(|c| c.iou).collect(),
             val_pixel_error: scores.pixel_error,
             seconds,
-            images_per_second: (steps * cfg.batch_size) as f64 / seconds,
+            images_per_second: (steps * global_batch) as f64 / seconds,
         };
         tracing::info!(
             "epoch {}: loss {:.4}, val loss {:.4}, val dice {:?}, {:.2} img/s",
@@ -589,11 +599,12 @@ pub fn train_unet<B: AutodiffBackend>(
 fn spawn_batches(
     train: std::sync::Arc<Vec<Sample>>,
     cfg: &UnetTraining,
+    b: usize,
     epoch: usize,
     steps: usize,
 ) -> Receiver<Vec<Sample>> {
     let (tx, rx) = sync_channel(4);
-    let (aug, b, ch, cw, seed) = (cfg.augment.clone(), cfg.batch_size, cfg.crop_height, cfg.crop_width, cfg.seed);
+    let (aug, ch, cw, seed) = (cfg.augment.clone(), cfg.crop_height, cfg.crop_width, cfg.seed);
     std::thread::spawn(move || {
         for step in 0..steps {
             let first = ((epoch * steps + step) * b) as u64;

@@ -1,0 +1,55 @@
+//! One optimisation step of a U-Net over one or several devices (data parallel).
+//!
+//! The global batch is split into one shard per device; each device runs a replica of the model
+//! (`fork`) on its shard, and the shard losses are weighted by their share of the batch before
+//! `backward`, so the sum of the replicas' gradients is exactly the gradient of the mean loss
+//! over the whole batch — what a single device would compute on the concatenated batch (for
+//! losses that are means over pixels: bce and wcce; Dice and Tversky are averaged per replica, as
+//! Keras' MirroredStrategy does). The optimizer then applies the summed gradients once
+//! (`step_multi`), keeping one set of weights.
+
+use burn::module::Module;
+use burn::optim::{GradientsParams, MultiGradientsParams, Optimizer};
+use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
+
+use crate::augment::Sample;
+use crate::error::TrainError;
+use crate::model::unet::Unet;
+use crate::train::losses::Loss;
+use crate::train::unet::to_tensors;
+
+/// Runs one step on `batch` split over `devices` (the first holds the master weights) and
+/// returns the updated model and the batch's mean loss.
+pub fn step<B: AutodiffBackend, O: Optimizer<Unet<B>, B>>(
+    model: Unet<B>,
+    optim: &mut O,
+    loss: &Loss,
+    batch: &[Sample],
+    devices: &[B::Device],
+    learning_rate: f64,
+) -> Result<(Unet<B>, f64), TrainError> {
+    let total = batch.len();
+    if devices.len() <= 1 {
+        let device = devices.first().cloned().unwrap_or_else(|| model.devices()[0].clone());
+        let (x, t) = to_tensors::<B>(batch, model.classes, &device);
+        let l = loss.forward(model.forward_logits(x), t);
+        let value: f32 = l.clone().into_scalar().elem();
+        let grads = GradientsParams::from_grads(l.backward(), &model);
+        return Ok((optim.step(learning_rate, model, grads), value as f64));
+    }
+    let shard_len = total.div_ceil(devices.len());
+    let mut multi = MultiGradientsParams::default();
+    let mut value = 0.0f64;
+    for (device, shard) in devices.iter().zip(batch.chunks(shard_len)) {
+        let replica = model.clone().fork(device);
+        let (x, t) = to_tensors::<B>(shard, replica.classes, device);
+        let share = shard.len() as f64 / total as f64;
+        let l = loss.forward(replica.forward_logits(x), t);
+        let v: f32 = l.clone().into_scalar().elem();
+        value += v as f64 * share;
+        let grads = GradientsParams::from_grads(l.mul_scalar(share).backward(), &replica);
+        multi.grads.push((grads, device.to_id()));
+    }
+    Ok((optim.step_multi(learning_rate, model, multi), value))
+}
