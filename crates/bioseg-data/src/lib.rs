@@ -15,7 +15,9 @@
 //! | [`dataset`] | [`SegmentationDataset`] over `ROOT/<class>/<split>/{image,label}` |
 //! | [`synth`] | the synthetic EM generator and dataset writer |
 //! | [`metrics`] | Dice, IoU, pixel error |
+//! | [`pages`] | multi-page TIFF stacks: [`read_image_pages`], [`write_gray_u8_pages`] |
 //! | [`overlay`] | colour overlays of label maps and error maps |
+//! | [`segmentation_scores`] | ISBI 2012 `V_rand`/`V_info`, adapted Rand error, variation of information |
 //! | [`env`](mod@env) | [`isbi2012_dir`], [`natural_cmp`] |
 
 #![warn(missing_docs)]
@@ -28,6 +30,8 @@ pub mod image;
 pub mod mask;
 pub mod metrics;
 pub mod overlay;
+pub mod pages;
+pub mod segmentation_scores;
 pub mod synth;
 pub mod tensor_file;
 
@@ -44,6 +48,11 @@ pub use mask::{LabelValues, Mask, MaskEncoding};
 pub use metrics::{
     ClassScores, ConfusionMatrix, SegmentationScores, confusion_matrix, dice, iou, pixel_error,
     segmentation_scores,
+};
+pub use pages::{read_image_pages, write_gray_u8_pages};
+pub use segmentation_scores::{
+    AdaptedRand, ContingencyTable, IsbiScores, adapted_rand_error, cells, class_regions,
+    connected_components, isbi_scores, isbi_scores_with_alpha, variation_of_information,
 };
 pub use synth::{SynthParams, SynthSample, generate, write_dataset};
 pub use tensor_file::{TensorFormat, read_tensor, write_tensor};

@@ -31,6 +31,14 @@ pub enum Command {
     Run(RunArgs),
     /// Segment an image tile by tile with halos and seam-free blending.
     Predict(crate::cli_predict::PredictArgs),
+    /// Describe an ONNX model: inputs and outputs (layout, symbolic axes), op histogram,
+    /// parameters, metadata, recommended tile and halo, and whether tract supports every op.
+    Inspect(crate::cli_inspect::InspectArgs),
+    /// Score predictions against ground truth (Dice, IoU, pixel error, ISBI V_rand/V_info,
+    /// adapted Rand error, VI) per image and on average.
+    Evaluate(crate::cli_evaluate::EvaluateArgs),
+    /// Draw image | ground truth | prediction | overlay (and an error map) into one PNG.
+    Visualize(crate::cli_visualize::VisualizeArgs),
 }
 
 /// Options of `bioseg run`.
@@ -59,6 +67,9 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Run(args) => run_cmd(args),
         Command::Predict(args) => crate::cli_predict::predict(args, cli.quiet),
+        Command::Inspect(args) => crate::cli_inspect::inspect(args),
+        Command::Evaluate(args) => crate::cli_evaluate::evaluate(args),
+        Command::Visualize(args) => crate::cli_visualize::visualize(args, cli.quiet),
     }
 }
 
@@ -75,6 +86,7 @@ pub fn init_logging(verbose: u8) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .without_time()
         .try_init();
 }

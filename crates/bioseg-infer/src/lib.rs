@@ -3,12 +3,17 @@
 //! - [`OnnxModel`]: a loaded model, its input/output description and bioseg metadata, with one
 //!   optimised tract plan per concrete input shape (built once, shared across threads).
 //! - [`tensor_run`]: `bioseg run`, any model on tensor files (`.npy`, `.csv`).
+//! - [`inspect`]: `bioseg inspect`, what an ONNX file holds and whether tract can run it.
 //!
 //! This crate never depends on Burn: deployment needs only tract.
 
 pub mod cli;
+pub mod cli_inspect;
+pub mod cli_evaluate;
 pub mod cli_predict;
+pub mod cli_visualize;
 pub mod error;
+pub mod inspect;
 pub mod io_spec;
 pub mod model;
 pub mod output;

@@ -39,6 +39,31 @@ pub enum Command {
     /// The built-in demo: synth data, train a small U-Net on CPU, export ONNX, predict a larger
     /// synthetic image with `bioseg`, print metrics and write an overlay.
     Demo(DemoArgs),
+    /// Checks and benchmarks for a GPU machine: CPU-vs-GPU equality, tiny CUDA training and
+    /// export, data parallel over the GPUs present, training throughput (tools/gpu/check.sh).
+    GpuCheck(crate::gpu_check::GpuCheckArgs),
+    /// Time training steps on this machine (CPU or one GPU) for a U-Net of a given size.
+    Bench(BenchArgs),
+}
+
+/// Options of `bioseg-train bench`.
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Start filters.
+    #[arg(short = 'F', long, default_value_t = 16)]
+    pub filters: usize,
+    /// Crop size (square).
+    #[arg(long, default_value_t = 256)]
+    pub size: usize,
+    /// Batch size.
+    #[arg(short, long, default_value_t = 2)]
+    pub batch: usize,
+    /// Timed steps (after 3 warm-up steps).
+    #[arg(long, default_value_t = 10)]
+    pub steps: usize,
+    /// Device: cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceSpec,
 }
 
 /// Options of `bioseg-train perceptron`.
@@ -98,6 +123,21 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Export(args) => crate::cli_unet::export(args),
         Command::Synth(args) => crate::cli_unet::synth(args),
         Command::Demo(args) => crate::cli_unet::demo(args, cli.quiet),
+        Command::GpuCheck(args) => crate::gpu_check::gpu_check(args),
+        Command::Bench(args) => crate::with_backend!(&args.device, |B, device| {
+            let ips = crate::gpu_check::bench::<B>(args.filters, args.size, args.batch, args.steps, &[device])?;
+            println!(
+                "U-Net F={} {}x{} batch {} on {}: {:.3} s/step, {:.2} images/s",
+                args.filters,
+                args.size,
+                args.size,
+                args.batch,
+                args.device,
+                args.batch as f64 / ips,
+                ips
+            );
+            Ok(())
+        }),
     }
 }
 
@@ -114,6 +154,7 @@ pub fn init_logging(verbose: u8) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .without_time()
         .try_init();
 }

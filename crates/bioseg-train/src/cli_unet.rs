@@ -74,9 +74,12 @@ pub struct UnetArgs {
     /// Training crop height.
     #[arg(short = 'Y', long = "height", default_value_t = 256)]
     pub height: usize,
-    /// Fraction of the images held out for validation.
+    /// Fraction of the images held out for validation (seeded random choice).
     #[arg(long, default_value_t = 0.2)]
     pub val_fraction: f64,
+    /// Hold out these images (file stems, e.g. `20,21,22,23,24`) instead of a random fraction.
+    #[arg(long, value_delimiter = ',')]
+    pub val_names: Vec<String>,
     /// Seed of the initial weights, the split, augmentation and dropout.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -93,6 +96,11 @@ pub struct UnetArgs {
     /// OUT/checkpoints.
     #[arg(short = 'w', long = "load-weights")]
     pub load_weights: Option<PathBuf>,
+    /// Start from the weights of a Keras classic U-Net exported to ONNX (tf2onnx or Keras 3's
+    /// `model.export`); its architecture (filters, depth, channels, batch norm, upsampling)
+    /// replaces -F/--depth/--in-channels/--batch-norm/--upsample, with a warning where they differ.
+    #[arg(long, value_name = "KERAS.onnx")]
+    pub init_from: Option<PathBuf>,
     /// Write this many augmented training samples as PNGs into DIR before training.
     #[arg(long, value_name = "DIR")]
     pub save_augmented: Option<PathBuf>,
@@ -140,6 +148,7 @@ impl UnetArgs {
             depth: self.depth,
             drop_rate: self.drop_rate,
             batch_norm: self.batch_norm,
+            batch_norm_all: false,
             upsample: self.upsample.clone(),
             augmentation_rate: self.augmentation_rate,
             augment: if self.no_augment {
@@ -165,11 +174,12 @@ impl UnetArgs {
             steps_per_epoch: self.steps_per_epoch,
             max_minutes: self.max_minutes,
             class_names: self.class_names.clone(),
+            val_names: self.val_names.clone(),
         }
     }
 }
 
-/// Writes history.json and history.csv (atomically) into `out`.
+/// Writes history.json, history.csv and curves.png (atomically) into `out`.
 pub fn write_history(out: &Path, history: &[UnetEpoch]) {
     let json = serde_json::to_vec_pretty(history).expect("serialises");
     if let Err(e) = bioseg_data::write_bytes_atomic(&out.join("history.json"), &json) {
@@ -193,6 +203,9 @@ pub fn write_history(out: &Path, history: &[UnetEpoch]) {
     }
     if let Err(e) = bioseg_data::write_bytes_atomic(&out.join("history.csv"), csv.as_bytes()) {
         tracing::warn!("cannot write history.csv: {e}");
+    }
+    if let Err(e) = crate::curves::write_training_curves(&out.join("curves.png"), history) {
+        tracing::warn!("cannot write curves.png: {e}");
     }
 }
 
@@ -236,7 +249,12 @@ fn on_epoch(out: &Path, history: &[UnetEpoch]) {
 
 /// `bioseg-train unet`.
 pub fn unet(args: UnetArgs, quiet: bool) -> Result<()> {
-    let cfg = args.training();
+    let mut cfg = args.training();
+    if let Some(keras) = &args.init_from {
+        for w in crate::keras_import::adopt_keras_architecture(&mut cfg, keras)? {
+            tracing::warn!("{w}");
+        }
+    }
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create output folder {}", args.out.display()))?;
     let onnx = args.onnx.clone().unwrap_or_else(|| args.out.join("model.onnx"));
@@ -247,6 +265,7 @@ pub fn unet(args: UnetArgs, quiet: bool) -> Result<()> {
         on_epoch: Some(on_epoch),
         out_dir: Some(args.out.clone()),
         save_augmented: args.save_augmented.clone().map(|d| (d, args.save_augmented_count)),
+        init_from: args.init_from.clone(),
     };
     crate::with_backend!(&args.device, |B, device| {
         let devices = crate::device::replicas::<B>(&device, &args.replica_indices());

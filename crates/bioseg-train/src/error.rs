@@ -31,6 +31,17 @@ pub enum TrainError {
     /// Options that cannot work together, or values out of range.
     #[error("{0}")]
     Config(String),
+    /// A Keras U-Net (ONNX) that cannot initialise the Burn U-Net.
+    #[error("cannot initialise from {path}: {reason}")]
+    KerasImport {
+        /// The ONNX file.
+        path: PathBuf,
+        /// What does not match (the first layer that differs, expected vs found).
+        reason: String,
+    },
+    /// A plot (the training curves) could not be drawn.
+    #[error("cannot draw plot {0}")]
+    Plot(String),
     /// The loss became NaN or infinite.
     #[error("training diverged at epoch {epoch}: loss is {loss}")]
     Diverged {

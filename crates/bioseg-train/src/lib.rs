@@ -5,15 +5,19 @@
 //! - [`train`]: training loops with checkpoints and exact resume.
 //! - [`checkpoint`]: atomic, validated checkpoint folders.
 //! - [`device`]: CPU (Burn's `flex` backend) or CUDA (feature `cuda`) selection.
+//! - [`keras_import`]: Keras classic U-Nets (ONNX) as initial weights (`unet --init-from`).
 
 pub mod augment;
 pub mod checkpoint;
 pub mod cli;
 pub mod cli_unet;
+pub mod curves;
 pub mod demo;
 pub mod device;
 pub mod error;
 pub mod export;
+pub mod gpu_check;
+pub mod keras_import;
 pub mod model;
 pub mod progress;
 pub mod train;

@@ -56,6 +56,11 @@ pub struct UnetConfig {
     /// Batch normalisation after every 3×3 convolution.
     #[config(default = false)]
     pub batch_norm: bool,
+    /// With `batch_norm`, also normalise after each decoder upsampling layer (Conv 2×2 or
+    /// Conv2DTranspose) and after the head's 3×3, before their ReLU: the Keras classic U-Net with
+    /// batch normalisation (`tools/keras/unet.py`). Off: bioseg's original layout.
+    #[config(default = false)]
+    pub batch_norm_all: bool,
     /// Decoder upsampling.
     #[config(default = "Upsample::Nearest")]
     pub upsample: Upsample,
@@ -81,6 +86,8 @@ pub struct UpBlock<B: Backend> {
     pub up_conv: Option<Conv2d<B>>,
     /// Strided transposed convolution (transpose variant).
     pub up_transpose: Option<ConvTranspose2d<B>>,
+    /// Batch norm after the upsampling layer (`batch_norm_all`).
+    pub up_bn: Option<BatchNorm<B>>,
     /// The block after concatenation.
     pub block: ConvBlock<B>,
 }
@@ -96,6 +103,8 @@ pub struct Unet<B: Backend> {
     pub up: Vec<UpBlock<B>>,
     /// Conv 3×3 with 2·classes filters + ReLU.
     pub head: Conv2d<B>,
+    /// Batch norm after the head 3×3 (`batch_norm_all`).
+    pub head_bn: Option<BatchNorm<B>>,
     /// Conv 1×1 to the class logits.
     pub out: Conv2d<B>,
     /// Dropout at the deepest levels.
@@ -127,6 +136,11 @@ impl UnetConfig {
             conv2: conv(cout, cout, 3, PaddingConfig2d::Explicit(1, 1, 1, 1), device),
             bn2: bn(cout),
         }
+    }
+
+    /// The batch norm after an upsampling layer or the head, when `batch_norm_all` asks for it.
+    fn norm_all<B: Backend>(&self, channels: usize, device: &B::Device) -> Option<BatchNorm<B>> {
+        (self.batch_norm && self.batch_norm_all).then(|| BatchNormConfig::new(channels).init(device))
     }
 
     /// Checks the options.
@@ -178,7 +192,8 @@ impl UnetConfig {
                     }),
                 ),
             };
-            up.push(UpBlock { up_conv, up_transpose, block: self.block(2 * to, to, device) });
+            let up_bn = self.norm_all(to, device);
+            up.push(UpBlock { up_conv, up_transpose, up_bn, block: self.block(2 * to, to, device) });
         }
         let head_filters = 2 * self.classes;
         super::materialize(Unet {
@@ -186,6 +201,7 @@ impl UnetConfig {
             bottleneck,
             up,
             head: conv(f(0), head_filters, 3, PaddingConfig2d::Explicit(1, 1, 1, 1), device),
+            head_bn: self.norm_all(head_filters, device),
             out: {
                 let mut c = Conv2dConfig::new([head_filters, self.classes], [1, 1])
                     .with_initializer(Initializer::XavierUniform { gain: 1.0 })
@@ -225,11 +241,15 @@ impl<B: Backend> ConvBlock<B> {
 impl<B: Backend> UpBlock<B> {
     /// Upsamples `x`, concatenates `[skip, x]` and applies the block.
     pub fn forward(&self, x: Tensor<B, 4>, skip: Tensor<B, 4>) -> Tensor<B, 4> {
-        let x = match (&self.up_conv, &self.up_transpose) {
-            (Some(c), _) => relu(c.forward(upsample2(x))),
-            (None, Some(t)) => relu(t.forward(x)),
+        let mut x = match (&self.up_conv, &self.up_transpose) {
+            (Some(c), _) => c.forward(upsample2(x)),
+            (None, Some(t)) => t.forward(x),
             (None, None) => unreachable!("an up block has one upsampling layer"),
         };
+        if let Some(bn) = &self.up_bn {
+            x = bn.forward(x);
+        }
+        let x = relu(x);
         self.block.forward(Tensor::cat(vec![skip, x], 1))
     }
 }
@@ -267,7 +287,11 @@ impl<B: Backend> Unet<B> {
         for up in &self.up {
             x = up.forward(x, skips.pop().expect("one skip per level"));
         }
-        self.out.forward(relu(self.head.forward(x)))
+        let mut h = self.head.forward(x);
+        if let Some(bn) = &self.head_bn {
+            h = bn.forward(h);
+        }
+        self.out.forward(relu(h))
     }
 
     /// `[N, C, H, W]` → probabilities `[N, classes, H, W]`.
@@ -321,12 +345,19 @@ impl<B: Backend> Unet<B> {
                 }
                 (None, None) => unreachable!(),
             };
+            let u = match &up.up_bn {
+                Some(bn) => export_bn(&mut g, &format!("{name}.up_bn"), bn, &u),
+                None => u,
+            };
             let u = g.relu(&format!("{name}.up_relu"), &u);
             let skip = skips.pop().expect("skip");
             let cat = g.concat_channels(&format!("{name}.concat"), &[&skip, &u]);
             x = export_block(&mut g, &format!("{name}.block"), &up.block, &cat);
         }
-        let h = export_conv(&mut g, "head", &self.head, &x);
+        let mut h = export_conv(&mut g, "head", &self.head, &x);
+        if let Some(bn) = &self.head_bn {
+            h = export_bn(&mut g, "head.bn", bn, &h);
+        }
         let h = g.relu("head.relu", &h);
         let logits = export_conv(&mut g, "out", &self.out, &h);
         let (probs, activation) = if self.classes == 1 {
@@ -357,18 +388,19 @@ impl<B: Backend> Unet<B> {
     }
 }
 
-/// Receptive-field radius of a depth-`depth` U-Net: each 3×3 conv adds 1 pixel at its level's
-/// scale (2^level), each pool adds 1 at the finer scale, each up level's 2×2 conv adds 1 at the
-/// finer scale (its bottom/right extent), head 3×3 adds 1.
+/// Receptive-field radius of a depth-`depth` U-Net (an upper bound, in input pixels): each
+/// 3×3 conv adds 1 pixel at its level's scale (2^level); each 2×2 pool adds 1 at the finer
+/// scale; each up level adds 1 for the nearest-upsampling offset and 1 for its 2×2 conv at the
+/// finer scale; the head 3×3 adds 1.
 pub fn receptive_field_radius(depth: usize) -> usize {
     let mut r = 0usize;
     for level in 0..depth {
         r += 2 << level; // two 3×3 convs at scale 2^level
-        r += 1 << level; // 2×2 pooling window: one more pixel at the finer scale
+        r += 1 << level; // 2×2 pooling window
     }
     r += 2 << depth; // bottleneck
     for level in (0..depth).rev() {
-        r += 1 << level; // 2×2 conv after upsampling (one-sided, counted fully for safety)
+        r += 2 << level; // upsampling offset + 2×2 conv
         r += 2 << level; // two 3×3 convs
     }
     r + 1 // head 3×3

@@ -39,6 +39,11 @@ pub struct UnetTraining {
     pub drop_rate: f64,
     /// Batch normalisation.
     pub batch_norm: bool,
+    /// With `batch_norm`, also after the decoder's upsampling layers and the head (the Keras
+    /// layout; set by `--init-from`). Left out of the JSON when off, so the identity of earlier
+    /// runs is unchanged.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub batch_norm_all: bool,
     /// Decoder upsampling.
     pub upsample: String,
     /// Effective data-size multiplier: steps per epoch = images × rate / batch.
@@ -73,6 +78,10 @@ pub struct UnetTraining {
     pub max_minutes: f64,
     /// Class names (empty: derived from the data).
     pub class_names: Vec<String>,
+    /// Names (file stems) of the images held out for validation; empty: a seeded random
+    /// `val_fraction` of the images.
+    #[serde(default)]
+    pub val_names: Vec<String>,
 }
 
 impl Default for UnetTraining {
@@ -85,6 +94,7 @@ impl Default for UnetTraining {
             depth: 4,
             drop_rate: 0.5,
             batch_norm: false,
+            batch_norm_all: false,
             upsample: "nearest".into(),
             augmentation_rate: 20,
             augment: AugmentConfig::default(),
@@ -102,6 +112,7 @@ impl Default for UnetTraining {
             steps_per_epoch: 0,
             max_minutes: 0.0,
             class_names: Vec::new(),
+            val_names: Vec::new(),
         }
     }
 }
@@ -177,6 +188,7 @@ impl UnetTraining {
             .with_depth(self.depth)
             .with_drop_rate(self.drop_rate)
             .with_batch_norm(self.batch_norm)
+            .with_batch_norm_all(self.batch_norm_all)
             .with_upsample(self.upsample.parse().unwrap_or(Upsample::Nearest))
     }
 
@@ -246,7 +258,23 @@ impl UnetTraining {
         } else {
             0
         };
-        let val_idx: Vec<usize> = order[..n_val].to_vec();
+        let val_idx: Vec<usize> = if self.val_names.is_empty() {
+            order[..n_val].to_vec()
+        } else {
+            let mut idx = Vec::new();
+            for name in &self.val_names {
+                match samples.iter().position(|(n, _)| n == name) {
+                    Some(i) => idx.push(i),
+                    None => {
+                        return Err(TrainError::Config(format!(
+                            "--val-names: no image named `{name}` in {}",
+                            self.data_dir.join(&self.object_class).join("train").display()
+                        )));
+                    }
+                }
+            }
+            idx
+        };
         let mut train = Vec::new();
         let mut val = Vec::new();
         let mut val_names = Vec::new();
@@ -420,6 +448,9 @@ pub struct RunOptions {
     pub out_dir: Option<PathBuf>,
     /// Write this many augmented samples as PNGs here before training.
     pub save_augmented: Option<(PathBuf, usize)>,
+    /// Initialise the weights from this Keras U-Net ONNX file
+    /// ([`crate::keras_import::load_keras_unet`]) before any resume.
+    pub init_from: Option<PathBuf>,
 }
 
 /// Trains (or resumes) a U-Net.
@@ -475,6 +506,10 @@ pub fn train_unet<B: AutodiffBackend>(
 
     B::seed(device, cfg.seed);
     let mut model: Unet<B> = model_cfg.init(device);
+    if let Some(path) = &opts.init_from {
+        model = crate::keras_import::load_keras_unet(model, path, device)?;
+        tracing::info!("initial weights from {}", path.display());
+    }
     let mut optim = AdamConfig::new().init::<B, Unet<B>>();
     let mut history: Vec<UnetEpoch> = Vec::new();
     let mut best: Option<f64> = None;
