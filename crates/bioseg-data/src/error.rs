@@ -239,6 +239,26 @@ pub enum DataError {
         num_classes: usize,
     },
 
+    /// A volume (multi-page TIFF, folder of slices, Zarr store) is malformed, or cannot be read
+    /// or written as asked.
+    #[error("volume {}: {reason}", .path.display())]
+    Volume {
+        /// The file or folder.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// An existing output was written with other settings (another model, other options), so
+    /// it can be neither resumed nor shared.
+    #[error("output {} was written with other settings: {reason}", .path.display())]
+    IncompatibleOutput {
+        /// The existing output.
+        path: PathBuf,
+        /// What differs.
+        reason: String,
+    },
+
     /// Parameters handed to a function are invalid (no file is involved).
     #[error("invalid parameter {name}: {reason}")]
     InvalidParameter {

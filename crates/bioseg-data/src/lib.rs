@@ -19,10 +19,12 @@
 //! | [`overlay`] | colour overlays of label maps and error maps |
 //! | [`segmentation_scores`] | ISBI 2012 `V_rand`/`V_info`, adapted Rand error, variation of information |
 //! | [`env`](mod@env) | [`isbi2012_dir`], [`natural_cmp`] |
+//! | [`volume`] | 3-D volumes: multi-page TIFF, slice folders, Zarr v2/v3 readers ([`open_volume`]); OME-Zarr, TIFF stack and slice writers |
 
 #![warn(missing_docs)]
 
 pub mod atomic;
+pub mod cli_support;
 pub mod dataset;
 pub mod env;
 pub mod error;
@@ -34,6 +36,7 @@ pub mod pages;
 pub mod segmentation_scores;
 pub mod synth;
 pub mod tensor_file;
+pub mod volume;
 
 pub use atomic::{ensure_absent_or_overwrite, write_atomic, write_bytes_atomic};
 pub use dataset::{SamplePair, SegmentationDataset, list_images};
@@ -56,3 +59,8 @@ pub use segmentation_scores::{
 };
 pub use synth::{SynthParams, SynthSample, generate, write_dataset};
 pub use tensor_file::{TensorFormat, read_tensor, write_tensor};
+pub use volume::{
+    AtomicFilesystemStore, CreateMode, SliceFolderVolume, SliceFolderWriter, TiffStackWriter,
+    TiffVolume, VolumeDType, VolumeFormat, VolumeInfo, VolumeReader, VolumeSample, ZarrVolume,
+    ZarrVolumeSpec, ZarrVolumeWriter, detect_volume_format, open_volume, tiff_page_count,
+};

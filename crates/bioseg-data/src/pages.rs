@@ -33,7 +33,12 @@ pub fn read_image_pages(path: impl AsRef<Path>) -> Result<Vec<Image>, DataError>
         use std::io::Read;
         let mut f = &file;
         let n = f.read(&mut magic).unwrap_or(0);
-        if n < 4 || !(magic == *b"II*\0" || magic == *b"MM\0*" || magic == *b"II+\0" || magic == *b"MM\0+") {
+        if n < 4
+            || !(magic == *b"II*\0"
+                || magic == *b"MM\0*"
+                || magic == *b"II+\0"
+                || magic == *b"MM\0+")
+        {
             // Not a TIFF: PNG (or an error naming the file) through the single-image reader.
             return Ok(vec![read_image(path)?]);
         }
@@ -55,7 +60,9 @@ pub fn read_image_pages(path: impl AsRef<Path>) -> Result<Vec<Image>, DataError>
         if !decoder.more_images() {
             break;
         }
-        decoder.next_image().map_err(|e| tiff_error(path, page + 1, e))?;
+        decoder
+            .next_image()
+            .map_err(|e| tiff_error(path, page + 1, e))?;
     }
     Ok(pages)
 }
@@ -70,7 +77,9 @@ fn read_page(
         path: path.to_path_buf(),
         reason: format!("page {page}: {reason}"),
     };
-    let (w, h) = decoder.dimensions().map_err(|e| tiff_error(path, page, e))?;
+    let (w, h) = decoder
+        .dimensions()
+        .map_err(|e| tiff_error(path, page, e))?;
     let (w, h) = (w as usize, h as usize);
     if w == 0 || h == 0 || (w as u64).saturating_mul(h as u64) > MAX_PIXELS {
         return Err(DataError::BadDimensions {
@@ -92,7 +101,9 @@ fn read_page(
         tiff::ColorType::RGBA(_) => (4, 3),
         other => return Err(unsupported(format!("TIFF color type {other:?}"))),
     };
-    let decoded = decoder.read_image().map_err(|e| tiff_error(path, page, e))?;
+    let decoded = decoder
+        .read_image()
+        .map_err(|e| tiff_error(path, page, e))?;
     let (samples, depth): (Vec<f32>, SampleDepth) = match decoded {
         DecodingResult::U8(v) => (v.into_iter().map(f32::from).collect(), SampleDepth::U8),
         DecodingResult::U16(v) => (v.into_iter().map(f32::from).collect(), SampleDepth::U16),
@@ -116,8 +127,7 @@ fn read_page(
         .take(w * h)
         .flat_map(|px| px[..cout].to_vec())
         .collect();
-    let data = Array3::from_shape_vec((h, w, cout), data)
-        .map_err(|e| unsupported(one_line(e)))?;
+    let data = Array3::from_shape_vec((h, w, cout), data).map_err(|e| unsupported(one_line(e)))?;
     Ok(Image { data, depth })
 }
 
@@ -164,13 +174,19 @@ pub fn write_gray_u8_pages(
     if width == 0 || height == 0 || pages.is_empty() {
         return Err(DataError::BadBuffer {
             path: path.to_path_buf(),
-            reason: format!("{} page(s) of {width}x{height}: nothing to write", pages.len()),
+            reason: format!(
+                "{} page(s) of {width}x{height}: nothing to write",
+                pages.len()
+            ),
         });
     }
     if let Some((i, p)) = pages.iter().enumerate().find(|(_, p)| p.len() != n) {
         return Err(DataError::BadBuffer {
             path: path.to_path_buf(),
-            reason: format!("page {i} has {} samples, expected {width}x{height} = {n}", p.len()),
+            reason: format!(
+                "page {i} has {} samples, expected {width}x{height} = {n}",
+                p.len()
+            ),
         });
     }
     write_atomic_seekable(path, |w| {
@@ -191,7 +207,9 @@ mod tests {
     fn stack_round_trip_and_png_is_one_page() {
         let dir = tempfile::tempdir().unwrap();
         let tif = dir.path().join("s.tif");
-        let pages: Vec<Vec<u8>> = (0..3u8).map(|k| (0..6u8).map(|v| v * 10 + k).collect()).collect();
+        let pages: Vec<Vec<u8>> = (0..3u8)
+            .map(|k| (0..6u8).map(|v| v * 10 + k).collect())
+            .collect();
         write_gray_u8_pages(&tif, 3, 2, &pages).unwrap();
         let read = read_image_pages(&tif).unwrap();
         assert_eq!(read.len(), 3);

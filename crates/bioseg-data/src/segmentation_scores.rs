@@ -145,9 +145,11 @@ fn check_shapes(a: &[usize], b: &[usize]) -> Result<(), DataError> {
 /// the components in the raster order of their first pixel. Returns the labels and the
 /// number of components.
 pub fn connected_components(foreground: ArrayView2<'_, bool>) -> (Array2<u32>, usize) {
-    label_regions(foreground.dim(), |y, x| foreground[[y, x]], |a, b| {
-        foreground[a] == foreground[b]
-    })
+    label_regions(
+        foreground.dim(),
+        |y, x| foreground[[y, x]],
+        |a, b| foreground[a] == foreground[b],
+    )
 }
 
 /// The ISBI cells of a boundary map: pixels with a value above `threshold` are cell interior
@@ -382,8 +384,7 @@ pub fn variation_of_information<D: Dimension>(
     if n == 0.0 {
         return Ok((0.0, 0.0));
     }
-    let rows: HashMap<u32, u64> = table.rows.clone();
-    let cols: HashMap<u32, u64> = table.cols.clone();
+    let (rows, cols) = (&table.rows, &table.cols);
     // H(1|0) = −Σ p_ij log2(p_ij / p_i), H(0|1) = −Σ p_ij log2(p_ij / p_j); p_ij / p_i = n_ij / n_i.
     let mut h1g0 = 0.0;
     let mut h0g1 = 0.0;
@@ -418,7 +419,10 @@ mod tests {
         let (l, n) = connected_components(fg.view());
         assert_eq!(n, 3);
         assert_eq!(l, array![[1, 0, 2], [0, 3, 0], [3, 3, 0]]);
-        let (l, n) = cells(array![[0.0f32, 255.0, 255.0], [255.0, 0.0, f32::NAN]].view(), 127.5);
+        let (l, n) = cells(
+            array![[0.0f32, 255.0, 255.0], [255.0, 0.0, f32::NAN]].view(),
+            127.5,
+        );
         assert_eq!(n, 2);
         assert_eq!(l, array![[0, 1, 1], [2, 0, 0]]);
     }
@@ -539,10 +543,12 @@ mod tests {
         assert!(close(a.precision, 2.0 / 6.0));
         assert!(close(a.recall, 1.0));
         // Test label 0 is an ordinary segment here.
-        let a = adapted_rand_error(array![[1u32, 1]].view(), array![[0u32, 0]].view(), &[0]).unwrap();
+        let a =
+            adapted_rand_error(array![[1u32, 1]].view(), array![[0u32, 0]].view(), &[0]).unwrap();
         assert!(close(a.error, 0.0));
         // Nothing counted: 0/0 → perfect.
-        let a = adapted_rand_error(array![[0u32, 0]].view(), array![[3u32, 4]].view(), &[0]).unwrap();
+        let a =
+            adapted_rand_error(array![[0u32, 0]].view(), array![[3u32, 4]].view(), &[0]).unwrap();
         assert!(close(a.error, 0.0));
     }
 
@@ -561,7 +567,11 @@ mod tests {
         let p3 = p.clone().into_shape_with_order((1, 1, 4)).unwrap();
         let (a3, b3) = variation_of_information(t3.view(), p3.view(), &[]).unwrap();
         assert!(close(a3, a) && close(b3, b));
-        let err = variation_of_information(t3.view(), p3.view().into_shape_with_order((1, 4, 1)).unwrap(), &[]);
+        let err = variation_of_information(
+            t3.view(),
+            p3.view().into_shape_with_order((1, 4, 1)).unwrap(),
+            &[],
+        );
         assert!(err.is_err());
         assert_eq!(
             variation_of_information(t.view(), p.view(), &[1, 2]).unwrap(),

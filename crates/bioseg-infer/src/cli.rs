@@ -75,20 +75,7 @@ pub fn run(cli: Cli) -> Result<()> {
 
 /// Sets up `tracing` to stderr at a level from `-v` (RUST_LOG overrides).
 pub fn init_logging(verbose: u8) {
-    let level = match verbose {
-        0 => "warn",
-        1 => "info",
-        2 => "debug",
-        _ => "trace",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .without_time()
-        .try_init();
+    bioseg_data::cli_support::init_logging(verbose, "warn");
 }
 
 fn run_cmd(args: RunArgs) -> Result<()> {

@@ -149,7 +149,10 @@ impl ClassMapping {
             return Ok(gray.mapv(|v| u8::from(v > cut)));
         }
         let n = self.classes as f32;
-        if let Some(v) = gray.iter().find(|&&v| v < 0.0 || v >= n || v.fract() != 0.0) {
+        if let Some(v) = gray
+            .iter()
+            .find(|&&v| v < 0.0 || v >= n || v.fract() != 0.0)
+        {
             bail!(
                 "{what} holds the value {v}: with --classes {} images must be class-index maps (0..{})",
                 self.classes,
@@ -258,7 +261,11 @@ pub fn slices(path: &Path) -> Result<(bool, Vec<(String, Slice)>)> {
     let n = pages.len();
     let named = (0..n)
         .map(|z| {
-            let name = if n == 1 { s.clone() } else { format!("{s}[{z}]") };
+            let name = if n == 1 {
+                s.clone()
+            } else {
+                format!("{s}[{z}]")
+            };
             (name, Slice::Page(pages.clone(), z, path.to_path_buf()))
         })
         .collect();
@@ -266,13 +273,17 @@ pub fn slices(path: &Path) -> Result<(bool, Vec<(String, Slice)>)> {
 }
 
 fn stem(p: &Path) -> String {
-    p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+    p.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// Pairs predictions with labels (see the module documentation).
 pub fn pair_inputs(pred: &Path, label: &Path) -> Result<Vec<(String, Slice, Slice)>> {
-    let (pred_dir, preds) = slices(pred).with_context(|| format!("reading predictions {}", pred.display()))?;
-    let (label_dir, labels) = slices(label).with_context(|| format!("reading labels {}", label.display()))?;
+    let (pred_dir, preds) =
+        slices(pred).with_context(|| format!("reading predictions {}", pred.display()))?;
+    let (label_dir, labels) =
+        slices(label).with_context(|| format!("reading labels {}", label.display()))?;
     if pred_dir && label_dir {
         let mut by_stem: HashMap<String, Slice> = labels.iter().cloned().collect();
         let mut pairs = Vec::with_capacity(preds.len());
@@ -319,7 +330,11 @@ pub fn pair_inputs(pred: &Path, label: &Path) -> Result<Vec<(String, Slice, Slic
 }
 
 fn more(n: usize) -> String {
-    if n > 1 { format!(" (and {} more)", n - 1) } else { String::new() }
+    if n > 1 {
+        format!(" (and {} more)", n - 1)
+    } else {
+        String::new()
+    }
 }
 
 /// Scores every pair (in parallel), in pairing order.
@@ -388,7 +403,11 @@ pub fn to_csv(rows: &[ImageScores], mean: &ImageScores) -> String {
 
 /// An integer-valued count without decimals, a mean with two.
 fn trim(v: f64) -> String {
-    if v.fract() == 0.0 { format!("{v:.0}") } else { format!("{v:.2}") }
+    if v.fract() == 0.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.2}")
+    }
 }
 
 /// The JSON table (fields in this order).
@@ -413,7 +432,11 @@ struct JsonSettings<'a> {
 pub fn evaluate(args: EvaluateArgs) -> Result<()> {
     let mapping = ClassMapping::new(args.classes, args.threshold)?;
     if args.boundary_class as usize >= args.classes {
-        bail!("--boundary-class {} is not below --classes {}", args.boundary_class, args.classes);
+        bail!(
+            "--boundary-class {} is not below --classes {}",
+            args.boundary_class,
+            args.classes
+        );
     }
     if let Some(out) = &args.output {
         bioseg_data::ensure_absent_or_overwrite(out, args.overwrite)?;
@@ -444,7 +467,10 @@ pub fn evaluate(args: EvaluateArgs) -> Result<()> {
             eprintln!(
                 "{} image(s): mean Dice {:?}, pixel error {:.4}, V_rand {:.4}, V_info {:.4} -> {}",
                 rows.len(),
-                mean.dice.iter().map(|d| (d * 1e4).round() / 1e4).collect::<Vec<_>>(),
+                mean.dice
+                    .iter()
+                    .map(|d| (d * 1e4).round() / 1e4)
+                    .collect::<Vec<_>>(),
                 mean.pixel_error,
                 mean.v_rand,
                 mean.v_info,

@@ -20,6 +20,7 @@ pub mod output;
 pub mod predict;
 pub mod tensor_run;
 pub mod tiling;
+pub mod volume_predict;
 
 pub use error::InferError;
 pub use model::{InputDim, OnnxModel};

@@ -220,15 +220,5 @@ impl OnnxModel {
 
 /// An anyhow error and its causes on one line.
 pub fn error_chain(e: &anyhow::Error) -> String {
-    let mut out = String::new();
-    for cause in e.chain() {
-        let msg = cause.to_string();
-        if !out.contains(&msg) {
-            if !out.is_empty() {
-                out.push_str(": ");
-            }
-            out.push_str(&msg);
-        }
-    }
-    out
+    bioseg_data::cli_support::error_line(e.as_ref())
 }

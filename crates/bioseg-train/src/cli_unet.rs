@@ -123,6 +123,25 @@ pub struct UnetArgs {
     /// Multiply the learning rate by the number of replicas (linear scaling rule).
     #[arg(long)]
     pub scale_lr: bool,
+    /// Multi-node data parallel (build with `--features collective`): number of nodes, one
+    /// `bioseg-train` process each [default: SLURM_STEP_NUM_NODES or SLURM_NNODES, else 1].
+    /// Effective batch = batch size × GPUs × nodes. Rank R > 0 writes into OUT/node-R.
+    #[arg(long, help_heading = "Multi-node")]
+    pub nodes: Option<usize>,
+    /// This node's rank, 0..nodes (rank 0 runs the coordinator) [default: SLURM_NODEID].
+    #[arg(long, help_heading = "Multi-node")]
+    pub node_rank: Option<usize>,
+    /// The coordinator, HOST[:PORT] (rank 0's host; port 29400 by default) [default:
+    /// BIOSEG_COORDINATOR, else the first host of SLURM_STEP_NODELIST/SLURM_JOB_NODELIST].
+    #[arg(long, value_name = "HOST:PORT", help_heading = "Multi-node")]
+    pub coordinator: Option<String>,
+    /// Host or address under which the other nodes reach this one [default: SLURMD_NODENAME,
+    /// else the host name].
+    #[arg(long, value_name = "HOST", help_heading = "Multi-node")]
+    pub node_address: Option<String>,
+    /// Port of this node's tensor service [default: coordinator port + 1 + rank].
+    #[arg(long, help_heading = "Multi-node")]
+    pub data_port: Option<u16>,
 }
 
 impl UnetArgs {
@@ -248,8 +267,28 @@ fn on_epoch(out: &Path, history: &[UnetEpoch]) {
 }
 
 /// `bioseg-train unet`.
-pub fn unet(args: UnetArgs, quiet: bool) -> Result<()> {
+pub fn unet(mut args: UnetArgs, quiet: bool) -> Result<()> {
     let mut cfg = args.training();
+    let multi_node = crate::train::multi_node::MultiNodeArgs {
+        nodes: args.nodes,
+        rank: args.node_rank,
+        coordinator: args.coordinator.clone(),
+        node_address: args.node_address.clone(),
+        data_port: args.data_port,
+    }
+    .resolve()?;
+    if let Some(m) = &multi_node {
+        if args.scale_lr {
+            cfg.learning_rate *= m.nodes as f64;
+        }
+        if m.rank > 0 {
+            // Nodes may share a file system: rank R > 0 writes under OUT/node-R.
+            let name = args.onnx.as_ref().and_then(|p| p.file_name()).map(PathBuf::from);
+            args.out = args.out.join(format!("node-{}", m.rank));
+            args.onnx = name.map(|n| args.out.join(n));
+        }
+        tracing::info!("multi-node run: {m}");
+    }
     if let Some(keras) = &args.init_from {
         for w in crate::keras_import::adopt_keras_architecture(&mut cfg, keras)? {
             tracing::warn!("{w}");
@@ -266,6 +305,7 @@ pub fn unet(args: UnetArgs, quiet: bool) -> Result<()> {
         out_dir: Some(args.out.clone()),
         save_augmented: args.save_augmented.clone().map(|d| (d, args.save_augmented_count)),
         init_from: args.init_from.clone(),
+        multi_node,
     };
     crate::with_backend!(&args.device, |B, device| {
         let devices = crate::device::replicas::<B>(&device, &args.replica_indices());
@@ -321,7 +361,7 @@ pub fn export(args: ExportArgs) -> Result<()> {
             let history: Vec<UnetEpoch> = serde_json::from_value(state.history).unwrap_or_default();
             let class_names = if cfg.class_names.is_empty() {
                 if data_classes == 2 {
-                    vec!["background".into(), cfg.object_class.clone()]
+                    crate::train::unet::binary_class_names(&cfg.object_class)
                 } else {
                     (0..data_classes).map(|c| format!("class{c}")).collect()
                 }

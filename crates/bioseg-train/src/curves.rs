@@ -32,9 +32,14 @@ fn register_font() -> Result<(), TrainError> {
     if ok {
         Ok(())
     } else {
-        Err(TrainError::Plot("the embedded DejaVu Sans font could not be loaded".into()))
+        Err(TrainError::Plot(
+            "the embedded DejaVu Sans font could not be loaded".into(),
+        ))
     }
 }
+
+/// A line: legend label, colour, `(epoch, value)` points.
+type Series<'a> = (&'a str, RGBColor, Vec<(f64, f64)>);
 
 /// Line colours: training loss, validation loss, then one per class.
 const COLORS: [RGBColor; 8] = [
@@ -65,7 +70,8 @@ pub fn write_training_curves(path: &Path, history: &[UnetEpoch]) -> Result<(), T
     register_font()?;
     let (w, h) = (CURVES_WIDTH, CURVES_HEIGHT);
     let mut buf = vec![255u8; (w * h * 3) as usize];
-    draw(&mut buf, (w, h), history).map_err(|e| TrainError::Plot(format!("{}: {e}", path.display())))?;
+    draw(&mut buf, (w, h), history)
+        .map_err(|e| TrainError::Plot(format!("{}: {e}", path.display())))?;
     bioseg_data::write_rgb_u8_png(path, w, h, &buf)?;
     Ok(())
 }
@@ -78,17 +84,38 @@ fn draw(buf: &mut [u8], size: (u32, u32), history: &[UnetEpoch]) -> Result<(), S
     root.fill(&WHITE).map_err(|e| e.to_string())?;
     let (left, right) = root.split_horizontally(size.0 / 2);
     let last_epoch = history.iter().map(|e| e.epoch).max().unwrap_or(1).max(1) as f64;
-    let x_range = if last_epoch > 1.0 { 1.0..last_epoch } else { 0.5..1.5 };
+    let x_range = if last_epoch > 1.0 {
+        1.0..last_epoch
+    } else {
+        0.5..1.5
+    };
+    // Whole epochs only: at most 10 ticks, fractional ones left blank.
+    let x_ticks = (last_epoch as usize).clamp(2, 10);
+    let epoch_label = |x: &f64| {
+        if (x - x.round()).abs() < 1e-6 {
+            format!("{x:.0}")
+        } else {
+            String::new()
+        }
+    };
 
     // Loss.
     let finite = |v: f64| v.is_finite().then_some(v);
-    let has_val = history.iter().any(|e| e.val_loss != 0.0 && e.val_loss.is_finite());
+    let has_val = history
+        .iter()
+        .any(|e| e.val_loss != 0.0 && e.val_loss.is_finite());
     let max_loss = history
         .iter()
-        .flat_map(|e| [finite(e.train_loss), if has_val { finite(e.val_loss) } else { None }])
+        .flat_map(|e| {
+            [
+                finite(e.train_loss),
+                if has_val { finite(e.val_loss) } else { None },
+            ]
+        })
         .flatten()
         .fold(0.0f64, f64::max);
-    let y_max = if max_loss > 0.0 { max_loss * 1.08 } else { 1.0 };
+    // Headroom above the lines for the legend.
+    let y_max = if max_loss > 0.0 { max_loss * 1.3 } else { 1.0 };
     let mut chart = ChartBuilder::on(&left)
         .caption("Loss", (FONT, 20))
         .margin(12)
@@ -102,21 +129,28 @@ fn draw(buf: &mut [u8], size: (u32, u32), history: &[UnetEpoch]) -> Result<(), S
         .y_desc("loss")
         .label_style((FONT, 13))
         .axis_desc_style((FONT, 15))
-        .x_labels(8)
-        .x_label_formatter(&|x| format!("{x:.0}"))
-        .light_line_style(RGBColor(235, 235, 235))
+        .x_labels(x_ticks)
+        .x_label_formatter(&epoch_label)
+        .light_line_style(TRANSPARENT)
+        .bold_line_style(RGBColor(225, 225, 225))
         .draw()
         .map_err(|e| e.to_string())?;
-    let mut series: Vec<(&str, RGBColor, Vec<(f64, f64)>)> = vec![(
+    let mut series: Vec<Series> = vec![(
         "training",
         COLORS[0],
-        history.iter().filter_map(|e| finite(e.train_loss).map(|v| (e.epoch as f64, v))).collect(),
+        history
+            .iter()
+            .filter_map(|e| finite(e.train_loss).map(|v| (e.epoch as f64, v)))
+            .collect(),
     )];
     if has_val {
         series.push((
             "validation",
             COLORS[1],
-            history.iter().filter_map(|e| finite(e.val_loss).map(|v| (e.epoch as f64, v))).collect(),
+            history
+                .iter()
+                .filter_map(|e| finite(e.val_loss).map(|v| (e.epoch as f64, v)))
+                .collect(),
         ));
     }
     for (name, color, points) in series {
@@ -124,7 +158,9 @@ fn draw(buf: &mut [u8], size: (u32, u32), history: &[UnetEpoch]) -> Result<(), S
             .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
             .map_err(|e| e.to_string())?
             .label(name)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
         chart
             .draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled())))
             .map_err(|e| e.to_string())?;
@@ -153,23 +189,32 @@ fn draw(buf: &mut [u8], size: (u32, u32), history: &[UnetEpoch]) -> Result<(), S
         .y_desc("Dice")
         .label_style((FONT, 13))
         .axis_desc_style((FONT, 15))
-        .x_labels(8)
-        .x_label_formatter(&|x| format!("{x:.0}"))
+        .x_labels(x_ticks)
+        .x_label_formatter(&epoch_label)
         .y_label_formatter(&|y| format!("{y:.1}"))
-        .light_line_style(RGBColor(235, 235, 235))
+        .light_line_style(TRANSPARENT)
+        .bold_line_style(RGBColor(225, 225, 225))
         .draw()
         .map_err(|e| e.to_string())?;
     for c in 0..classes {
         let color = COLORS[(2 + c) % COLORS.len()];
         let points: Vec<(f64, f64)> = history
             .iter()
-            .filter_map(|e| e.val_dice.get(c).copied().and_then(finite).map(|v| (e.epoch as f64, v)))
+            .filter_map(|e| {
+                e.val_dice
+                    .get(c)
+                    .copied()
+                    .and_then(finite)
+                    .map(|v| (e.epoch as f64, v))
+            })
             .collect();
         chart
             .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
             .map_err(|e| e.to_string())?
             .label(format!("class {c}"))
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
         chart
             .draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled())))
             .map_err(|e| e.to_string())?;
@@ -216,12 +261,19 @@ mod tests {
         ];
         write_training_curves(&path, &history).unwrap();
         let img = bioseg_data::read_image(&path).unwrap();
-        assert_eq!((img.width(), img.height(), img.channels()), (CURVES_WIDTH as usize, CURVES_HEIGHT as usize, 3));
+        assert_eq!(
+            (img.width(), img.height(), img.channels()),
+            (CURVES_WIDTH as usize, CURVES_HEIGHT as usize, 3)
+        );
         // Something was drawn in colour (the lines), not just a white page.
         let coloured = img
             .data
             .outer_iter()
-            .flat_map(|row| row.outer_iter().map(|p| (p[0] - p[1]).abs() + (p[1] - p[2]).abs()).collect::<Vec<_>>())
+            .flat_map(|row| {
+                row.outer_iter()
+                    .map(|p| (p[0] - p[1]).abs() + (p[1] - p[2]).abs())
+                    .collect::<Vec<_>>()
+            })
             .filter(|&d| d > 60.0)
             .count();
         assert!(coloured > 500, "only {coloured} coloured pixels");
@@ -233,10 +285,19 @@ mod tests {
     fn odd_histories_do_not_panic() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.png");
-        assert!(matches!(write_training_curves(&path, &[]), Err(TrainError::Config(_))));
-        let history = vec![epoch(1, f64::NAN, 0.0, [f64::NAN, 0.5]), epoch(2, f64::INFINITY, 0.0, [0.1, 0.2])];
+        assert!(matches!(
+            write_training_curves(&path, &[]),
+            Err(TrainError::Config(_))
+        ));
+        let history = vec![
+            epoch(1, f64::NAN, 0.0, [f64::NAN, 0.5]),
+            epoch(2, f64::INFINITY, 0.0, [0.1, 0.2]),
+        ];
         write_training_curves(&path, &history).unwrap();
         let missing = dir.path().join("no/such/dir/c.png");
-        assert!(matches!(write_training_curves(&missing, &history), Err(TrainError::Data(_))));
+        assert!(matches!(
+            write_training_curves(&missing, &history),
+            Err(TrainError::Data(_))
+        ));
     }
 }

@@ -1,6 +1,7 @@
 //! Training loops.
 
 pub mod data_parallel;
+pub mod multi_node;
 pub mod losses;
 pub mod perceptron;
 pub mod seeds;

@@ -160,6 +160,16 @@ pub struct TrainedUnet<B: Backend> {
     pub class_names: Vec<String>,
 }
 
+/// Class names of a binary model trained on `object_class`: the ISBI convention for membranes
+/// (label 255 = cell interior, 0 = membrane), background/foreground otherwise.
+pub fn binary_class_names(object_class: &str) -> Vec<String> {
+    if object_class == "membrane" {
+        vec!["membrane".into(), "cell-interior".into()]
+    } else {
+        vec!["background".into(), object_class.into()]
+    }
+}
+
 /// Loaded, normalised training and validation data.
 pub struct UnetData {
     /// Training images and masks.
@@ -451,6 +461,9 @@ pub struct RunOptions {
     /// Initialise the weights from this Keras U-Net ONNX file
     /// ([`crate::keras_import::load_keras_unet`]) before any resume.
     pub init_from: Option<PathBuf>,
+    /// Multi-node data parallel: this process's place among the nodes (one process per node;
+    /// needs the `collective` feature; see [`crate::train::multi_node`]). None: one node.
+    pub multi_node: Option<crate::train::multi_node::MultiNodeConfig>,
 }
 
 /// Trains (or resumes) a U-Net.
@@ -478,7 +491,7 @@ pub fn train_unet<B: AutodiffBackend>(
     let loss = Loss { kind: cfg.loss, class_weights, beta: cfg.beta, gamma: cfg.gamma };
     let class_names = if cfg.class_names.is_empty() {
         if data.classes == 2 {
-            vec!["background".to_string(), cfg.object_class.clone()]
+            crate::train::unet::binary_class_names(&cfg.object_class)
         } else {
             (0..data.classes).map(|c| format!("class{c}")).collect()
         }
@@ -532,12 +545,30 @@ pub fn train_unet<B: AutodiffBackend>(
         tracing::info!("resuming from {} after epoch {start}", ckpt.display());
     }
 
+    // Multi-node: every node draws its shard (`rank`) of a global batch `nodes` times larger.
+    let (nodes, rank) = opts.multi_node.as_ref().map_or((1, 0), |m| (m.nodes, m.rank));
+    #[cfg(feature = "collective")]
+    let collective = match &opts.multi_node {
+        Some(m) => {
+            let c = crate::train::multi_node::Collective::<B>::join(m, device)?;
+            c.check_same_weights(&model)?;
+            Some(c)
+        }
+        None => None,
+    };
+    #[cfg(not(feature = "collective"))]
+    if opts.multi_node.is_some() {
+        return Err(TrainError::Config(
+            "multi-node training needs a bioseg-train built with `--features collective`".into(),
+        ));
+    }
     let steps = if cfg.steps_per_epoch > 0 {
         cfg.steps_per_epoch
     } else {
-        (data.train.len() * cfg.augmentation_rate).div_ceil(cfg.batch_size * replicas).max(1)
+        (data.train.len() * cfg.augmentation_rate).div_ceil(cfg.batch_size * replicas * nodes).max(1)
     };
-    let global_batch = cfg.batch_size * replicas;
+    let node_batch = cfg.batch_size * replicas;
+    let global_batch = node_batch * nodes;
     let t0 = Instant::now();
     let train = std::sync::Arc::new(data.train);
     for epoch in start..cfg.epochs {
@@ -545,12 +576,18 @@ pub fn train_unet<B: AutodiffBackend>(
             tracing::info!("time limit reached after {epoch} epochs");
             break;
         }
-        B::seed(device, cfg.seed.wrapping_add(1000 + epoch as u64));
-        let batches = spawn_batches(train.clone(), cfg, global_batch, epoch, steps);
+        B::seed(device, cfg.seed.wrapping_add(1000 + epoch as u64).wrapping_add((rank as u64) << 32));
+        let batches = spawn_batches(train.clone(), cfg, (global_batch, rank * node_batch, node_batch), epoch, steps);
         let bar = crate::progress::bar(steps as u64, &format!("epoch {}/{}", epoch + 1, cfg.epochs), opts.quiet);
         let te = Instant::now();
         let mut loss_sum = 0.0;
         for (step, batch) in batches.into_iter().enumerate() {
+            #[cfg(feature = "collective")]
+            let (m, value) = match &collective {
+                Some(c) => crate::train::multi_node::step(model, &mut optim, &loss, &batch, devices, cfg.learning_rate, c)?,
+                None => crate::train::data_parallel::step(model, &mut optim, &loss, &batch, devices, cfg.learning_rate)?,
+            };
+            #[cfg(not(feature = "collective"))]
             let (m, value) = crate::train::data_parallel::step(
                 model,
                 &mut optim,
@@ -620,6 +657,10 @@ pub fn train_unet<B: AutodiffBackend>(
             f(out, &history);
         }
     }
+    #[cfg(feature = "collective")]
+    if let Some(c) = collective {
+        c.finish()?;
+    }
     Ok(TrainedUnet {
         model: model.valid(),
         history,
@@ -631,10 +672,12 @@ pub fn train_unet<B: AutodiffBackend>(
 
 /// Produces the epoch's batches on a background thread (augmentation in parallel with rayon),
 /// a few batches ahead of the trainer. Batch `s` of epoch `e` depends only on (seed, e, s).
+/// `(b, offset, count)`: the global batch size, and the part of each global batch this process
+/// draws (all of it, `(b, 0, b)`, except on the nodes of a multi-node run).
 fn spawn_batches(
     train: std::sync::Arc<Vec<Sample>>,
     cfg: &UnetTraining,
-    b: usize,
+    (b, offset, count): (usize, usize, usize),
     epoch: usize,
     steps: usize,
 ) -> Receiver<Vec<Sample>> {
@@ -642,8 +685,8 @@ fn spawn_batches(
     let (aug, ch, cw, seed) = (cfg.augment.clone(), cfg.crop_height, cfg.crop_width, cfg.seed);
     std::thread::spawn(move || {
         for step in 0..steps {
-            let first = ((epoch * steps + step) * b) as u64;
-            let batch = augment_batch(&train, first, b, ch, cw, &aug, seed);
+            let first = ((epoch * steps + step) * b + offset) as u64;
+            let batch = augment_batch(&train, first, count, ch, cw, &aug, seed);
             if tx.send(batch).is_err() {
                 return;
             }

@@ -1,0 +1,53 @@
+//! Plumbing shared by the `bioseg` and `bioseg-train` command lines: logging set-up and
+//! one-line error reports.
+
+/// Sets up `tracing` to stderr: `default_filter` at verbosity 0, then info / debug / trace for
+/// each `-v`; `RUST_LOG` overrides. Colours only on a terminal.
+pub fn init_logging(verbose: u8, default_filter: &str) {
+    let level = match verbose {
+        0 => default_filter,
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .without_time()
+        .try_init();
+}
+
+/// An error and its causes on one line, skipping causes whose text the line already holds.
+pub fn error_line(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = String::new();
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        let msg = e.to_string();
+        if !out.contains(&msg) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&msg);
+        }
+        cause = e.source();
+    }
+    out.replace('\n', " ")
+}
+
+#[cfg(test)]
+mod tests {
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer {0}")]
+    struct Outer(#[source] std::io::Error);
+
+    #[test]
+    fn causes_are_joined_once() {
+        let e = Outer(std::io::Error::other("inner"));
+        assert_eq!(super::error_line(&e), "outer inner");
+        let e = std::io::Error::other("a\nb");
+        assert_eq!(super::error_line(&e), "a b");
+    }
+}
