@@ -8,7 +8,7 @@
 //!   the same weights, equal (1e-5) to one process trained on the concatenated global batch.
 //!   `cargo test -p bioseg-train --features collective --test multi_node -- --ignored`
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -181,7 +181,7 @@ fn two_nodes_on_localhost_equal_one_process_on_the_global_batch() {
     let logs: Vec<String> =
         nodes.into_iter().enumerate().map(|(r, c)| wait(c, &format!("node {r}"), deadline)).collect();
 
-    let paths: [PathBuf; 3] = [single.join("model.onnx"), multi.join("model.onnx"), multi.join("node-1/model.onnx")];
+    let paths: [std::path::PathBuf; 3] = [single.join("model.onnx"), multi.join("model.onnx"), multi.join("node-1/model.onnx")];
     let [w_single, w0, w1] = paths.map(|p| onnx_weights(&p));
     let nodes_diff = max_diff(&w0, &w1);
     assert_eq!(nodes_diff, 0.0, "the nodes' final weights differ by {nodes_diff}\n{}", logs.join("\n"));
