@@ -685,6 +685,18 @@ impl<'a> VolumeJob<'a> {
         let rx = probe.read_range(&(probe.region[2].start + first.x.start..probe.region[2].start + first.x.end), info.shape[2]);
         let classes = model_classes(model, &predictor, ry.len(), rx.len())?;
         let plan = plan_volume(PlanInputs { classes, ..inputs }, &opts)?;
+        let whole_slices = plan.region[1] == (0..info.shape[1]) && plan.region[2] == (0..info.shape[2])
+            && plan.block_yx == (info.shape[1], info.shape[2]);
+        let max_value = info.depth.max_value().unwrap_or(1.0);
+        if !whole_slices && predictor.normalization(max_value) == bioseg_onnx::Normalization::ZScorePerImage {
+            tracing::warn!(
+                "per-image z-score normalisation uses the statistics of each block with its context, not of whole slices (blocks of {}x{} in slices of {}x{})",
+                plan.block_yx.0,
+                plan.block_yx.1,
+                info.shape[1],
+                info.shape[2]
+            );
+        }
         let model_bytes = std::fs::read(model.path()).map_err(|e| InferError::Model {
             path: model.path().to_path_buf(),
             reason: format!("cannot read: {e}"),

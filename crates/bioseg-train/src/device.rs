@@ -65,6 +65,34 @@ pub fn replicas<B: burn::tensor::backend::Backend>(base: &B::Device, indices: &[
         .collect()
 }
 
+/// Checks that CUDA device `index` can be used (driver library present, device exists) before
+/// any work starts; cudarc and cubecl panic otherwise, so the check runs under `catch_unwind`
+/// with the panic message kept off stderr, and returns it as a one-line error.
+#[cfg(feature = "cuda")]
+pub fn probe_cuda(index: usize) -> Result<(), String> {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let result = std::panic::catch_unwind(|| {
+        let device = burn::backend::cuda::CudaDevice::new(index);
+        let t = burn::tensor::Tensor::<CudaBackend, 1>::from_floats([1.0f32], &device);
+        t.into_data().to_vec::<f32>().map(|_| ()).map_err(|e| format!("{e:?}"))
+    });
+    std::panic::set_hook(hook);
+    match result {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("CUDA device {index} is not usable: {e}")),
+        Err(payload) => {
+            let msg = payload
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "unknown error".into());
+            let first = msg.lines().next().unwrap_or("").chars().take(300).collect::<String>();
+            Err(format!("CUDA device {index} is not usable (no GPU or driver here?): {first}"))
+        }
+    }
+}
+
 /// Whether this build can use CUDA.
 pub fn cuda_compiled() -> bool {
     cfg!(feature = "cuda")
@@ -82,11 +110,14 @@ macro_rules! with_backend {
                 $body
             }
             #[cfg(feature = "cuda")]
-            $crate::device::DeviceSpec::Cuda(index) => {
-                type $B = $crate::device::CudaAutodiff;
-                let $device = burn::backend::cuda::CudaDevice::new(*index);
-                $body
-            }
+            $crate::device::DeviceSpec::Cuda(index) => match $crate::device::probe_cuda(*index) {
+                Err(e) => Err($crate::TrainError::Config(e).into()),
+                Ok(()) => {
+                    type $B = $crate::device::CudaAutodiff;
+                    let $device = burn::backend::cuda::CudaDevice::new(*index);
+                    $body
+                }
+            },
             #[cfg(not(feature = "cuda"))]
             $crate::device::DeviceSpec::Cuda(_) => Err($crate::TrainError::Config(
                 "this bioseg-train was built without CUDA; rebuild with `--features cuda`".into(),
