@@ -39,8 +39,8 @@ use zarrs::array::{Array, ArraySubset, CodecOptions};
 use zarrs::filesystem::FilesystemStore;
 use zarrs::storage::byte_range::ByteRangeIterator;
 use zarrs::storage::{
-    Bytes, MaybeBytesIterator, OffsetBytesIterator, ReadableStorageTraits, StorageError,
-    StoreKey, StorePrefix, WritableStorageTraits,
+    Bytes, MaybeBytesIterator, OffsetBytesIterator, ReadableStorageTraits, StorageError, StoreKey,
+    StorePrefix, WritableStorageTraits,
 };
 
 use crate::atomic::write_bytes_atomic;
@@ -72,7 +72,9 @@ impl std::str::FromStr for VolumeFormat {
             "tiff" | "tif" => Ok(VolumeFormat::Tiff),
             "slices" | "folder" => Ok(VolumeFormat::Slices),
             "zarr" => Ok(VolumeFormat::Zarr),
-            o => Err(format!("unknown volume format `{o}` (expected tiff, slices or zarr)")),
+            o => Err(format!(
+                "unknown volume format `{o}` (expected tiff, slices or zarr)"
+            )),
         }
     }
 }
@@ -342,9 +344,7 @@ fn decoded_f32(
         _ => {
             return Err(DataError::UnsupportedImage {
                 path: path.to_path_buf(),
-                reason: format!(
-                    "page {page}: sample format (expected unsigned 8/16-bit or float)"
-                ),
+                reason: format!("page {page}: sample format (expected unsigned 8/16-bit or float)"),
             });
         }
     })
@@ -360,7 +360,11 @@ impl TiffVolume {
             .with_limits(Limits::unlimited());
         let first = page_layout(path, 0, &mut decoder)?;
         let (cw, ch) = decoder.chunk_dimensions();
-        let chunks = [1, (ch as usize).clamp(1, first.height), (cw as usize).clamp(1, first.width)];
+        let chunks = [
+            1,
+            (ch as usize).clamp(1, first.height),
+            (cw as usize).clamp(1, first.width),
+        ];
         let (_, depth) = decoded_f32(
             path,
             0,
@@ -368,9 +372,7 @@ impl TiffVolume {
         )?;
         let mut pages = 1usize;
         while decoder.more_images() {
-            decoder
-                .next_image()
-                .map_err(|e| tiff_err(path, pages, e))?;
+            decoder.next_image().map_err(|e| tiff_err(path, pages, e))?;
             let l = page_layout(path, pages, &mut decoder)?;
             if l != first {
                 return Err(vol_err(
@@ -425,7 +427,10 @@ impl TiffVolume {
                 if depth != self.info.depth {
                     return Err(vol_err(
                         &self.path,
-                        format!("page {page} has {depth:?} samples but page 0 has {:?}", self.info.depth),
+                        format!(
+                            "page {page} has {depth:?} samples but page 0 has {:?}",
+                            self.info.depth
+                        ),
                     ));
                 }
                 if samples.len() < dw * dh * cin {
@@ -496,7 +501,12 @@ pub fn tiff_page_count(path: impl AsRef<Path>) -> Result<usize, DataError> {
         use std::io::Read;
         let mut f = &file;
         let n = f.read(&mut magic).map_err(|e| DataError::read(path, e))?;
-        if n < 4 || !(magic == *b"II*\0" || magic == *b"MM\0*" || magic == *b"II+\0" || magic == *b"MM\0+") {
+        if n < 4
+            || !(magic == *b"II*\0"
+                || magic == *b"MM\0*"
+                || magic == *b"II+\0"
+                || magic == *b"MM\0+")
+        {
             return Ok(1);
         }
     }
@@ -672,7 +682,9 @@ fn ome_axis_names(ms: &Value) -> Option<Vec<String>> {
 
 /// The array node of the Zarr store at `path` and its axis names if known.
 fn resolve_zarr_node(path: &Path) -> Result<(String, Option<Vec<String>>), DataError> {
-    let from_multiscales = |attrs: &Value, meta: &Path| -> Result<(String, Option<Vec<String>>), DataError> {
+    let from_multiscales = |attrs: &Value,
+                            meta: &Path|
+     -> Result<(String, Option<Vec<String>>), DataError> {
         let ms = attrs
             .get("ome")
             .and_then(|o| o.get("multiscales"))
@@ -694,7 +706,10 @@ fn resolve_zarr_node(path: &Path) -> Result<(String, Option<Vec<String>>), DataE
             .ok_or_else(|| vol_err(meta, "OME-Zarr multiscales[0] has no datasets[0].path"))?;
         let p = p.trim_matches('/');
         if p.is_empty() || p.split('/').any(|c| c == ".." || c == "." || c.is_empty()) {
-            return Err(vol_err(meta, format!("OME-Zarr dataset path `{p}` is not a relative path")));
+            return Err(vol_err(
+                meta,
+                format!("OME-Zarr dataset path `{p}` is not a relative path"),
+            ));
         }
         Ok((format!("/{p}"), ome_axis_names(ms)))
     };
@@ -703,7 +718,10 @@ fn resolve_zarr_node(path: &Path) -> Result<(String, Option<Vec<String>>), DataE
         return match meta.get("node_type").and_then(Value::as_str) {
             Some("array") => Ok(("/".into(), None)),
             Some("group") => from_multiscales(meta.get("attributes").unwrap_or(&Value::Null), &v3),
-            _ => Err(vol_err(&v3, "zarr.json has no node_type `array` or `group`")),
+            _ => Err(vol_err(
+                &v3,
+                "zarr.json has no node_type `array` or `group`",
+            )),
         };
     }
     if path.join(".zarray").is_file() {
@@ -750,7 +768,9 @@ fn assign_axes(
         _ => {
             return Err(vol_err(
                 path,
-                format!("a rank-{rank} array: bioseg reads (y,x), (z,y,x), (c,z,y,x) or (t,c,z,y,x)"),
+                format!(
+                    "a rank-{rank} array: bioseg reads (y,x), (z,y,x), (c,z,y,x) or (t,c,z,y,x)"
+                ),
             ));
         }
     };
@@ -802,7 +822,9 @@ fn retrieve_f32<S: ?Sized + ReadableStorageTraits + 'static>(
             .map(|v| v.into_iter().map(|x| f32::from(u8::from(x))).collect())
             .map_err(one_line)
     } else {
-        Err(format!("data type {t} is not supported (expected an integer or float type)"))
+        Err(format!(
+            "data type {t} is not supported (expected an integer or float type)"
+        ))
     }
 }
 
@@ -814,14 +836,13 @@ impl ZarrVolume {
             return Err(vol_err(path, "a Zarr store must be a folder"));
         }
         let (node, names) = resolve_zarr_node(path)?;
-        let store = Arc::new(
-            FilesystemStore::new(path).map_err(|e| vol_err(path, one_line(e)))?,
-        );
+        let store = Arc::new(FilesystemStore::new(path).map_err(|e| vol_err(path, one_line(e)))?);
         let array = Array::open(store, &node)
             .map_err(|e| vol_err(path, format!("cannot open array {node}: {}", one_line(e))))?;
         let shape: Vec<usize> = array.shape().iter().map(|&n| n as usize).collect();
         let dim_names: Option<Vec<String>> = names.or_else(|| {
-            let meta = read_json(&path.join(node.trim_start_matches('/')).join("zarr.json")).ok()??;
+            let meta =
+                read_json(&path.join(node.trim_start_matches('/')).join("zarr.json")).ok()??;
             serde_json::from_value(meta.get("dimension_names")?.clone()).ok()
         });
         let axes = assign_axes(path, shape.len(), dim_names.as_deref())?;
@@ -829,7 +850,10 @@ impl ZarrVolume {
         if size(0) != 1 {
             return Err(vol_err(
                 path,
-                format!("the array has {} time points; bioseg reads volumes with one", size(0)),
+                format!(
+                    "the array has {} time points; bioseg reads volumes with one",
+                    size(0)
+                ),
             ));
         }
         if shape.contains(&0) {
@@ -892,13 +916,7 @@ impl VolumeReader for ZarrVolume {
         let rank = self.array.dimensionality();
         let mut ranges = vec![0..1u64; rank];
         let c = self.info.channels;
-        let wanted = [
-            0..1,
-            0..c,
-            z.clone(),
-            y.clone(),
-            x.clone(),
-        ];
+        let wanted = [0..1, 0..c, z.clone(), y.clone(), x.clone()];
         for (a, r) in wanted.iter().enumerate() {
             if let Some(d) = self.axes[a] {
                 ranges[d] = r.start as u64..r.end as u64;
@@ -908,7 +926,10 @@ impl VolumeReader for ZarrVolume {
         let values = retrieve_f32(&self.array, &ArraySubset::new_with_ranges(&ranges))
             .map_err(|e| vol_err(&self.path, format!("reading array {}: {e}", self.node)))?;
         if values.len() != dims.iter().product::<usize>() {
-            return Err(vol_err(&self.path, "the array returned a wrong number of samples"));
+            return Err(vol_err(
+                &self.path,
+                "the array returned a wrong number of samples",
+            ));
         }
         let mut strides = vec![1usize; rank];
         for d in (0..rank.saturating_sub(1)).rev() {
@@ -1225,7 +1246,10 @@ fn first_difference(stored: &Value, wanted: &Value) -> String {
             keys.sort();
             keys.dedup();
             for k in keys {
-                let (x, y) = (a.get(k).unwrap_or(&Value::Null), b.get(k).unwrap_or(&Value::Null));
+                let (x, y) = (
+                    a.get(k).unwrap_or(&Value::Null),
+                    b.get(k).unwrap_or(&Value::Null),
+                );
                 if x != y {
                     if x.is_object() && y.is_object() {
                         return format!("{k}.{}", first_difference(x, y));
@@ -1268,7 +1292,8 @@ impl ZarrVolumeWriter {
                     return Ok((Self::open_store(path, spec)?, false));
                 }
                 CreateMode::Overwrite => {
-                    let meta = std::fs::symlink_metadata(path).map_err(|e| DataError::read(path, e))?;
+                    let meta =
+                        std::fs::symlink_metadata(path).map_err(|e| DataError::read(path, e))?;
                     let empty_dir = meta.is_dir()
                         && std::fs::read_dir(path)
                             .map(|mut d| d.next().is_none())
@@ -1441,10 +1466,17 @@ impl ZarrVolumeWriter {
             reason,
         };
         if T::DTYPE != s.dtype {
-            return Err(bad(format!("{:?} samples for a {:?} array", T::DTYPE, s.dtype)));
+            return Err(bad(format!(
+                "{:?} samples for a {:?} array",
+                T::DTYPE,
+                s.dtype
+            )));
         }
         if kc != s.channels.unwrap_or(1) {
-            return Err(bad(format!("{kc} channels for an array of {:?}", s.channels)));
+            return Err(bad(format!(
+                "{kc} channels for an array of {:?}",
+                s.channels
+            )));
         }
         for i in 0..3 {
             let end = origin[i] + size[i];
@@ -1492,7 +1524,10 @@ impl ZarrVolumeWriter {
                 self.array
                     .store_chunk_opt(&self.chunk_indices(chunk), buf, &options)
                     .map_err(|e| {
-                        vol_err(&self.path, format!("writing chunk {chunk:?}: {}", one_line(e)))
+                        vol_err(
+                            &self.path,
+                            format!("writing chunk {chunk:?}: {}", one_line(e)),
+                        )
                     })?;
                 Ok(true)
             })
@@ -1519,7 +1554,9 @@ struct SharedFile(Arc<Mutex<BufWriter<File>>>);
 
 impl SharedFile {
     fn lock(&self) -> io::Result<std::sync::MutexGuard<'_, BufWriter<File>>> {
-        self.0.lock().map_err(|_| io::Error::other("poisoned writer"))
+        self.0
+            .lock()
+            .map_err(|_| io::Error::other("poisoned writer"))
     }
 }
 
@@ -1587,7 +1624,12 @@ impl TiffStackWriter {
             });
         }
         crate::atomic::ensure_absent_or_overwrite(path, overwrite)?;
-        if width == 0 || height == 0 || pages == 0 || width > u32::MAX as usize || height > u32::MAX as usize {
+        if width == 0
+            || height == 0
+            || pages == 0
+            || width > u32::MAX as usize
+            || height > u32::MAX as usize
+        {
             return Err(DataError::BadDimensions {
                 path: path.to_path_buf(),
                 width: width as u64,
@@ -1609,8 +1651,14 @@ impl TiffStackWriter {
                 dir: parent.clone(),
                 reason: e.to_string(),
             })?;
-        let clone = tmp.as_file().try_clone().map_err(|e| DataError::write(path, e))?;
-        let file = SharedFile(Arc::new(Mutex::new(BufWriter::with_capacity(1 << 20, clone))));
+        let clone = tmp
+            .as_file()
+            .try_clone()
+            .map_err(|e| DataError::write(path, e))?;
+        let file = SharedFile(Arc::new(Mutex::new(BufWriter::with_capacity(
+            1 << 20,
+            clone,
+        ))));
         let total = (width * height * pages * dtype.bytes()) as u64;
         let tiff_io = |e: tiff::TiffError| DataError::write(path, io::Error::other(e.to_string()));
         let encoder = if total > 3 << 30 {
@@ -1686,9 +1734,14 @@ impl TiffStackWriter {
         }
         drop(self.encoder);
         {
-            let mut f = self.file.lock().map_err(|e| DataError::write(&self.path, e))?;
+            let mut f = self
+                .file
+                .lock()
+                .map_err(|e| DataError::write(&self.path, e))?;
             f.flush().map_err(|e| DataError::write(&self.path, e))?;
-            f.get_ref().sync_all().map_err(|e| DataError::write(&self.path, e))?;
+            f.get_ref()
+                .sync_all()
+                .map_err(|e| DataError::write(&self.path, e))?;
         }
         self.tmp
             .persist(&self.path)
@@ -1799,13 +1852,24 @@ mod tests {
             .collect()
     }
 
-    fn expect_slab(r: &dyn VolumeReader, pages: &[Vec<u8>], w: usize, z: Range<usize>, y: Range<usize>, x: Range<usize>) {
+    fn expect_slab(
+        r: &dyn VolumeReader,
+        pages: &[Vec<u8>],
+        w: usize,
+        z: Range<usize>,
+        y: Range<usize>,
+        x: Range<usize>,
+    ) {
         let a = r.read_slab(z.clone(), y.clone(), x.clone()).unwrap();
         assert_eq!(a.dim(), (z.len(), y.len(), x.len(), 1));
         for (i, zz) in z.enumerate() {
             for (j, yy) in y.clone().enumerate() {
                 for (k, xx) in x.clone().enumerate() {
-                    assert_eq!(a[[i, j, k, 0]], f32::from(pages[zz][yy * w + xx]), "at {zz},{yy},{xx}");
+                    assert_eq!(
+                        a[[i, j, k, 0]],
+                        f32::from(pages[zz][yy * w + xx]),
+                        "at {zz},{yy},{xx}"
+                    );
                 }
             }
         }
@@ -1841,7 +1905,10 @@ mod tests {
         w.write_page_u8(&pages[0]).unwrap();
         assert!(w.finish().is_err());
         assert!(!q.exists());
-        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(left.len(), 1, "{left:?}");
     }
 
@@ -1849,12 +1916,15 @@ mod tests {
     fn bigtiff_and_tiled_pages_read() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("big.tif");
-        let pages: Vec<Vec<f32>> = (0..3).map(|k| (0..40 * 30).map(|i| (i + k * 1000) as f32 * 0.5).collect()).collect();
+        let pages: Vec<Vec<f32>> = (0..3)
+            .map(|k| (0..40 * 30).map(|i| (i + k * 1000) as f32 * 0.5).collect())
+            .collect();
         {
             let f = File::create(&p).unwrap();
             let mut enc = TiffEncoder::new_big(BufWriter::new(f)).unwrap();
             for pg in &pages {
-                enc.write_image::<colortype::Gray32Float>(40, 30, pg).unwrap();
+                enc.write_image::<colortype::Gray32Float>(40, 30, pg)
+                    .unwrap();
             }
         }
         let v = open_volume(&p, None).unwrap();
@@ -1878,7 +1948,10 @@ mod tests {
         assert_eq!(v.info().shape, [11, 20, 30]);
         expect_slab(v.as_ref(), &pages, 30, 1..11, 3..17, 0..30);
         assert_eq!(out.slice_path(7, None).file_name().unwrap(), "00007.png");
-        assert_eq!(out.slice_path(7, Some(1)).file_name().unwrap(), "00007_c1.png");
+        assert_eq!(
+            out.slice_path(7, Some(1)).file_name().unwrap(),
+            "00007_c1.png"
+        );
     }
 
     fn spec(channels: Option<usize>, identity: Value) -> ZarrVolumeSpec {
@@ -1897,24 +1970,52 @@ mod tests {
     fn zarr_v3_writer_round_trip_join_and_resume() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("out.zarr");
-        let data = Array4::from_shape_fn((2, 5, 40, 70), |(c, z, y, x)| ((c * 97 + z * 13 + y * 3 + x) % 256) as u8);
-        let (w, created) = ZarrVolumeWriter::create(&p, spec(Some(2), json!({"model": "a"})), CreateMode::New).unwrap();
+        let data = Array4::from_shape_fn((2, 5, 40, 70), |(c, z, y, x)| {
+            ((c * 97 + z * 13 + y * 3 + x) % 256) as u8
+        });
+        let (w, created) =
+            ZarrVolumeWriter::create(&p, spec(Some(2), json!({"model": "a"})), CreateMode::New)
+                .unwrap();
         assert!(created);
         assert_eq!(w.chunk_grid(), [3, 3, 3]);
         // Two z-slabs of chunks, the second (ending at the array's end) written twice.
-        let r = w.write_region([0, 0, 0], data.slice(s![.., 0..2, .., ..]), true).unwrap();
-        assert_eq!(r, RegionWrite { written: 9, skipped: 0 });
+        let r = w
+            .write_region([0, 0, 0], data.slice(s![.., 0..2, .., ..]), true)
+            .unwrap();
+        assert_eq!(
+            r,
+            RegionWrite {
+                written: 9,
+                skipped: 0
+            }
+        );
         assert!(w.chunk_exists([0, 2, 2]) && !w.chunk_exists([1, 0, 0]));
-        w.write_region([2, 0, 0], data.slice(s![.., 2..5, .., ..]), true).unwrap();
-        let r = w.write_region([4, 0, 0], data.slice(s![.., 4..5, .., ..]), true).unwrap();
-        assert_eq!(r, RegionWrite { written: 0, skipped: 9 });
-        assert!(w.write_region([1, 0, 0], data.slice(s![.., 1..2, .., ..]), true).is_err());
+        w.write_region([2, 0, 0], data.slice(s![.., 2..5, .., ..]), true)
+            .unwrap();
+        let r = w
+            .write_region([4, 0, 0], data.slice(s![.., 4..5, .., ..]), true)
+            .unwrap();
+        assert_eq!(
+            r,
+            RegionWrite {
+                written: 0,
+                skipped: 9
+            }
+        );
+        assert!(
+            w.write_region([1, 0, 0], data.slice(s![.., 1..2, .., ..]), true)
+                .is_err()
+        );
         // No temporary files are left in the store.
         let mut stack = vec![p.clone()];
         while let Some(d) = stack.pop() {
             for e in std::fs::read_dir(&d).unwrap() {
                 let e = e.unwrap();
-                assert!(!e.file_name().to_string_lossy().starts_with('.'), "{:?}", e.path());
+                assert!(
+                    !e.file_name().to_string_lossy().starts_with('.'),
+                    "{:?}",
+                    e.path()
+                );
                 if e.file_type().unwrap().is_dir() {
                     stack.push(e.path());
                 }
@@ -1930,10 +2031,12 @@ mod tests {
             assert_eq!(a[[i, j, k, c]], f32::from(data[[c, i + 1, j + 3, k + 10]]));
         }
         // The metadata: OME 0.5 with a translation, identity kept.
-        let g: Value = serde_json::from_slice(&std::fs::read(p.join("zarr.json")).unwrap()).unwrap();
+        let g: Value =
+            serde_json::from_slice(&std::fs::read(p.join("zarr.json")).unwrap()).unwrap();
         assert_eq!(g["attributes"]["ome"]["version"], "0.5");
         assert_eq!(
-            g["attributes"]["ome"]["multiscales"][0]["datasets"][0]["coordinateTransformations"][1]["translation"],
+            g["attributes"]["ome"]["multiscales"][0]["datasets"][0]["coordinateTransformations"][1]
+                ["translation"],
             json!([0.0, 3.0, 0.0, 0.0])
         );
         // New refuses, Join accepts the same spec and refuses another.
@@ -1941,21 +2044,31 @@ mod tests {
             ZarrVolumeWriter::create(&p, spec(Some(2), json!({"model": "a"})), CreateMode::New),
             Err(DataError::OutputExists { .. })
         ));
-        let (_, created) = ZarrVolumeWriter::create(&p, spec(Some(2), json!({"model": "a"})), CreateMode::Join).unwrap();
+        let (_, created) =
+            ZarrVolumeWriter::create(&p, spec(Some(2), json!({"model": "a"})), CreateMode::Join)
+                .unwrap();
         assert!(!created);
-        let e = ZarrVolumeWriter::create(&p, spec(Some(2), json!({"model": "b"})), CreateMode::Join).unwrap_err();
+        let e =
+            ZarrVolumeWriter::create(&p, spec(Some(2), json!({"model": "b"})), CreateMode::Join)
+                .unwrap_err();
         assert!(matches!(e, DataError::IncompatibleOutput { .. }), "{e}");
         assert!(e.to_string().contains("model"), "{e}");
-        let e = ZarrVolumeWriter::create(&p, spec(None, json!({"model": "a"})), CreateMode::Join).unwrap_err();
+        let e = ZarrVolumeWriter::create(&p, spec(None, json!({"model": "a"})), CreateMode::Join)
+            .unwrap_err();
         assert!(e.to_string().contains("shape"), "{e}");
         // Overwrite replaces the store with an empty one.
-        let (w, created) = ZarrVolumeWriter::create(&p, spec(None, json!({"model": "b"})), CreateMode::Overwrite).unwrap();
+        let (w, created) =
+            ZarrVolumeWriter::create(&p, spec(None, json!({"model": "b"})), CreateMode::Overwrite)
+                .unwrap();
         assert!(created && !w.chunk_exists([0, 0, 0]));
         // Overwrite never deletes a folder that is not a store.
         let not_zarr = dir.path().join("data");
         std::fs::create_dir(&not_zarr).unwrap();
         std::fs::write(not_zarr.join("keep.txt"), b"x").unwrap();
-        assert!(ZarrVolumeWriter::create(&not_zarr, spec(None, json!(1)), CreateMode::Overwrite).is_err());
+        assert!(
+            ZarrVolumeWriter::create(&not_zarr, spec(None, json!(1)), CreateMode::Overwrite)
+                .is_err()
+        );
         assert!(not_zarr.join("keep.txt").exists());
     }
 
@@ -1965,10 +2078,17 @@ mod tests {
         let p = dir.path().join("race.zarr");
         let created: Vec<bool> = (0..8)
             .into_par_iter()
-            .map(|_| ZarrVolumeWriter::create(&p, spec(None, json!({"k": 1})), CreateMode::Join).unwrap().1)
+            .map(|_| {
+                ZarrVolumeWriter::create(&p, spec(None, json!({"k": 1})), CreateMode::Join)
+                    .unwrap()
+                    .1
+            })
             .collect();
         assert_eq!(created.iter().filter(|&&c| c).count(), 1);
-        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(left.len(), 1, "{left:?}");
     }
 
@@ -1992,7 +2112,11 @@ mod tests {
                         for b in 0..4 {
                             for c in 0..4 {
                                 let (zz, yy, xx) = (iz * 2 + a, iy * 4 + b, ix * 4 + c);
-                                let v = if zz < z && yy < y && xx < x { value(zz, yy, xx) } else { 0 };
+                                let v = if zz < z && yy < y && xx < x {
+                                    value(zz, yy, xx)
+                                } else {
+                                    0
+                                };
                                 bytes.extend(v.to_le_bytes());
                             }
                         }
@@ -2016,13 +2140,19 @@ mod tests {
         assert!(e.to_string().contains("missing.tif"), "{e}");
         let f = dir.path().join("v.npy");
         std::fs::write(&f, b"x").unwrap();
-        assert!(matches!(detect_volume_format(&f), Err(DataError::UnsupportedFormat { .. })));
+        assert!(matches!(
+            detect_volume_format(&f),
+            Err(DataError::UnsupportedFormat { .. })
+        ));
         let z = dir.path().join("empty.zarr");
         std::fs::create_dir(&z).unwrap();
         assert_eq!(detect_volume_format(&z).unwrap(), VolumeFormat::Zarr);
         let e = open_volume(&z, None).unwrap_err();
         assert!(e.to_string().contains("not a Zarr store"), "{e}");
-        assert_eq!("slices".parse::<VolumeFormat>().unwrap(), VolumeFormat::Slices);
+        assert_eq!(
+            "slices".parse::<VolumeFormat>().unwrap(),
+            VolumeFormat::Slices
+        );
         assert!("png".parse::<VolumeFormat>().is_err());
     }
 }

@@ -83,10 +83,15 @@ impl std::str::FromStr for Span {
             if t.is_empty() {
                 Ok(None)
             } else {
-                t.parse().map(Some).map_err(|_| format!("`{t}` in `{s}` is not a non-negative integer"))
+                t.parse()
+                    .map(Some)
+                    .map_err(|_| format!("`{t}` in `{s}` is not a non-negative integer"))
             }
         };
-        let span = Span { start: num(a)?, end: num(b)? };
+        let span = Span {
+            start: num(a)?,
+            end: num(b)?,
+        };
         if let (Some(a), Some(b)) = (span.start, span.end)
             && a >= b
         {
@@ -124,7 +129,10 @@ impl std::str::FromStr for Roi {
         let (y, x) = s
             .split_once(',')
             .ok_or_else(|| format!("`{s}` is not a region Y0:Y1,X0:X1"))?;
-        Ok(Roi { y: y.parse()?, x: x.parse()? })
+        Ok(Roi {
+            y: y.parse()?,
+            x: x.parse()?,
+        })
     }
 }
 
@@ -140,16 +148,22 @@ pub struct Shard {
 impl std::str::FromStr for Shard {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let (i, n) = s
-            .split_once('/')
-            .ok_or_else(|| format!("`{s}` is not I/N (e.g. 2/8: the 2nd of 8 shards, numbered from 1)"))?;
-        let parse = |t: &str| t.trim().parse::<usize>().map_err(|_| format!("`{s}` is not I/N with integers I and N"));
+        let (i, n) = s.split_once('/').ok_or_else(|| {
+            format!("`{s}` is not I/N (e.g. 2/8: the 2nd of 8 shards, numbered from 1)")
+        })?;
+        let parse = |t: &str| {
+            t.trim()
+                .parse::<usize>()
+                .map_err(|_| format!("`{s}` is not I/N with integers I and N"))
+        };
         let (index, count) = (parse(i)?, parse(n)?);
         if count == 0 {
             return Err(format!("shard {s}: N must be at least 1"));
         }
         if index == 0 || index > count {
-            return Err(format!("shard {s} does not exist: I runs from 1 to N = {count} (shards are numbered from 1)"));
+            return Err(format!(
+                "shard {s} does not exist: I runs from 1 to N = {count} (shards are numbered from 1)"
+            ));
         }
         Ok(Shard { index, count })
     }
@@ -177,16 +191,24 @@ impl std::str::FromStr for ByteSize {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         let t = s.trim();
-        let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+        let split = t
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(t.len());
         let (num, unit) = t.split_at(split);
-        let value: f64 = num.parse().map_err(|_| format!("`{s}` is not a size such as 512M or 2G"))?;
+        let value: f64 = num
+            .parse()
+            .map_err(|_| format!("`{s}` is not a size such as 512M or 2G"))?;
         let mult = match unit.trim().to_ascii_uppercase().as_str() {
             "" | "B" => 1u64,
             "K" | "KB" | "KIB" => 1 << 10,
             "M" | "MB" | "MIB" => 1 << 20,
             "G" | "GB" | "GIB" => 1 << 30,
             "T" | "TB" | "TIB" => 1 << 40,
-            u => return Err(format!("unknown unit `{u}` in `{s}` (expected K, M, G or T)")),
+            u => {
+                return Err(format!(
+                    "unknown unit `{u}` in `{s}` (expected K, M, G or T)"
+                ));
+            }
         };
         let bytes = value * mult as f64;
         if !(1.0..1.8e19).contains(&bytes) {
@@ -308,13 +330,21 @@ pub struct VolumePlan {
 impl VolumePlan {
     /// Output size `[z, y, x]`.
     pub fn shape(&self) -> [usize; 3] {
-        [self.region[0].len(), self.region[1].len(), self.region[2].len()]
+        [
+            self.region[0].len(),
+            self.region[1].len(),
+            self.region[2].len(),
+        ]
     }
 
     /// Number of blocks along z, y, x.
     pub fn grid(&self) -> [usize; 3] {
         let [z, y, x] = self.shape();
-        [z.div_ceil(self.slab), y.div_ceil(self.block_yx.0), x.div_ceil(self.block_yx.1)]
+        [
+            z.div_ceil(self.slab),
+            y.div_ceil(self.block_yx.0),
+            x.div_ceil(self.block_yx.1),
+        ]
     }
 
     /// Number of blocks.
@@ -398,9 +428,21 @@ pub struct PlanInputs<'a> {
 pub fn plan_volume(p: PlanInputs, opts: &VolumeOptions) -> Result<VolumePlan, InferError> {
     let info = p.info;
     let [zs, ys, xs] = info.shape;
-    let z = opts.z_range.map(|s| s.resolve(zs, "--z-range")).transpose()?.unwrap_or(0..zs);
-    let y = opts.roi.map(|r| r.y.resolve(ys, "--roi rows")).transpose()?.unwrap_or(0..ys);
-    let x = opts.roi.map(|r| r.x.resolve(xs, "--roi columns")).transpose()?.unwrap_or(0..xs);
+    let z = opts
+        .z_range
+        .map(|s| s.resolve(zs, "--z-range"))
+        .transpose()?
+        .unwrap_or(0..zs);
+    let y = opts
+        .roi
+        .map(|r| r.y.resolve(ys, "--roi rows"))
+        .transpose()?
+        .unwrap_or(0..ys);
+    let x = opts
+        .roi
+        .map(|r| r.x.resolve(xs, "--roi columns"))
+        .transpose()?
+        .unwrap_or(0..xs);
     let m = p.multiple.max(1);
     let context = p.halo.div_ceil(m) * m;
     let chunk_side = CHUNK_YX.div_ceil(m) * m;
@@ -418,7 +460,9 @@ pub fn plan_volume(p: PlanInputs, opts: &VolumeOptions) -> Result<VolumePlan, In
     // chunk buffers being encoded.
     let estimate = |slab: usize, by: usize, bx: usize| -> u64 {
         let (ry, rx) = (read(by, ys) as u64, read(bx, xs) as u64);
-        let per_slice = ry * rx * (info.channels as u64 * 4 + p.classes as u64 * 4 + if p.gaussian { 4 } else { 0 })
+        let per_slice = ry
+            * rx
+            * (info.channels as u64 * 4 + p.classes as u64 * 4 + if p.gaussian { 4 } else { 0 })
             + (kout * by * bx * ob) as u64;
         let assembly = match p.output {
             VolumeOutput::Zarr => (threads * 2 * kout * slab * chunk_yx.0 * chunk_yx.1 * ob) as u64,
@@ -430,14 +474,26 @@ pub fn plan_volume(p: PlanInputs, opts: &VolumeOptions) -> Result<VolumePlan, In
         None => (slab_wanted, (y.len(), x.len())),
         Some(budget) => {
             let target = budget / 4 * 3;
-            let slabs: Vec<usize> = if opts.slab.is_some() { vec![slab_wanted] } else { (1..=slab_wanted).rev().collect() };
-            let whole = slabs.iter().copied().find(|&s| estimate(s, y.len(), x.len()) <= target);
+            let slabs: Vec<usize> = if opts.slab.is_some() {
+                vec![slab_wanted]
+            } else {
+                (1..=slab_wanted).rev().collect()
+            };
+            let whole = slabs
+                .iter()
+                .copied()
+                .find(|&s| estimate(s, y.len(), x.len()) <= target);
             match whole {
                 Some(s) => (s, (y.len(), x.len())),
                 None => {
                     let s = *slabs.last().unwrap_or(&1);
-                    let max_k = y.len().div_ceil(chunk_yx.0).max(x.len().div_ceil(chunk_yx.1));
-                    let fit = (1..=max_k).rev().map(|k| ((k * chunk_yx.0).min(y.len()), (k * chunk_yx.1).min(x.len())))
+                    let max_k = y
+                        .len()
+                        .div_ceil(chunk_yx.0)
+                        .max(x.len().div_ceil(chunk_yx.1));
+                    let fit = (1..=max_k)
+                        .rev()
+                        .map(|k| ((k * chunk_yx.0).min(y.len()), (k * chunk_yx.1).min(x.len())))
                         .find(|&(by, bx)| estimate(s, by, bx) <= target);
                     match fit {
                         Some(b) => (s, b),
@@ -455,7 +511,15 @@ pub fn plan_volume(p: PlanInputs, opts: &VolumeOptions) -> Result<VolumePlan, In
         }
     };
     let block_bytes = estimate(slab, block_yx.0, block_yx.1);
-    Ok(VolumePlan { region: [z, y, x], slab, block_yx, chunk_yx, context, multiple: m, block_bytes })
+    Ok(VolumePlan {
+        region: [z, y, x],
+        slab,
+        block_yx,
+        chunk_yx,
+        context,
+        multiple: m,
+        block_bytes,
+    })
 }
 
 // ---------------------------------------------------------------------------
@@ -476,7 +540,12 @@ pub fn unsupported_3d(model: &OnnxModel) -> Option<InferError> {
 
 /// The model's output channels: from the graph when its output declares them, else by running
 /// the model once on the window the tiles of an `h × w` image use.
-pub fn model_classes(model: &OnnxModel, predictor: &Predictor, h: usize, w: usize) -> Result<usize, InferError> {
+pub fn model_classes(
+    model: &OnnxModel,
+    predictor: &Predictor,
+    h: usize,
+    w: usize,
+) -> Result<usize, InferError> {
     let layout = predictor.io().layout;
     let declared = model
         .proto()
@@ -517,7 +586,9 @@ pub fn model_classes(model: &OnnxModel, predictor: &Predictor, h: usize, w: usiz
 
 /// FNV-1a (64-bit) of `bytes`: a stable fingerprint of the model file.
 pub fn fnv1a64(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 // ---------------------------------------------------------------------------
@@ -591,13 +662,17 @@ fn convert(probs: ArrayView3<f32>, kind: OutputType, threshold: f32) -> BlockSli
     let (k, h, w) = probs.dim();
     match kind {
         OutputType::ProbF32 => BlockSlice::F32(probs.to_owned()),
-        OutputType::ProbU8 => BlockSlice::U8(probs.mapv(|v| (v * 255.0).round().clamp(0.0, 255.0) as u8)),
+        OutputType::ProbU8 => {
+            BlockSlice::U8(probs.mapv(|v| (v * 255.0).round().clamp(0.0, 255.0) as u8))
+        }
         OutputType::Mask | OutputType::Labels => {
             let label = |y: usize, x: usize| -> u8 {
                 if k == 1 {
                     u8::from(probs[[0, y, x]] > threshold)
                 } else {
-                    (0..k).max_by(|&a, &b| probs[[a, y, x]].total_cmp(&probs[[b, y, x]])).unwrap_or(0) as u8
+                    (0..k)
+                        .max_by(|&a, &b| probs[[a, y, x]].total_cmp(&probs[[b, y, x]]))
+                        .unwrap_or(0) as u8
                 }
             };
             let mask = kind == OutputType::Mask;
@@ -641,7 +716,10 @@ impl<'a> VolumeJob<'a> {
         }
         let kind = VolumeOutput::from_path(output)?;
         if opts.shard.is_some() && kind != VolumeOutput::Zarr {
-            return Err(input_err(format!("--shard needs a .zarr output (shards share one store), not {}", output.display())));
+            return Err(input_err(format!(
+                "--shard needs a .zarr output (shards share one store), not {}",
+                output.display()
+            )));
         }
         if opts.resume && kind == VolumeOutput::Tiff {
             return Err(input_err(format!(
@@ -655,7 +733,10 @@ impl<'a> VolumeJob<'a> {
             ));
         }
         if !(0.0..=1.0).contains(&opts.threshold) {
-            return Err(input_err(format!("--threshold must be within [0, 1], not {}", opts.threshold)));
+            return Err(input_err(format!(
+                "--threshold must be within [0, 1], not {}",
+                opts.threshold
+            )));
         }
         let predictor = Predictor::new(model, predict.clone())?;
         let info = reader.info().clone();
@@ -668,7 +749,10 @@ impl<'a> VolumeJob<'a> {
                 predictor.io().channels
             )));
         }
-        let multiple = predict.size_multiple.unwrap_or(predictor.io().size_multiple).max(1);
+        let multiple = predict
+            .size_multiple
+            .unwrap_or(predictor.io().size_multiple)
+            .max(1);
         let halo = predictor.halo();
         // Plan once with one class to learn the first block's read window, then count classes.
         let inputs = PlanInputs {
@@ -681,14 +765,23 @@ impl<'a> VolumeJob<'a> {
         };
         let probe = plan_volume(inputs, &opts)?;
         let first = probe.block(0);
-        let ry = probe.read_range(&(probe.region[1].start + first.y.start..probe.region[1].start + first.y.end), info.shape[1]);
-        let rx = probe.read_range(&(probe.region[2].start + first.x.start..probe.region[2].start + first.x.end), info.shape[2]);
+        let ry = probe.read_range(
+            &(probe.region[1].start + first.y.start..probe.region[1].start + first.y.end),
+            info.shape[1],
+        );
+        let rx = probe.read_range(
+            &(probe.region[2].start + first.x.start..probe.region[2].start + first.x.end),
+            info.shape[2],
+        );
         let classes = model_classes(model, &predictor, ry.len(), rx.len())?;
         let plan = plan_volume(PlanInputs { classes, ..inputs }, &opts)?;
-        let whole_slices = plan.region[1] == (0..info.shape[1]) && plan.region[2] == (0..info.shape[2])
+        let whole_slices = plan.region[1] == (0..info.shape[1])
+            && plan.region[2] == (0..info.shape[2])
             && plan.block_yx == (info.shape[1], info.shape[2]);
         let max_value = info.depth.max_value().unwrap_or(1.0);
-        if !whole_slices && predictor.normalization(max_value) == bioseg_onnx::Normalization::ZScorePerImage {
+        if !whole_slices
+            && predictor.normalization(max_value) == bioseg_onnx::Normalization::ZScorePerImage
+        {
             tracing::warn!(
                 "per-image z-score normalisation uses the statistics of each block with its context, not of whole slices (blocks of {}x{} in slices of {}x{})",
                 plan.block_yx.0,
@@ -789,12 +882,22 @@ impl<'a> VolumeJob<'a> {
                     channels: (kout > 1).then_some(kout),
                     chunks: [self.plan.slab, self.plan.chunk_yx.0, self.plan.chunk_yx.1],
                     dtype,
-                    origin: [self.plan.region[0].start, self.plan.region[1].start, self.plan.region[2].start],
+                    origin: [
+                        self.plan.region[0].start,
+                        self.plan.region[1].start,
+                        self.plan.region[2].start,
+                    ],
                     name: self
                         .model
                         .path()
                         .file_stem()
-                        .map(|n| format!("{} {}", n.to_string_lossy(), output_type_name(self.opts.output_type)))
+                        .map(|n| {
+                            format!(
+                                "{} {}",
+                                n.to_string_lossy(),
+                                output_type_name(self.opts.output_type)
+                            )
+                        })
                         .unwrap_or_default(),
                     identity: self.identity.clone(),
                 };
@@ -822,12 +925,12 @@ impl<'a> VolumeJob<'a> {
             VolumeOutput::Slices => {
                 let writer = SliceFolderWriter::create(&self.output, dtype)?;
                 let id_path = self.output.join(SLICES_IDENTITY);
-                let stored = std::fs::read(&id_path).ok().and_then(|b| serde_json::from_slice::<Value>(&b).ok());
+                let stored = std::fs::read(&id_path)
+                    .ok()
+                    .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
                 let channel = |c: usize| (kout > 1).then_some(c);
                 let planned = |z: usize| (0..kout).map(move |c| (z, channel(c)));
-                let first_existing = self
-                    .plan
-                    .region[0]
+                let first_existing = self.plan.region[0]
                     .clone()
                     .flat_map(planned)
                     .map(|(z, c)| writer.slice_path(z, c))
@@ -844,7 +947,11 @@ impl<'a> VolumeJob<'a> {
                         (None, Some(p)) => {
                             return Err(bioseg_data::DataError::IncompatibleOutput {
                                 path: self.output.clone(),
-                                reason: format!("{} exists but no {} says how it was made", p.display(), SLICES_IDENTITY),
+                                reason: format!(
+                                    "{} exists but no {} says how it was made",
+                                    p.display(),
+                                    SLICES_IDENTITY
+                                ),
                             }
                             .into());
                         }
@@ -855,8 +962,15 @@ impl<'a> VolumeJob<'a> {
                 {
                     return Err(bioseg_data::DataError::OutputExists { path: p }.into());
                 }
-                bioseg_data::write_bytes_atomic(&id_path, &serde_json::to_vec_pretty(&self.identity).unwrap_or_default())?;
-                Ok((Sink::Slices(writer, None), stored.is_none(), vec![self.output.clone()]))
+                bioseg_data::write_bytes_atomic(
+                    &id_path,
+                    &serde_json::to_vec_pretty(&self.identity).unwrap_or_default(),
+                )?;
+                Ok((
+                    Sink::Slices(writer, None),
+                    stored.is_none(),
+                    vec![self.output.clone()],
+                ))
             }
         }
     }
@@ -867,13 +981,16 @@ impl<'a> VolumeJob<'a> {
             Sink::Zarr(w) => {
                 let (cy, cx) = self.plan.chunk_yx;
                 let iz = b.z.start / self.plan.slab;
-                (b.y.start / cy..b.y.end.div_ceil(cy))
-                    .all(|iy| (b.x.start / cx..b.x.end.div_ceil(cx)).all(|ix| w.chunk_exists([iz, iy, ix])))
+                (b.y.start / cy..b.y.end.div_ceil(cy)).all(|iy| {
+                    (b.x.start / cx..b.x.end.div_ceil(cx)).all(|ix| w.chunk_exists([iz, iy, ix]))
+                })
             }
             Sink::Slices(w, _) => {
                 let kout = self.kout();
                 let z0 = self.plan.region[0].start;
-                b.z.clone().all(|z| (0..kout).all(|c| w.slice_path(z0 + z, (kout > 1).then_some(c)).exists()))
+                b.z.clone().all(|z| {
+                    (0..kout).all(|c| w.slice_path(z0 + z, (kout > 1).then_some(c)).exists())
+                })
             }
             Sink::Tiff(..) => false,
         }
@@ -889,16 +1006,23 @@ impl<'a> VolumeJob<'a> {
         let xabs = rx.start + b.x.start..rx.start + b.x.end;
         let read_y = self.plan.read_range(&yabs, info.shape[1]);
         let read_x = self.plan.read_range(&xabs, info.shape[2]);
-        let input = self.reader.read_slab(zabs, read_y.clone(), read_x.clone())?;
+        let input = self
+            .reader
+            .read_slab(zabs, read_y.clone(), read_x.clone())?;
         let max_value = info.depth.max_value().unwrap_or(1.0);
         let (oy, ox) = (yabs.start - read_y.start, xabs.start - read_x.start);
         let (ny, nx) = (yabs.len(), xabs.len());
         let slices: Vec<Result<(BlockSlice, usize), InferError>> = (0..b.z.len())
             .into_par_iter()
             .map(|i| {
-                let pred = self.predictor.predict(input.index_axis(Axis(0), i), max_value, &|_| {})?;
+                let pred =
+                    self.predictor
+                        .predict(input.index_axis(Axis(0), i), max_value, &|_| {})?;
                 let crop = pred.probs.slice(s![.., oy..oy + ny, ox..ox + nx]);
-                Ok((convert(crop, self.opts.output_type, self.opts.threshold), pred.tiles))
+                Ok((
+                    convert(crop, self.opts.output_type, self.opts.threshold),
+                    pred.tiles,
+                ))
             })
             .collect();
         drop(input);
@@ -914,7 +1038,9 @@ impl<'a> VolumeJob<'a> {
             tiles += t;
             match (&mut out, slice) {
                 (BlockData::U8(o), BlockSlice::U8(v)) => o.slice_mut(s![.., i, .., ..]).assign(&v),
-                (BlockData::F32(o), BlockSlice::F32(v)) => o.slice_mut(s![.., i, .., ..]).assign(&v),
+                (BlockData::F32(o), BlockSlice::F32(v)) => {
+                    o.slice_mut(s![.., i, .., ..]).assign(&v)
+                }
                 _ => return Err(InferError::Run("output type mismatch".into())),
             }
         }
@@ -948,11 +1074,19 @@ impl<'a> VolumeJob<'a> {
                     ));
                 }
                 match (slot.as_mut().map(|(_, buf)| buf), &data) {
-                    (Some(BlockData::U8(o)), BlockData::U8(a)) => o.slice_mut(s![.., .., b.y.clone(), b.x.clone()]).assign(a),
-                    (Some(BlockData::F32(o)), BlockData::F32(a)) => o.slice_mut(s![.., .., b.y.clone(), b.x.clone()]).assign(a),
+                    (Some(BlockData::U8(o)), BlockData::U8(a)) => {
+                        o.slice_mut(s![.., .., b.y.clone(), b.x.clone()]).assign(a)
+                    }
+                    (Some(BlockData::F32(o)), BlockData::F32(a)) => {
+                        o.slice_mut(s![.., .., b.y.clone(), b.x.clone()]).assign(a)
+                    }
                     _ => return Err(InferError::Run("output type mismatch".into())),
                 }
-                let full = if b.y.end == yn && b.x.end == xn { slot.take() } else { None };
+                let full = if b.y.end == yn && b.x.end == xn {
+                    slot.take()
+                } else {
+                    None
+                };
                 if let Some((_, full)) = full {
                     self.write_slab(sink, b.z.start, full)?;
                 }
@@ -962,7 +1096,12 @@ impl<'a> VolumeJob<'a> {
     }
 
     /// Writes a slab of whole output slices (`[channels, z, y, x]`) to a TIFF or folder sink.
-    fn write_slab(&self, sink: &mut Sink, z_start: usize, data: BlockData) -> Result<(), InferError> {
+    fn write_slab(
+        &self,
+        sink: &mut Sink,
+        z_start: usize,
+        data: BlockData,
+    ) -> Result<(), InferError> {
         let [_, yn, xn] = self.plan.shape();
         let kout = self.kout();
         let z0 = self.plan.region[0].start + z_start;
@@ -974,17 +1113,41 @@ impl<'a> VolumeJob<'a> {
             for c in 0..kout {
                 let channel = (kout > 1).then_some(c);
                 match (&mut *sink, &data) {
-                    (Sink::Tiff(ws, _), BlockData::U8(a)) => {
-                        ws[c].write_page_u8(&a.slice(s![c, i, .., ..]).iter().copied().collect::<Vec<_>>())?
-                    }
-                    (Sink::Tiff(ws, _), BlockData::F32(a)) => {
-                        ws[c].write_page_f32(&a.slice(s![c, i, .., ..]).iter().copied().collect::<Vec<_>>())?
-                    }
+                    (Sink::Tiff(ws, _), BlockData::U8(a)) => ws[c].write_page_u8(
+                        &a.slice(s![c, i, .., ..])
+                            .iter()
+                            .copied()
+                            .collect::<Vec<_>>(),
+                    )?,
+                    (Sink::Tiff(ws, _), BlockData::F32(a)) => ws[c].write_page_f32(
+                        &a.slice(s![c, i, .., ..])
+                            .iter()
+                            .copied()
+                            .collect::<Vec<_>>(),
+                    )?,
                     (Sink::Slices(w, _), BlockData::U8(a)) => {
-                        w.write_u8(z0 + i, channel, xn, yn, &a.slice(s![c, i, .., ..]).iter().copied().collect::<Vec<_>>())?;
+                        w.write_u8(
+                            z0 + i,
+                            channel,
+                            xn,
+                            yn,
+                            &a.slice(s![c, i, .., ..])
+                                .iter()
+                                .copied()
+                                .collect::<Vec<_>>(),
+                        )?;
                     }
                     (Sink::Slices(w, _), BlockData::F32(a)) => {
-                        w.write_f32(z0 + i, channel, xn, yn, &a.slice(s![c, i, .., ..]).iter().copied().collect::<Vec<_>>())?;
+                        w.write_f32(
+                            z0 + i,
+                            channel,
+                            xn,
+                            yn,
+                            &a.slice(s![c, i, .., ..])
+                                .iter()
+                                .copied()
+                                .collect::<Vec<_>>(),
+                        )?;
                     }
                     (Sink::Zarr(_), _) => {}
                 }
@@ -1003,7 +1166,13 @@ impl<'a> VolumeJob<'a> {
         let slice_pixels = (yn * xn) as u64;
         let voxels = |b: &Block| (b.z.len() * b.y.len() * b.x.len()) as u64;
         let voxels_total: u64 = mine.clone().map(|i| voxels(&self.plan.block(i))).sum();
-        let mut progress = VolumeProgress { voxels_done: 0, voxels_total, voxels_computed: 0, slice_pixels, seconds: 0.0 };
+        let mut progress = VolumeProgress {
+            voxels_done: 0,
+            voxels_total,
+            voxels_computed: 0,
+            slice_pixels,
+            seconds: 0.0,
+        };
         let (mut run, mut skipped, mut tiles) = (0, 0, 0);
         for i in mine.clone() {
             let b = self.plan.block(i);
@@ -1061,19 +1230,39 @@ mod tests {
 
     #[test]
     fn parses_command_line_values() {
-        assert_eq!("2:5".parse::<Span>().unwrap(), Span { start: Some(2), end: Some(5) });
-        assert_eq!(":5".parse::<Span>().unwrap(), Span { start: None, end: Some(5) });
+        assert_eq!(
+            "2:5".parse::<Span>().unwrap(),
+            Span {
+                start: Some(2),
+                end: Some(5)
+            }
+        );
+        assert_eq!(
+            ":5".parse::<Span>().unwrap(),
+            Span {
+                start: None,
+                end: Some(5)
+            }
+        );
         assert!("5:2".parse::<Span>().is_err());
         assert!("5".parse::<Span>().is_err());
         assert!("a:2".parse::<Span>().is_err());
         let roi: Roi = "10:20,0:".parse().unwrap();
         assert_eq!(roi.x.resolve(30, "x").unwrap(), 0..30);
         assert!(roi.y.resolve(15, "y").is_err());
-        assert_eq!("2/3".parse::<Shard>().unwrap(), Shard { index: 2, count: 3 });
+        assert_eq!(
+            "2/3".parse::<Shard>().unwrap(),
+            Shard { index: 2, count: 3 }
+        );
         for bad in ["0/3", "5/3", "1/0", "x", "1/2/3"] {
             assert!(bad.parse::<Shard>().is_err(), "{bad}");
         }
-        assert!("5/3".parse::<Shard>().unwrap_err().contains("numbered from 1"));
+        assert!(
+            "5/3"
+                .parse::<Shard>()
+                .unwrap_err()
+                .contains("numbered from 1")
+        );
         assert_eq!("512M".parse::<ByteSize>().unwrap(), ByteSize(512 << 20));
         assert_eq!("1.5GiB".parse::<ByteSize>().unwrap(), ByteSize(3 << 29));
         assert_eq!("4096".parse::<ByteSize>().unwrap(), ByteSize(4096));
@@ -1097,14 +1286,31 @@ mod tests {
     }
 
     fn info(shape: [usize; 3]) -> VolumeInfo {
-        VolumeInfo { shape, channels: 1, depth: SampleDepth::U8, chunks: [1, shape[1], shape[2]], format: VolumeFormat::Tiff }
+        VolumeInfo {
+            shape,
+            channels: 1,
+            depth: SampleDepth::U8,
+            chunks: [1, shape[1], shape[2]],
+            format: VolumeFormat::Tiff,
+        }
     }
 
     #[test]
     fn plans_cover_the_region_and_respect_the_budget() {
         let i = info([40, 1000, 900]);
-        let inputs = PlanInputs { info: &i, classes: 2, halo: 44, multiple: 16, gaussian: false, output: VolumeOutput::Zarr };
-        let opts = VolumeOptions { z_range: Some("3:37".parse().unwrap()), roi: Some("5:995,100:".parse().unwrap()), ..Default::default() };
+        let inputs = PlanInputs {
+            info: &i,
+            classes: 2,
+            halo: 44,
+            multiple: 16,
+            gaussian: false,
+            output: VolumeOutput::Zarr,
+        };
+        let opts = VolumeOptions {
+            z_range: Some("3:37".parse().unwrap()),
+            roi: Some("5:995,100:".parse().unwrap()),
+            ..Default::default()
+        };
         let p = plan_volume(inputs, &opts).unwrap();
         assert_eq!(p.slab, DEFAULT_SLAB);
         assert_eq!(p.block_yx, (990, 800));
@@ -1120,16 +1326,44 @@ mod tests {
         assert_eq!((r.start % 16, r.end), (0, 348));
         assert!(r.start <= 105 - 48);
         for budget in [64u64 << 20, 16 << 20, 4 << 20] {
-            let p = plan_volume(inputs, &VolumeOptions { memory_budget: Some(budget), ..opts.clone() }).unwrap();
+            let p = plan_volume(
+                inputs,
+                &VolumeOptions {
+                    memory_budget: Some(budget),
+                    ..opts.clone()
+                },
+            )
+            .unwrap();
             assert!(p.block_bytes <= budget / 4 * 3, "{p:?}");
             assert!(p.block_yx.0.is_multiple_of(p.chunk_yx.0) || p.block_yx.0 == 990);
         }
-        let p = plan_volume(inputs, &VolumeOptions { memory_budget: Some(4 << 20), ..opts.clone() }).unwrap();
+        let p = plan_volume(
+            inputs,
+            &VolumeOptions {
+                memory_budget: Some(4 << 20),
+                ..opts.clone()
+            },
+        )
+        .unwrap();
         assert_eq!(p.slab, 1);
         assert!(p.block_yx.0 < 990);
-        let e = plan_volume(inputs, &VolumeOptions { memory_budget: Some(1 << 16), ..opts.clone() }).unwrap_err();
+        let e = plan_volume(
+            inputs,
+            &VolumeOptions {
+                memory_budget: Some(1 << 16),
+                ..opts.clone()
+            },
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("too small"), "{e}");
-        let e = plan_volume(inputs, &VolumeOptions { z_range: Some("30:41".parse().unwrap()), ..Default::default() }).unwrap_err();
+        let e = plan_volume(
+            inputs,
+            &VolumeOptions {
+                z_range: Some("30:41".parse().unwrap()),
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("--z-range 30:41"), "{e}");
     }
 }
