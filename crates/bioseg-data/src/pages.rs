@@ -15,7 +15,7 @@ use tiff::encoder::{TiffEncoder, colortype};
 
 use crate::atomic::write_atomic_seekable;
 use crate::error::{DataError, one_line};
-use crate::image::{Image, ImageFormat, MAX_PIXELS, SampleDepth, read_image};
+use crate::image::{Image, ImageFormat, SampleDepth, read_image};
 
 /// Reads every page of a multi-page TIFF, or the one image of a PNG (or one-page TIFF).
 ///
@@ -51,7 +51,7 @@ pub fn read_image_pages(path: impl AsRef<Path>) -> Result<Vec<Image>, DataError>
     limits.decoding_buffer_size = usize::MAX;
     limits.intermediate_buffer_size = usize::MAX;
     let mut decoder = Decoder::new(BufReader::new(file))
-        .map_err(|e| tiff_error(path, 0, e))?
+        .map_err(|e| crate::volume::tiff_err(path, 0, e))?
         .with_limits(limits);
     let mut pages = Vec::new();
     loop {
@@ -62,7 +62,7 @@ pub fn read_image_pages(path: impl AsRef<Path>) -> Result<Vec<Image>, DataError>
         }
         decoder
             .next_image()
-            .map_err(|e| tiff_error(path, page + 1, e))?;
+            .map_err(|e| crate::volume::tiff_err(path, page + 1, e))?;
     }
     Ok(pages)
 }
@@ -77,33 +77,12 @@ fn read_page(
         path: path.to_path_buf(),
         reason: format!("page {page}: {reason}"),
     };
-    let (w, h) = decoder
-        .dimensions()
-        .map_err(|e| tiff_error(path, page, e))?;
-    let (w, h) = (w as usize, h as usize);
-    if w == 0 || h == 0 || (w as u64).saturating_mul(h as u64) > MAX_PIXELS {
-        return Err(DataError::BadDimensions {
-            path: path.to_path_buf(),
-            width: w as u64,
-            height: h as u64,
-            reason: if w == 0 || h == 0 {
-                "zero-sized page"
-            } else {
-                "more than 2^31 pixels"
-            },
-        });
-    }
-    let colortype = decoder.colortype().map_err(|e| tiff_error(path, page, e))?;
-    let (cin, cout) = match colortype {
-        tiff::ColorType::Gray(_) => (1, 1),
-        tiff::ColorType::GrayA(_) => (2, 1),
-        tiff::ColorType::RGB(_) => (3, 3),
-        tiff::ColorType::RGBA(_) => (4, 3),
-        other => return Err(unsupported(format!("TIFF color type {other:?}"))),
-    };
+    // Dimensions, channel layout and unsupported layouts: the volume reader's checks.
+    let layout = crate::volume::page_layout(path, page, decoder)?;
+    let (w, h, cin, cout) = (layout.width, layout.height, layout.samples, layout.channels);
     let decoded = decoder
         .read_image()
-        .map_err(|e| tiff_error(path, page, e))?;
+        .map_err(|e| crate::volume::tiff_err(path, page, e))?;
     let (samples, depth): (Vec<f32>, SampleDepth) = match decoded {
         DecodingResult::U8(v) => (v.into_iter().map(f32::from).collect(), SampleDepth::U8),
         DecodingResult::U16(v) => (v.into_iter().map(f32::from).collect(), SampleDepth::U16),
@@ -129,30 +108,6 @@ fn read_page(
         .collect();
     let data = Array3::from_shape_vec((h, w, cout), data).map_err(|e| unsupported(one_line(e)))?;
     Ok(Image { data, depth })
-}
-
-/// Maps a `tiff` error on `page` of `path` to a [`DataError`].
-fn tiff_error(path: &Path, page: usize, e: tiff::TiffError) -> DataError {
-    match e {
-        tiff::TiffError::UnsupportedError(u) => DataError::UnsupportedImage {
-            path: path.to_path_buf(),
-            reason: format!("page {page}: {}", one_line(u)),
-        },
-        tiff::TiffError::IoError(io) if io.kind() != std::io::ErrorKind::UnexpectedEof => {
-            DataError::Read {
-                path: path.to_path_buf(),
-                error: io,
-            }
-        }
-        tiff::TiffError::IoError(_) => DataError::CorruptImage {
-            path: path.to_path_buf(),
-            reason: format!("page {page}: file is truncated"),
-        },
-        other => DataError::CorruptImage {
-            path: path.to_path_buf(),
-            reason: format!("page {page}: {}", one_line(other)),
-        },
-    }
 }
 
 /// Writes `pages` (each `[height, width]` row-major, all `width * height` samples) as one

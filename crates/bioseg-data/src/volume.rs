@@ -248,16 +248,16 @@ impl std::fmt::Debug for TiffVolume {
 
 /// Size and sample layout of one TIFF page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct PageLayout {
-    width: usize,
-    height: usize,
-    samples: usize,
-    channels: usize,
-    color: tiff::ColorType,
+pub(crate) struct PageLayout {
+    pub(crate) width: usize,
+    pub(crate) height: usize,
+    pub(crate) samples: usize,
+    pub(crate) channels: usize,
+    pub(crate) color: tiff::ColorType,
 }
 
 /// Maps a `tiff` error on `page` of `path` to a [`DataError`].
-fn tiff_err(path: &Path, page: usize, e: tiff::TiffError) -> DataError {
+pub(crate) fn tiff_err(path: &Path, page: usize, e: tiff::TiffError) -> DataError {
     match e {
         tiff::TiffError::UnsupportedError(u) => DataError::UnsupportedImage {
             path: path.to_path_buf(),
@@ -278,7 +278,7 @@ fn tiff_err(path: &Path, page: usize, e: tiff::TiffError) -> DataError {
 }
 
 /// The layout of the decoder's current page.
-fn page_layout(
+pub(crate) fn page_layout(
     path: &Path,
     page: usize,
     decoder: &mut Decoder<BufReader<File>>,
