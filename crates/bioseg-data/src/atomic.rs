@@ -95,6 +95,10 @@ pub fn ensure_absent_or_overwrite(
         }),
         Ok(_) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotADirectory => Err(DataError::OutputFolder {
+            dir: parent_dir(path),
+            reason: "not a folder".into(),
+        }),
         Err(e) => Err(DataError::read(path, e)),
     }
 }

@@ -94,7 +94,7 @@ pub struct UnetArgs {
     pub class_names: Vec<String>,
     /// Resume from a checkpoint folder (or the newest in a folder of checkpoints), e.g.
     /// OUT/checkpoints.
-    #[arg(short = 'w', long = "load-weights")]
+    #[arg(short = 'w', long = "load-weights", conflicts_with = "init_from")]
     pub load_weights: Option<PathBuf>,
     /// Start from the weights of a Keras classic U-Net exported to ONNX (tf2onnx or Keras 3's
     /// `model.export`); its architecture (filters, depth, channels, batch norm, upsampling)
@@ -118,7 +118,7 @@ pub struct UnetArgs {
     #[arg(short = 'g', long = "num-gpus", default_value_t = 1)]
     pub num_gpus: usize,
     /// Explicit device indices for data-parallel training, e.g. `0,2` (overrides -g).
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', conflicts_with = "num_gpus")]
     pub devices: Vec<usize>,
     /// Multiply the learning rate by the number of replicas (linear scaling rule).
     #[arg(long)]
@@ -294,8 +294,9 @@ pub fn unet(mut args: UnetArgs, quiet: bool) -> Result<()> {
             tracing::warn!("{w}");
         }
     }
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("cannot create output folder {}", args.out.display()))?;
+    if args.out.exists() && !args.out.is_dir() {
+        anyhow::bail!("output folder {} exists and is not a folder", args.out.display());
+    }
     let onnx = args.onnx.clone().unwrap_or_else(|| args.out.join("model.onnx"));
     let opts = RunOptions {
         checkpoint_dir: Some(args.out.join("checkpoints")),

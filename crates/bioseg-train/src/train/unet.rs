@@ -214,6 +214,9 @@ impl UnetTraining {
                 self.crop_width, self.crop_height
             ));
         }
+        if self.in_channels != 1 && self.in_channels != 3 {
+            return bad(format!("--in-channels must be 1 (gray) or 3 (RGB), not {}", self.in_channels));
+        }
         if self.batch_size == 0 {
             return bad("-b/--batch-size must be at least 1".into());
         }
@@ -241,6 +244,22 @@ impl UnetTraining {
         let mut names = Vec::new();
         for i in 0..ds.len() {
             let (image, mask) = ds.load_pair(i)?;
+            let pair = &ds.pairs()[i];
+            if image.data.iter().any(|v| !v.is_finite()) {
+                return Err(TrainError::Config(format!(
+                    "image {} holds NaN or infinite values",
+                    pair.image.display()
+                )));
+            }
+            let (h, w, _) = image.data.dim();
+            if w < self.crop_width || h < self.crop_height {
+                return Err(TrainError::Config(format!(
+                    "-X/-Y crop {}x{} is larger than image {} ({w}x{h}); use a smaller crop",
+                    self.crop_width,
+                    self.crop_height,
+                    pair.image.display()
+                )));
+            }
             images.push(image);
             masks.push(mask);
             names.push(ds.pairs()[i].name.clone());
@@ -499,8 +518,9 @@ pub fn train_unet<B: AutodiffBackend>(
         cfg.class_names.clone()
     } else {
         return Err(TrainError::Config(format!(
-            "--class-names gives {} names but the data has {} classes",
+            "--class-names gives {} names but the labels in {} hold {} classes",
             cfg.class_names.len(),
+            cfg.data_dir.join(&cfg.object_class).join("train").display(),
             data.classes
         )));
     };
@@ -543,6 +563,11 @@ pub fn train_unet<B: AutodiffBackend>(
         best = state.best;
         start = state.epoch;
         tracing::info!("resuming from {} after epoch {start}", ckpt.display());
+    }
+
+    // Everything is checked: only now may the run leave files behind.
+    if let Some(out) = &opts.out_dir {
+        std::fs::create_dir_all(out).map_err(TrainError::io(out))?;
     }
 
     // Multi-node: every node draws its shard (`rank`) of a global batch `nodes` times larger.
