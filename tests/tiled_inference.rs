@@ -157,3 +157,59 @@ fn keras_fixed_size_model_tiles_a_larger_image() {
     }
     assert!(d <= 1e-6, "max diff {d}");
 }
+
+/// `--tta`: the average of the 8 flips and 90° rotations, each predicted and mapped back —
+/// checked against predictions of explicitly rotated and flipped copies of the image.
+#[test]
+fn test_time_augmentation_averages_the_eight_symmetries() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = OnnxModel::load(&export_tiny(dir.path(), 2, 3)).unwrap();
+    let (h, w) = (37, 52); // not square: rotations change the tiling
+    let img = image(h, w, 1);
+    let opts = PredictOptions { tile: 32, ..Default::default() };
+    let plain = Predictor::new(&model, opts.clone()).unwrap();
+    let tta = Predictor::new(&model, PredictOptions { tta: true, ..opts }).unwrap();
+    let got = tta.predict(img.view(), 255.0, &|_| {}).unwrap();
+    assert_eq!(got.probs.dim(), (3, h, w));
+    assert_eq!(got.tiles, tta.tile_count(h, w).unwrap());
+
+    // Rotations by quarter turns (counter-clockwise) and a horizontal mirror, as owned copies.
+    let rot = |a: &Array3<f32>| -> Array3<f32> {
+        let (ah, aw, c) = a.dim();
+        Array3::from_shape_fn((aw, ah, c), |(y, x, k)| a[[x, aw - 1 - y, k]])
+    };
+    let unrot = |p: &Array3<f32>| -> Array3<f32> {
+        // Inverse of `rot` on class maps [K, H', W'].
+        let (k, ph, pw) = p.dim();
+        Array3::from_shape_fn((k, pw, ph), |(kk, y, x)| p[[kk, ph - 1 - x, y]])
+    };
+    let mirror = |a: &Array3<f32>| -> Array3<f32> {
+        let (ah, aw, c) = a.dim();
+        Array3::from_shape_fn((ah, aw, c), |(y, x, k)| a[[y, aw - 1 - x, k]])
+    };
+    let unmirror = |p: &Array3<f32>| -> Array3<f32> {
+        let (k, ph, pw) = p.dim();
+        Array3::from_shape_fn((k, ph, pw), |(kk, y, x)| p[[kk, y, pw - 1 - x]])
+    };
+    let mut sum = Array3::<f32>::zeros((3, h, w));
+    for m in [false, true] {
+        let mut a = if m { mirror(&img) } else { img.clone() };
+        for r in 0..4 {
+            let mut p = plain.predict(a.view(), 255.0, &|_| {}).unwrap().probs;
+            for _ in 0..r {
+                p = unrot(&p);
+            }
+            if m {
+                p = unmirror(&p);
+            }
+            sum += &p;
+            a = rot(&a);
+        }
+    }
+    sum /= 8.0;
+    let d = max_diff(&got.probs, &sum);
+    assert!(d < 1e-5, "TTA differs from the explicit average by {d}");
+    // And it is not simply the plain prediction (the model is not symmetric).
+    let p = plain.predict(img.view(), 255.0, &|_| {}).unwrap().probs;
+    assert!(max_diff(&got.probs, &p) > 1e-4);
+}

@@ -570,28 +570,4 @@ fn bad_volume_requests_fail_with_one_clean_line() {
         "apply to volumes",
     );
     assert!(!out.exists(), "a failed request left an output");
-
-    // A 3-D (rank-5) model is refused with a clear message.
-    use bioseg_onnx::{Dim, GraphBuilder, ModelMetadata};
-    let mut g = GraphBuilder::new("conv3d");
-    let dims = [
-        Dim::symbol("batch"),
-        Dim::Fixed(1),
-        Dim::symbol("depth"),
-        Dim::symbol("height"),
-        Dim::symbol("width"),
-    ];
-    let x = g.input("input", &dims);
-    let y = g.node("Sigmoid", "probs", &[&x], vec![]);
-    g.output(&y, "probs", &dims);
-    let m3d = d.join("model3d.onnx");
-    bioseg_onnx::write_model(
-        &bioseg_onnx::model_from_graph(g.finish(), &ModelMetadata::default(), ""),
-        &m3d,
-    )
-    .unwrap();
-    run_fails(
-        &mut predict_cmd(&m3d, &tif, &out),
-        "3-D models are not supported yet",
-    );
 }

@@ -15,7 +15,6 @@ use crate::predict::{PredictOptions, Predictor, megapixels_per_second};
 use crate::tiling::Blend;
 use crate::volume_predict::{
     ByteSize, Roi, Shard, Span, VolumeJob, VolumeOptions, VolumeOutput, peak_rss_bytes,
-    unsupported_3d,
 };
 
 /// Options of `bioseg predict`.
@@ -37,6 +36,10 @@ pub struct PredictArgs {
     /// Tile core size in pixels (symbolic-size models; fixed-size models use their size).
     #[arg(long, default_value_t = 256)]
     pub tile: usize,
+    /// Volumetric (3-D, rank-5) models: tile core depth in slices (symbolic-depth models; the
+    /// tile's rows and columns come from --tile).
+    #[arg(long, default_value_t = 32)]
+    pub tile_z: usize,
     /// Context read around each tile [default: the model's recommended halo, else 32].
     #[arg(long)]
     pub halo: Option<usize>,
@@ -46,6 +49,10 @@ pub struct PredictArgs {
     /// Blending: crop (exact: each pixel from one tile) or gaussian (weighted overlap).
     #[arg(long, default_value = "crop")]
     pub blend: Blend,
+    /// Test-time augmentation: average the predictions of the 8 flips and 90° rotations of
+    /// every image or slice (8× the work; usually smoother, slightly more accurate maps).
+    #[arg(long)]
+    pub tta: bool,
     /// Worker threads [default: all cores].
     #[arg(long)]
     pub threads: Option<usize>,
@@ -119,6 +126,8 @@ impl PredictArgs {
             layout: self.layout,
             normalize: self.normalize,
             size_multiple: self.size_multiple,
+            tta: self.tta,
+            tile_z: self.tile_z,
         }
     }
 
@@ -176,9 +185,6 @@ pub fn predict(args: PredictArgs, quiet: bool) -> Result<()> {
     }
     let volume = is_volume(&args)?;
     let model = OnnxModel::load(&args.model)?;
-    if let Some(e) = unsupported_3d(&model) {
-        return Err(e.into());
-    }
     if volume {
         return predict_volume(&args, &model, quiet);
     }
@@ -199,7 +205,7 @@ pub fn predict(args: PredictArgs, quiet: bool) -> Result<()> {
     }
     let (h, w, _) = image.data.dim();
     let plan = predictor.plan(h, w)?;
-    let n_tiles = plan.tiles().len();
+    let n_tiles = predictor.tile_count(h, w)?;
     let bar = progress_bar(n_tiles as u64, quiet);
     let start = Instant::now();
     let max_value = image.depth.max_value().unwrap_or(1.0);
@@ -211,13 +217,14 @@ pub fn predict(args: PredictArgs, quiet: bool) -> Result<()> {
     let paths = write_prediction(&pred, &args.output, args.output_type, args.threshold)?;
     let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
     println!(
-        "{}x{} image, {} tiles of {}x{} (halo {}), {:.2} s, {:.3} megapixels/s -> {}",
+        "{}x{} image, {} tiles of {}x{} (halo {}{}), {:.2} s, {:.3} megapixels/s -> {}",
         w,
         h,
         pred.tiles,
         plan.window().1,
         plan.window().0,
         predictor.halo(),
+        if args.tta { ", 8-fold TTA" } else { "" },
         start.elapsed().as_secs_f64(),
         mps,
         names.join(", ")

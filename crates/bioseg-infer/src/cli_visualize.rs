@@ -243,7 +243,7 @@ fn predict_with_model(
     let predictor = Predictor::new(&model, opts)?;
     let max_value = image.depth.max_value().unwrap_or(1.0);
     let (h, w, _) = image.data.dim();
-    let bar = crate::cli_predict::progress_bar(predictor.plan(h, w)?.tiles().len() as u64, quiet);
+    let bar = crate::cli_predict::progress_bar(predictor.tile_count(h, w)? as u64, quiet);
     let pred = predictor
         .predict(image.data.view(), max_value, &|n| {
             bar.set_position(n as u64)

@@ -6,11 +6,17 @@ use bioseg_onnx::{Normalization, OutputActivation, TensorLayout};
 use crate::error::InferError;
 use crate::model::{InputDim, OnnxModel};
 
-/// The image interface of a model.
+/// The image interface of a model: a 2-D model takes a batch of images (rank 4: NCHW or NHWC),
+/// a volumetric one a batch of volumes (rank 5: NCDHW or NDHWC, reported as `Nchw`/`Nhwc`:
+/// channels first or last).
 #[derive(Clone, Debug, PartialEq)]
 pub struct ModelIo {
     /// Input (and output) layout.
     pub layout: TensorLayout,
+    /// Whether the model is volumetric (rank-5 input, 3-D convolutions).
+    pub volumetric: bool,
+    /// Fixed input depth of a volumetric model, if the graph fixes it.
+    pub fixed_depth: Option<usize>,
     /// Input channels.
     pub channels: usize,
     /// Fixed input height and width, if the graph fixes them.
@@ -40,23 +46,28 @@ impl ModelIo {
         let md = model.metadata();
         let dims = model.input_dims();
         let bad = |reason: String| InferError::Model { path: model.path().to_path_buf(), reason };
-        if dims.len() != 4 {
+        if dims.len() != 4 && dims.len() != 5 {
             return Err(bad(format!(
-                "input `{}` has rank {} ([{}]); an image model takes a rank-4 batch of images",
+                "input `{}` has rank {} ([{}]); an image model takes a rank-4 batch of images (or rank 5: a batch of volumes)",
                 model.input_name(),
                 dims.len(),
                 dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
             )));
         }
+        let rank = dims.len();
+        let volumetric = rank == 5;
         let layout = layout.or(md.layout).unwrap_or_else(|| {
             let small = |d: &InputDim| matches!(fixed(d), Some(1..=4));
-            if small(&dims[3]) && !small(&dims[1]) { TensorLayout::Nhwc } else { TensorLayout::Nchw }
+            if small(&dims[rank - 1]) && !small(&dims[1]) { TensorLayout::Nhwc } else { TensorLayout::Nchw }
         });
-        let (c_axis, h_axis, w_axis) = match layout {
-            TensorLayout::Nchw => (1, 2, 3),
-            TensorLayout::Nhwc => (3, 1, 2),
+        // Channel axis, then the spatial axes ([depth,] height, width).
+        let (c_axis, first_spatial) = match layout {
+            TensorLayout::Nchw => (1, 2),
+            TensorLayout::Nhwc => (rank - 1, 1),
             TensorLayout::Nc => return Err(bad("metadata says layout `nc`: not an image model".into())),
         };
+        let (h_axis, w_axis) = (first_spatial + rank - 4, first_spatial + rank - 3);
+        let fixed_depth = if volumetric { fixed(&dims[first_spatial]) } else { None };
         let channels = fixed(&dims[c_axis]).or(md.input_channels).unwrap_or(1);
         if channels == 0 || channels > 4 {
             return Err(bad(format!("input has {channels} channels in layout {layout}; expected 1 to 4")));
@@ -83,6 +94,8 @@ impl ModelIo {
         let activation = md.output.unwrap_or_else(|| detect_activation(model.proto()));
         Ok(ModelIo {
             layout,
+            volumetric,
+            fixed_depth,
             channels,
             fixed_size,
             size_multiple,

@@ -18,6 +18,7 @@ pub mod io_spec;
 pub mod model;
 pub mod output;
 pub mod predict;
+pub mod predict_volumetric;
 pub mod tensor_run;
 pub mod tiling;
 pub mod volume_predict;

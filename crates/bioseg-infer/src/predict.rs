@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use bioseg_onnx::{Normalization, OutputActivation, TensorLayout};
-use ndarray::{Array2, Array3, ArrayView3};
+use ndarray::{Array2, Array3, ArrayView3, Axis};
 use rayon::prelude::*;
 
 use crate::error::InferError;
@@ -31,6 +31,11 @@ pub struct PredictOptions {
     pub normalize: Option<Normalization>,
     /// Size-multiple override.
     pub size_multiple: Option<usize>,
+    /// Test-time augmentation: average the predictions of the 8 flips and 90° rotations of the
+    /// image (each mapped back), 8× the work.
+    pub tta: bool,
+    /// Volumetric (3-D) models: requested tile depth in slices (symbolic-depth models).
+    pub tile_z: usize,
 }
 
 impl Default for PredictOptions {
@@ -44,6 +49,8 @@ impl Default for PredictOptions {
             layout: None,
             normalize: None,
             size_multiple: None,
+            tta: false,
+            tile_z: 32,
         }
     }
 }
@@ -73,11 +80,11 @@ impl Prediction {
 
 /// A prepared predictor: the model's interface, tiling and normalisation resolved once.
 pub struct Predictor<'m> {
-    model: &'m OnnxModel,
-    io: ModelIo,
-    opts: PredictOptions,
-    halo: usize,
-    multiple: usize,
+    pub(crate) model: &'m OnnxModel,
+    pub(crate) io: ModelIo,
+    pub(crate) opts: PredictOptions,
+    pub(crate) halo: usize,
+    pub(crate) multiple: usize,
 }
 
 impl<'m> Predictor<'m> {
@@ -88,6 +95,15 @@ impl<'m> Predictor<'m> {
         let halo = opts.halo.or(io.recommended_halo).unwrap_or(32);
         if opts.tile == 0 {
             return Err(InferError::Input("--tile must be positive".into()));
+        }
+        if opts.tile_z == 0 {
+            return Err(InferError::Input("--tile-z must be positive".into()));
+        }
+        if io.volumetric && opts.tta {
+            return Err(InferError::Input(format!(
+                "--tta is for 2-D models; {} is volumetric (3-D)",
+                model.path().display()
+            )));
         }
         Ok(Predictor { model, io, opts, halo, multiple })
     }
@@ -120,9 +136,54 @@ impl<'m> Predictor<'m> {
         r.map_err(InferError::Input)
     }
 
-    /// Predicts `image` (`[H, W, C]`, raw sample values with maximum `max_value`).
-    /// `on_tiles` is called with the number of tiles finished so far.
+    /// Predicts `image` (`[H, W, C]`, raw sample values with maximum `max_value`), with
+    /// test-time augmentation when the options ask for it. `on_tiles` is called with the number
+    /// of tiles finished so far.
     pub fn predict(
+        &self,
+        image: ArrayView3<f32>,
+        max_value: f32,
+        on_tiles: &(dyn Fn(usize) + Sync),
+    ) -> Result<Prediction, InferError> {
+        if self.io.volumetric {
+            return Err(InferError::Input(format!(
+                "model {} is volumetric (3-D, rank-5 input): give it a volume (multi-page TIFF, folder of slices or Zarr), not a 2-D image",
+                self.model.path().display()
+            )));
+        }
+        if !self.opts.tta {
+            return self.predict_once(image, max_value, on_tiles);
+        }
+        let (h, w, _) = image.dim();
+        let mut sum: Option<Array3<f32>> = None;
+        let mut tiles = 0;
+        for t in Dihedral::ALL {
+            let done = tiles;
+            let pred = self.predict_once(t.apply(image), max_value, &|n| on_tiles(done + n))?;
+            tiles += pred.tiles;
+            let back = t.invert(pred.probs.view());
+            match &mut sum {
+                None => sum = Some(back.to_owned()),
+                Some(s) => *s += &back,
+            }
+        }
+        let mut probs = sum.expect("8 transforms");
+        debug_assert_eq!((probs.dim().1, probs.dim().2), (h, w));
+        probs /= Dihedral::ALL.len() as f32;
+        Ok(Prediction { probs, tiles })
+    }
+
+    /// The number of tiles a prediction of an `h × w` image runs (all 8 transforms with TTA).
+    pub fn tile_count(&self, h: usize, w: usize) -> Result<usize, InferError> {
+        if !self.opts.tta {
+            return Ok(self.plan(h, w)?.tiles().len());
+        }
+        // Transposed transforms tile a `w × h` image.
+        Ok(4 * self.plan(h, w)?.tiles().len() + 4 * self.plan(w, h)?.tiles().len())
+    }
+
+    /// One prediction of `image`, as it is.
+    fn predict_once(
         &self,
         image: ArrayView3<f32>,
         max_value: f32,
@@ -310,4 +371,77 @@ pub fn to_probabilities(a: &mut Array3<f32>) {
 /// Megapixels per second of `pixels` processed since `start`.
 pub fn megapixels_per_second(pixels: usize, start: Instant) -> f64 {
     pixels as f64 / 1e6 / start.elapsed().as_secs_f64().max(1e-9)
+}
+
+/// One of the 8 symmetries of the square (flips and 90° rotations) used by test-time
+/// augmentation: optionally transpose (swap rows and columns), then flip rows and/or columns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dihedral {
+    /// Swap the row and column axes first.
+    pub transpose: bool,
+    /// Then reverse the rows.
+    pub flip_y: bool,
+    /// Then reverse the columns.
+    pub flip_x: bool,
+}
+
+impl Dihedral {
+    /// All 8: identity, the 3 rotations, the 4 reflections.
+    pub const ALL: [Dihedral; 8] = {
+        let mut all = [Dihedral { transpose: false, flip_y: false, flip_x: false }; 8];
+        let mut i = 0;
+        while i < 8 {
+            all[i] = Dihedral { transpose: i & 4 != 0, flip_y: i & 2 != 0, flip_x: i & 1 != 0 };
+            i += 1;
+        }
+        all
+    };
+
+    /// The transformed view of an image `[H, W, C]` (no copy).
+    pub fn apply<'a>(self, image: ArrayView3<'a, f32>) -> ArrayView3<'a, f32> {
+        let mut v = if self.transpose { image.permuted_axes([1, 0, 2]) } else { image };
+        if self.flip_y {
+            v.invert_axis(Axis(0));
+        }
+        if self.flip_x {
+            v.invert_axis(Axis(1));
+        }
+        v
+    }
+
+    /// Maps class maps `[K, H', W']` of a transformed image back onto the original's grid.
+    pub fn invert<'a>(self, probs: ArrayView3<'a, f32>) -> ArrayView3<'a, f32> {
+        let mut v = probs;
+        if self.flip_y {
+            v.invert_axis(Axis(1));
+        }
+        if self.flip_x {
+            v.invert_axis(Axis(2));
+        }
+        if self.transpose { v.permuted_axes([0, 2, 1]) } else { v }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_symmetry_is_undone_by_its_inverse_and_all_eight_differ() {
+        let img = Array3::from_shape_fn((3, 5, 2), |(y, x, c)| (y * 10 + x + 100 * c) as f32);
+        let mut seen = Vec::new();
+        for t in Dihedral::ALL {
+            let v = t.apply(img.view());
+            // As class maps [K, H', W'].
+            let maps = v.permuted_axes([2, 0, 1]);
+            let back = t.invert(maps);
+            assert_eq!(back.permuted_axes([1, 2, 0]), img.view(), "{t:?}");
+            seen.push(v.to_owned());
+        }
+        for i in 0..8 {
+            for j in 0..i {
+                assert_ne!(seen[i], seen[j], "symmetries {i} and {j} coincide");
+            }
+        }
+    }
 }

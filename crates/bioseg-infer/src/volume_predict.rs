@@ -373,7 +373,7 @@ impl VolumePlan {
 
     /// The input rows (or columns) read for a block spanning `r` (input coordinates) along an
     /// axis of `size`: `context` on each side, the start aligned down to the size multiple.
-    fn read_range(&self, r: &Range<usize>, size: usize) -> Range<usize> {
+    pub fn read_range(&self, r: &Range<usize>, size: usize) -> Range<usize> {
         let start = r.start.saturating_sub(self.context) / self.multiple * self.multiple;
         start..(r.end + self.context).min(size)
     }
@@ -417,6 +417,8 @@ pub struct PlanInputs<'a> {
     pub multiple: usize,
     /// Whether Gaussian blending (one more weight plane per slice) is used.
     pub gaussian: bool,
+    /// Whether the model is volumetric (blocks are read with context along z too).
+    pub volumetric: bool,
     /// Where the output goes.
     pub output: VolumeOutput,
 }
@@ -458,17 +460,18 @@ pub fn plan_volume(p: PlanInputs, opts: &VolumeOptions) -> Result<VolumePlan, In
     // Bytes of one block's buffers: the input slab, each slice's probabilities (and Gaussian
     // weights), the block's output, a slab of whole output slices for TIFF and folders, and the
     // chunk buffers being encoded.
+    // A volumetric model reads (and predicts) the slab's context slices too.
+    let read_slices = |slab: usize| if p.volumetric { read(slab, zs) } else { slab } as u64;
     let estimate = |slab: usize, by: usize, bx: usize| -> u64 {
         let (ry, rx) = (read(by, ys) as u64, read(bx, xs) as u64);
-        let per_slice = ry
-            * rx
-            * (info.channels as u64 * 4 + p.classes as u64 * 4 + if p.gaussian { 4 } else { 0 })
-            + (kout * by * bx * ob) as u64;
+        let per_read_slice =
+            ry * rx * (info.channels as u64 * 4 + p.classes as u64 * 4 + if p.gaussian { 4 } else { 0 });
+        let per_slice = (kout * by * bx * ob) as u64;
         let assembly = match p.output {
             VolumeOutput::Zarr => (threads * 2 * kout * slab * chunk_yx.0 * chunk_yx.1 * ob) as u64,
             _ => (kout * slab * y.len() * x.len() * ob) as u64,
         };
-        slab as u64 * per_slice + assembly
+        read_slices(slab) * per_read_slice + slab as u64 * per_slice + assembly
     };
     let (slab, block_yx) = match opts.memory_budget {
         None => (slab_wanted, (y.len(), x.len())),
@@ -526,25 +529,13 @@ pub fn plan_volume(p: PlanInputs, opts: &VolumeOptions) -> Result<VolumePlan, In
 // Model facts
 // ---------------------------------------------------------------------------
 
-/// The error for rank-5 (3-D) models, `None` for others.
-pub fn unsupported_3d(model: &OnnxModel) -> Option<InferError> {
-    let dims = model.input_dims();
-    (dims.len() == 5).then(|| InferError::Model {
-        path: model.path().to_path_buf(),
-        reason: format!(
-            "a 3-D model (rank-5 input [{}]): 3-D models are not supported yet; bioseg predict runs 2-D (rank-4) models, slice by slice on volumes",
-            dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
-        ),
-    })
-}
-
 /// The model's output channels: from the graph when its output declares them, else by running
-/// the model once on the window the tiles of an `h × w` image use.
+/// the model once on the window the tiles of a `d × h × w` block use (`d` matters only for
+/// volumetric models).
 pub fn model_classes(
     model: &OnnxModel,
     predictor: &Predictor,
-    h: usize,
-    w: usize,
+    [d, h, w]: [usize; 3],
 ) -> Result<usize, InferError> {
     let layout = predictor.io().layout;
     let declared = model
@@ -558,7 +549,8 @@ pub fn model_classes(
         .and_then(|s| {
             let axis = match (s.dim.len(), layout) {
                 (4, TensorLayout::Nhwc) => 3,
-                (4, _) => 1,
+                (5, TensorLayout::Nhwc) => 4,
+                (4 | 5, _) => 1,
                 _ => return None,
             };
             match s.dim[axis].value {
@@ -569,18 +561,26 @@ pub fn model_classes(
     if let Some(k) = declared {
         return Ok(k);
     }
-    let plan = predictor.plan(h, w)?;
-    let (wh, ww) = plan.window();
     let c = predictor.io().channels;
-    let shape = match layout {
-        TensorLayout::Nhwc => vec![1, wh, ww, c],
-        _ => vec![1, c, wh, ww],
+    // The spatial window of the first block's tiles ([depth,] height, width).
+    let window: Vec<usize> = if predictor.io().volumetric {
+        predictor.plan_3d(d, h, w)?.window().to_vec()
+    } else {
+        let (wh, ww) = predictor.plan(h, w)?.window();
+        vec![wh, ww]
     };
-    let (oshape, _) = model.run(&shape, &vec![0f32; c * wh * ww])?.swap_remove(0);
-    Ok(match (layout, oshape.as_slice()) {
-        (TensorLayout::Nhwc, [_, _, _, k]) => *k,
-        (_, [_, k, _, _]) => *k,
-        _ => 1,
+    let mut shape = vec![1];
+    match layout {
+        TensorLayout::Nhwc => shape.extend(window.iter().copied().chain([c])),
+        _ => shape.extend([c].into_iter().chain(window.iter().copied())),
+    }
+    let n: usize = shape.iter().product();
+    let (oshape, _) = model.run(&shape, &vec![0f32; n])?.swap_remove(0);
+    let rank = shape.len();
+    Ok(match layout {
+        _ if oshape.len() == rank - 1 => 1,
+        TensorLayout::Nhwc => oshape.last().copied().unwrap_or(1),
+        _ => oshape.get(1).copied().unwrap_or(1),
     })
 }
 
@@ -711,9 +711,6 @@ impl<'a> VolumeJob<'a> {
         output: &Path,
         opts: VolumeOptions,
     ) -> Result<Self, InferError> {
-        if let Some(e) = unsupported_3d(model) {
-            return Err(e);
-        }
         let kind = VolumeOutput::from_path(output)?;
         if opts.shard.is_some() && kind != VolumeOutput::Zarr {
             return Err(input_err(format!(
@@ -755,16 +752,29 @@ impl<'a> VolumeJob<'a> {
             .max(1);
         let halo = predictor.halo();
         // Plan once with one class to learn the first block's read window, then count classes.
+        let volumetric = predictor.io().volumetric;
+        let max_value = info.depth.max_value().unwrap_or(1.0);
+        if volumetric && predictor.normalization(max_value) == bioseg_onnx::Normalization::ZScorePerImage {
+            return Err(input_err(format!(
+                "model {} is volumetric and normalises by the z-score of its input: blocks would see different statistics; give them with --normalize zscore:MEAN:STD",
+                model.path().display()
+            )));
+        }
         let inputs = PlanInputs {
             info: &info,
             classes: 1,
             halo,
             multiple,
             gaussian: predict.blend == Blend::Gaussian,
+            volumetric,
             output: kind,
         };
         let probe = plan_volume(inputs, &opts)?;
         let first = probe.block(0);
+        let rz = probe.read_range(
+            &(probe.region[0].start + first.z.start..probe.region[0].start + first.z.end),
+            info.shape[0],
+        );
         let ry = probe.read_range(
             &(probe.region[1].start + first.y.start..probe.region[1].start + first.y.end),
             info.shape[1],
@@ -773,12 +783,11 @@ impl<'a> VolumeJob<'a> {
             &(probe.region[2].start + first.x.start..probe.region[2].start + first.x.end),
             info.shape[2],
         );
-        let classes = model_classes(model, &predictor, ry.len(), rx.len())?;
+        let classes = model_classes(model, &predictor, [rz.len(), ry.len(), rx.len()])?;
         let plan = plan_volume(PlanInputs { classes, ..inputs }, &opts)?;
         let whole_slices = plan.region[1] == (0..info.shape[1])
             && plan.region[2] == (0..info.shape[2])
             && plan.block_yx == (info.shape[1], info.shape[2]);
-        let max_value = info.depth.max_value().unwrap_or(1.0);
         if !whole_slices
             && predictor.normalization(max_value) == bioseg_onnx::Normalization::ZScorePerImage
         {
@@ -806,6 +815,8 @@ impl<'a> VolumeJob<'a> {
                 "halo": halo,
                 "overlap": predict.overlap,
                 "blend": format!("{:?}", predict.blend),
+                "tta": predict.tta,
+                "tile_z": volumetric.then_some(predict.tile_z),
                 "batch": predict.batch,
                 "layout": predictor.io().layout.to_string(),
                 "normalize": format!("{:?}", predict.normalize),
@@ -1006,12 +1017,15 @@ impl<'a> VolumeJob<'a> {
         let xabs = rx.start + b.x.start..rx.start + b.x.end;
         let read_y = self.plan.read_range(&yabs, info.shape[1]);
         let read_x = self.plan.read_range(&xabs, info.shape[2]);
-        let input = self
-            .reader
-            .read_slab(zabs, read_y.clone(), read_x.clone())?;
         let max_value = info.depth.max_value().unwrap_or(1.0);
         let (oy, ox) = (yabs.start - read_y.start, xabs.start - read_x.start);
         let (ny, nx) = (yabs.len(), xabs.len());
+        if self.predictor.io().volumetric {
+            return self.predict_block_3d(b, [zabs, read_y, read_x], max_value);
+        }
+        let input = self
+            .reader
+            .read_slab(zabs, read_y.clone(), read_x.clone())?;
         let slices: Vec<Result<(BlockSlice, usize), InferError>> = (0..b.z.len())
             .into_par_iter()
             .map(|i| {
@@ -1045,6 +1059,40 @@ impl<'a> VolumeJob<'a> {
             }
         }
         Ok((out, tiles))
+    }
+
+    /// [`predict_block`](Self::predict_block) for a volumetric model: the block is read with
+    /// its context along z too and predicted in 3-D tiles.
+    fn predict_block_3d(
+        &self,
+        b: &Block,
+        [zabs, read_y, read_x]: [Range<usize>; 3],
+        max_value: f32,
+    ) -> Result<(BlockData, usize), InferError> {
+        let info = self.reader.info();
+        let [_, ry, rx] = &self.plan.region;
+        let read_z = self.plan.read_range(&zabs, info.shape[0]);
+        let oz = zabs.start - read_z.start;
+        let oy = ry.start + b.y.start - read_y.start;
+        let ox = rx.start + b.x.start - read_x.start;
+        let (nz, ny, nx) = (b.z.len(), b.y.len(), b.x.len());
+        let input = self.reader.read_slab(read_z, read_y, read_x)?;
+        let pred = self.predictor.predict_volume(input.view(), max_value, &|_| {})?;
+        drop(input);
+        let kout = self.kout();
+        let mut out = match output_dtype(self.opts.output_type) {
+            VolumeDType::U8 => BlockData::U8(Array4::zeros((kout, nz, ny, nx))),
+            VolumeDType::F32 => BlockData::F32(Array4::zeros((kout, nz, ny, nx))),
+        };
+        for i in 0..nz {
+            let crop = pred.probs.slice(s![.., oz + i, oy..oy + ny, ox..ox + nx]);
+            match (&mut out, convert(crop, self.opts.output_type, self.opts.threshold)) {
+                (BlockData::U8(o), BlockSlice::U8(v)) => o.slice_mut(s![.., i, .., ..]).assign(&v),
+                (BlockData::F32(o), BlockSlice::F32(v)) => o.slice_mut(s![.., i, .., ..]).assign(&v),
+                _ => return Err(InferError::Run("output type mismatch".into())),
+            }
+        }
+        Ok((out, pred.tiles))
     }
 
     /// Hands block `b`'s output to the sink; TIFF and folder sinks write a slab once its last
@@ -1304,6 +1352,7 @@ mod tests {
             halo: 44,
             multiple: 16,
             gaussian: false,
+            volumetric: false,
             output: VolumeOutput::Zarr,
         };
         let opts = VolumeOptions {

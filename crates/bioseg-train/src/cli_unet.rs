@@ -142,6 +142,9 @@ pub struct UnetArgs {
     /// Port of this node's tensor service [default: coordinator port + 1 + rank].
     #[arg(long, help_heading = "Multi-node")]
     pub data_port: Option<u16>,
+    /// Seconds to wait for all nodes to join before failing [default: 600].
+    #[arg(long, value_name = "SECONDS", help_heading = "Multi-node")]
+    pub join_timeout: Option<u64>,
 }
 
 impl UnetArgs {
@@ -275,6 +278,7 @@ pub fn unet(mut args: UnetArgs, quiet: bool) -> Result<()> {
         coordinator: args.coordinator.clone(),
         node_address: args.node_address.clone(),
         data_port: args.data_port,
+        join_timeout_s: args.join_timeout,
     }
     .resolve()?;
     if let Some(m) = &multi_node {

@@ -1,12 +1,11 @@
 //! Multi-node data parallel on one machine.
 //!
-//! - Every build: `--nodes 2` fails cleanly (no hang): without the `collective` feature it asks
-//!   for it; with it, it refuses because burn-collective 0.21's global all-reduce hangs on its
-//!   second call (docs/multi_node.md) unless BIOSEG_COLLECTIVE_EXPERIMENTAL=1.
-//! - Feature `collective`, ignored until burn-collective is fixed: two `bioseg-train unet`
-//!   processes with `--nodes 2` on localhost ports train the same tiny U-Net; both must end with
+//! - Every build: a node whose peers never come fails cleanly (no hang): without the
+//!   `collective` feature it asks for it; with it, it gives up after `--join-timeout`.
+//!   Bad topologies are refused before any work.
+//! - Feature `collective` (the workspace test command enables it): 2 and 3 `bioseg-train unet`
+//!   processes with `--nodes N` on localhost ports train the same tiny U-Net; all must end with
 //!   the same weights, equal (1e-5) to one process trained on the concatenated global batch.
-//!   `cargo test -p bioseg-train --features collective --test multi_node -- --ignored`
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -42,7 +41,7 @@ fn max_diff(a: &[(String, Vec<f32>)], b: &[(String, Vec<f32>)]) -> f32 {
     max
 }
 
-/// A port `p` with `p + 1` and `p + 2` (the nodes' data ports) free too.
+/// A port `p` with `p + 1` … `p + 3` (the nodes' data ports) free too.
 fn free_ports() -> u16 {
     for _ in 0..50 {
         let l = std::net::TcpListener::bind(("0.0.0.0", 0)).unwrap();
@@ -50,7 +49,7 @@ fn free_ports() -> u16 {
         if p > 65000 {
             continue;
         }
-        let others: Vec<_> = (1..=2).map(|i| std::net::TcpListener::bind(("0.0.0.0", p + i))).collect();
+        let others: Vec<_> = (1..=3).map(|i| std::net::TcpListener::bind(("0.0.0.0", p + i))).collect();
         if others.iter().all(|o| o.is_ok()) {
             return p;
         }
@@ -118,7 +117,7 @@ fn two_nodes_fail_cleanly_instead_of_hanging() {
     common(&mut cmd, &data, &tmp.path().join("out"));
     cmd.args(["-b", "2", "--nodes", "2", "--node-rank", "0"])
         .args(["--coordinator", &format!("127.0.0.1:{port}"), "--node-address", "127.0.0.1"])
-        .env_remove("BIOSEG_COLLECTIVE_EXPERIMENTAL")
+        .args(["--join-timeout", "3"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let child = cmd.spawn().unwrap();
@@ -136,7 +135,8 @@ fn two_nodes_fail_cleanly_instead_of_hanging() {
     assert!(!status.success());
     assert_ne!(status.code(), Some(101), "panicked:\n{stderr}");
     #[cfg(feature = "collective")]
-    assert!(stderr.contains("BIOSEG_COLLECTIVE_EXPERIMENTAL"), "{stderr}");
+    assert!(stderr.contains("not all 2 nodes joined") && stderr.contains("within 3 s"), "{stderr}");
+    assert!(!tmp.path().join("out").exists(), "a failed join left an output folder");
     #[cfg(not(feature = "collective"))]
     assert!(stderr.contains("--features collective"), "{stderr}");
     // Bad topologies are refused before any work.
@@ -147,31 +147,30 @@ fn two_nodes_fail_cleanly_instead_of_hanging() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--node-rank 2 is not below --nodes 2"));
 }
 
+/// `nodes` processes with `-b 2` each equal one process with `-b 2·nodes`.
 #[cfg(feature = "collective")]
-#[test]
-#[ignore = "burn-collective 0.21's global all-reduce hangs on its second call (docs/multi_node.md)"]
-fn two_nodes_on_localhost_equal_one_process_on_the_global_batch() {
+fn nodes_equal_one_process_on_the_global_batch(nodes: usize) {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     synth(&data);
 
-    // One process, global batch 4.
+    // One process, the global batch.
     let single = tmp.path().join("single");
     let mut cmd = bioseg_train();
     common(&mut cmd, &data, &single);
-    cmd.args(["-b", "4"]).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.args(["-b", &(2 * nodes).to_string()]).stdout(Stdio::piped()).stderr(Stdio::piped());
     wait(cmd.spawn().unwrap(), "single process", Instant::now() + Duration::from_secs(600));
 
-    // Two nodes, 2 samples each, one shared output folder (as under srun).
+    // The nodes, 2 samples each, one shared output folder (as under srun).
     let port = free_ports();
     let multi = tmp.path().join("multi");
-    let nodes: Vec<Child> = (0..2)
+    let children: Vec<Child> = (0..nodes)
         .map(|rank| {
             let mut cmd = bioseg_train();
             common(&mut cmd, &data, &multi);
-            cmd.args(["-b", "2", "--nodes", "2", "--node-rank", &rank.to_string()])
-                .env("BIOSEG_COLLECTIVE_EXPERIMENTAL", "1")
+            cmd.args(["-b", "2", "--nodes", &nodes.to_string(), "--node-rank", &rank.to_string()])
                 .args(["--coordinator", &format!("127.0.0.1:{port}"), "--node-address", "127.0.0.1"])
+                .args(["--join-timeout", "120"])
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped());
             cmd.spawn().unwrap()
@@ -179,21 +178,34 @@ fn two_nodes_on_localhost_equal_one_process_on_the_global_batch() {
         .collect();
     let deadline = Instant::now() + Duration::from_secs(300);
     let logs: Vec<String> =
-        nodes.into_iter().enumerate().map(|(r, c)| wait(c, &format!("node {r}"), deadline)).collect();
+        children.into_iter().enumerate().map(|(r, c)| wait(c, &format!("node {r}"), deadline)).collect();
 
-    let paths: [std::path::PathBuf; 3] = [single.join("model.onnx"), multi.join("model.onnx"), multi.join("node-1/model.onnx")];
-    let [w_single, w0, w1] = paths.map(|p| onnx_weights(&p));
-    let nodes_diff = max_diff(&w0, &w1);
-    assert_eq!(nodes_diff, 0.0, "the nodes' final weights differ by {nodes_diff}\n{}", logs.join("\n"));
+    let w_single = onnx_weights(&single.join("model.onnx"));
+    let w0 = onnx_weights(&multi.join("model.onnx"));
     let diff = max_diff(&w_single, &w0);
-    assert!(diff <= 1e-5, "two nodes differ from one process on the global batch by {diff}");
-
-    // The training actually moved the weights (different seeds' models are far apart).
-    let h0: serde_json::Value = serde_json::from_slice(&std::fs::read(multi.join("history.json")).unwrap()).unwrap();
-    let h1: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(multi.join("node-1/history.json")).unwrap()).unwrap();
+    assert!(diff <= 1e-5, "{nodes} nodes differ from one process on the global batch by {diff}");
     let hs: serde_json::Value = serde_json::from_slice(&std::fs::read(single.join("history.json")).unwrap()).unwrap();
+    let h0: serde_json::Value = serde_json::from_slice(&std::fs::read(multi.join("history.json")).unwrap()).unwrap();
     let loss = |h: &serde_json::Value, e: usize| h[e]["train_loss"].as_f64().unwrap();
-    assert_eq!(loss(&h0, 1), loss(&h1, 1), "both nodes report the global loss");
     assert!((loss(&h0, 1) - loss(&hs, 1)).abs() < 1e-5, "{} vs {}", loss(&h0, 1), loss(&hs, 1));
+    for rank in 1..nodes {
+        let node = multi.join(format!("node-{rank}"));
+        let w = onnx_weights(&node.join("model.onnx"));
+        let d = max_diff(&w0, &w);
+        assert_eq!(d, 0.0, "node {rank}'s final weights differ by {d}\n{}", logs.join("\n"));
+        let h: serde_json::Value = serde_json::from_slice(&std::fs::read(node.join("history.json")).unwrap()).unwrap();
+        assert_eq!(loss(&h0, 1), loss(&h, 1), "every node reports the global loss");
+    }
+}
+
+#[cfg(feature = "collective")]
+#[test]
+fn two_nodes_on_localhost_equal_one_process_on_the_global_batch() {
+    nodes_equal_one_process_on_the_global_batch(2);
+}
+
+#[cfg(feature = "collective")]
+#[test]
+fn three_nodes_on_localhost_equal_one_process_on_the_global_batch() {
+    nodes_equal_one_process_on_the_global_batch(3);
 }

@@ -35,7 +35,13 @@ pub struct MultiNodeConfig {
     pub node_host: String,
     /// Port of this node's tensor data service (peer-to-peer transfers).
     pub data_port: u16,
+    /// Seconds to wait for every node to join before giving up with an error.
+    pub join_timeout_s: u64,
 }
+
+/// Default of [`MultiNodeConfig::join_timeout_s`] (nodes of one Slurm step start within
+/// seconds; a missing node should not hold a GPU allocation for hours).
+pub const DEFAULT_JOIN_TIMEOUT_S: u64 = 600;
 
 impl fmt::Display for MultiNodeConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -61,6 +67,8 @@ pub struct MultiNodeArgs {
     pub node_address: Option<String>,
     /// `--data-port`.
     pub data_port: Option<u16>,
+    /// `--join-timeout` (seconds; default [`DEFAULT_JOIN_TIMEOUT_S`]).
+    pub join_timeout_s: Option<u64>,
 }
 
 impl MultiNodeArgs {
@@ -138,7 +146,8 @@ impl MultiNodeArgs {
             None => u16::try_from(coordinator_port as usize + 1 + rank)
                 .map_err(|_| TrainError::Config("coordinator port too high to derive --data-port".into()))?,
         };
-        Ok(Some(MultiNodeConfig { nodes, rank, coordinator_host, coordinator_port, node_host, data_port }))
+        let join_timeout_s = self.join_timeout_s.unwrap_or(DEFAULT_JOIN_TIMEOUT_S);
+        Ok(Some(MultiNodeConfig { nodes, rank, coordinator_host, coordinator_port, node_host, data_port, join_timeout_s }))
     }
 }
 
@@ -187,7 +196,7 @@ pub fn first_host(list: &str) -> Option<String> {
 }
 
 #[cfg(feature = "collective")]
-pub use collective::{Collective, EXPERIMENTAL_ENV, step};
+pub use collective::{Collective, step};
 
 #[cfg(feature = "collective")]
 mod collective {
@@ -196,7 +205,7 @@ mod collective {
     use burn::collective::{
         CollectiveConfig, PeerId, ReduceOperation, all_reduce, finish_collective, register,
     };
-    use burn::module::{AutodiffModule, Module, ModuleVisitor, Param};
+    use burn::module::{AutodiffModule, Module, ModuleVisitor, Param, ParamId};
     use burn::optim::{GradientsParams, MultiGradientsParams, Optimizer};
     use burn::prelude::*;
     use burn::tensor::TensorPrimitive;
@@ -210,9 +219,6 @@ mod collective {
     use crate::train::unet::to_tensors;
 
     type Inner<B> = <B as AutodiffBackend>::InnerBackend;
-
-    /// Set to `1` to run the multi-node path despite burn-collective 0.21's hang.
-    pub const EXPERIMENTAL_ENV: &str = "BIOSEG_COLLECTIVE_EXPERIMENTAL";
 
     /// This process's membership in the multi-node collective (one peer per node).
     pub struct Collective<B: AutodiffBackend> {
@@ -230,13 +236,6 @@ mod collective {
         /// Joins the collective (rank 0 first starts the coordinator); returns once every node
         /// has registered.
         pub fn join(config: &MultiNodeConfig, device: &B::Device) -> Result<Self, TrainError> {
-            if std::env::var(EXPERIMENTAL_ENV).as_deref() != Ok("1") {
-                return Err(TrainError::Config(format!(
-                    "multi-node training is disabled: burn-collective 0.21's global all-reduce hangs on its \
-                     second call (its node sync never resets; see docs/multi_node.md). Set {EXPERIMENTAL_ENV}=1 \
-                     to try it anyway, e.g. with a fixed burn-collective"
-                )));
-            }
             if config.rank == 0 {
                 start_coordinator(config.coordinator_port)?;
             }
@@ -251,7 +250,26 @@ mod collective {
             let peer = PeerId::from(config.rank);
             let inner_device: B::Device = device.clone();
             tracing::info!("joining the multi-node collective as {config}");
-            register::<Inner<B>>(peer, inner_device.clone(), collective).map_err(|e| collective_error("register", e))?;
+            // Registration returns once every node has joined; a node that never comes must
+            // not hold the allocation forever.
+            let (tx, rx) = std::sync::mpsc::channel();
+            let dev = inner_device.clone();
+            std::thread::Builder::new()
+                .name("bioseg-join".into())
+                .spawn(move || {
+                    let _ = tx.send(register::<Inner<B>>(peer, dev, collective));
+                })
+                .map_err(|e| collective_error("join", e))?;
+            match rx.recv_timeout(Duration::from_secs(config.join_timeout_s)) {
+                Ok(r) => r.map_err(|e| collective_error("register", e))?,
+                Err(_) => {
+                    return Err(TrainError::Config(format!(
+                        "multi-node: not all {} nodes joined the coordinator {}:{} within {} s (--join-timeout); \
+                         is every rank started, and can this node reach the coordinator?",
+                        config.nodes, config.coordinator_host, config.coordinator_port, config.join_timeout_s
+                    )));
+                }
+            }
             tracing::info!("all {} nodes registered", config.nodes);
             Ok(Collective { config: config.clone(), device: inner_device, peer, finished: false })
         }
@@ -272,26 +290,57 @@ mod collective {
                 TensorData::new(values.iter().map(|&v| v as f32).collect::<Vec<_>>(), [values.len()]),
                 &self.device,
             );
-            let r = all_reduce::<Inner<B>>(self.peer, t.into_primitive().tensor(), ReduceOperation::Sum)
-                .map_err(|e| collective_error("all-reduce", e))?;
-            let r = Tensor::<Inner<B>, 1>::from_primitive(TensorPrimitive::Float(r));
+            let r = self.all_reduce_flat(t)?;
             Ok(r.into_data().convert::<f32>().to_vec::<f32>().expect("f32").into_iter().map(f64::from).collect())
         }
 
+        /// Sums a flat tensor over the nodes. burn-collective's ring all-reduce cuts the tensor
+        /// into one slice per node, so short tensors are padded to the number of nodes.
+        fn all_reduce_flat(&self, t: Tensor<Inner<B>, 1>) -> Result<Tensor<Inner<B>, 1>, TrainError> {
+            let n = t.dims()[0];
+            let t = if n < self.config.nodes {
+                Tensor::cat(vec![t, Tensor::zeros([self.config.nodes - n], &self.device)], 0)
+            } else {
+                t
+            };
+            let r = all_reduce::<Inner<B>>(self.peer, t.into_primitive().tensor(), ReduceOperation::Sum)
+                .map_err(|e| collective_error("all-reduce", e))?;
+            Ok(Tensor::<Inner<B>, 1>::from_primitive(TensorPrimitive::Float(r)).slice([0..n]))
+        }
+
         /// Sums the gradients of `model`'s parameters over the local devices (`multi`) and then
-        /// over the nodes, parameter by parameter in the module's order (parameter ids are
-        /// random per process, so the order cannot come from them).
+        /// over the nodes, together with `extra` values (e.g. the loss), in one all-reduce of
+        /// one flat buffer: the parameters' gradients in the module's visiting order
+        /// (parameter ids are random per process, so the order cannot come from them), then
+        /// `extra`. One round trip per step instead of one per parameter.
         pub fn all_reduce_grads(
             &self,
             model: &Unet<B>,
             multi: MultiGradientsParams,
-        ) -> Result<GradientsParams, TrainError> {
-            let mut visitor = Reducer::<B> { multi, out: GradientsParams::new(), peer: self.peer, device: self.device.clone(), error: None };
-            model.visit(&mut visitor);
-            match visitor.error {
-                Some(e) => Err(e),
-                None => Ok(visitor.out),
-            }
+            extra: &[f64],
+        ) -> Result<(GradientsParams, Vec<f64>), TrainError> {
+            let mut gather = Gather::<B> { multi, device: self.device.clone(), parts: Vec::new(), layout: Vec::new() };
+            model.visit(&mut gather);
+            let mut parts = gather.parts;
+            let len: usize = gather.layout.iter().map(|(_, s)| s.iter().product::<usize>()).sum();
+            parts.push(Tensor::from_data(
+                TensorData::new(extra.iter().map(|&v| v as f32).collect::<Vec<_>>(), [extra.len()]),
+                &self.device,
+            ));
+            let flat = self.all_reduce_flat(Tensor::cat(parts, 0))?;
+            let sums: Vec<f64> = flat
+                .clone()
+                .slice([len..len + extra.len()])
+                .into_data()
+                .convert::<f32>()
+                .to_vec::<f32>()
+                .expect("f32")
+                .into_iter()
+                .map(f64::from)
+                .collect();
+            let mut scatter = Scatter::<B> { flat, offset: 0, layout: gather.layout.into_iter().peekable(), out: GradientsParams::new() };
+            model.visit(&mut scatter);
+            Ok((scatter.out, sums))
         }
 
         /// Checks that every node starts from the same weights (same seed, same checkpoint):
@@ -337,27 +386,47 @@ mod collective {
         }
     }
 
-    struct Reducer<B: AutodiffBackend> {
+    /// Takes each parameter's gradient (summed over the local devices) out of `multi`, in the
+    /// module's order, flattened.
+    struct Gather<B: AutodiffBackend> {
         multi: MultiGradientsParams,
-        out: GradientsParams,
-        peer: PeerId,
         device: B::Device,
-        error: Option<TrainError>,
+        parts: Vec<Tensor<Inner<B>, 1>>,
+        layout: Vec<(ParamId, Vec<usize>)>,
     }
 
-    impl<B: AutodiffBackend> ModuleVisitor<B> for Reducer<B> {
+    impl<B: AutodiffBackend> ModuleVisitor<B> for Gather<B> {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-            if self.error.is_some() {
-                return;
-            }
             let Some((grad, _)) = self.multi.remove::<Inner<B>, D>(param.id) else {
                 return;
             };
             let grad = grad.to_device(&self.device);
-            match all_reduce::<Inner<B>>(self.peer, grad.into_primitive().tensor(), ReduceOperation::Sum) {
-                Ok(r) => self.out.register::<Inner<B>, D>(param.id, Tensor::from_primitive(TensorPrimitive::Float(r))),
-                Err(e) => self.error = Some(collective_error("gradient all-reduce", e)),
+            let dims = grad.dims().to_vec();
+            let n = dims.iter().product::<usize>();
+            self.layout.push((param.id, dims));
+            self.parts.push(grad.reshape([n]));
+        }
+    }
+
+    /// Cuts the all-reduced flat buffer back into the parameters' gradients.
+    struct Scatter<B: AutodiffBackend> {
+        flat: Tensor<Inner<B>, 1>,
+        offset: usize,
+        layout: std::iter::Peekable<std::vec::IntoIter<(ParamId, Vec<usize>)>>,
+        out: GradientsParams,
+    }
+
+    impl<B: AutodiffBackend> ModuleVisitor<B> for Scatter<B> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            if self.layout.peek().is_none_or(|(id, _)| *id != param.id) {
+                return;
             }
+            let (id, dims) = self.layout.next().expect("peeked");
+            let n = dims.iter().product::<usize>();
+            let shape: [usize; D] = dims.try_into().expect("the gradient has the parameter's rank");
+            let grad = self.flat.clone().slice([self.offset..self.offset + n]).reshape(shape);
+            self.offset += n;
+            self.out.register::<Inner<B>, D>(id, grad);
         }
     }
 
@@ -425,9 +494,8 @@ mod collective {
             let grads = GradientsParams::from_grads(l.mul_scalar(share).backward(), &replica);
             multi.grads.push((grads, device.to_id()));
         }
-        let grads = collective.all_reduce_grads(&model, multi)?;
-        let value = collective.sum(&[value])?[0];
-        Ok((optim.step(learning_rate, model, grads), value))
+        let (grads, sums) = collective.all_reduce_grads(&model, multi, &[value])?;
+        Ok((optim.step(learning_rate, model, grads), sums[0]))
     }
 }
 
@@ -465,6 +533,7 @@ mod tests {
                 coordinator_port: DEFAULT_COORDINATOR_PORT,
                 node_host: "cn0103".into(),
                 data_port: DEFAULT_COORDINATOR_PORT + 3,
+                join_timeout_s: DEFAULT_JOIN_TIMEOUT_S,
             }
         );
         let flags = MultiNodeArgs {
@@ -473,9 +542,11 @@ mod tests {
             coordinator: Some("127.0.0.1:31000".into()),
             node_address: Some("127.0.0.1".into()),
             data_port: None,
+            join_timeout_s: Some(5),
         };
         let c = flags.resolve_with(slurm).unwrap().unwrap();
         assert_eq!((c.nodes, c.rank, c.coordinator_port, c.data_port), (2, 1, 31000, 31002));
+        assert_eq!(c.join_timeout_s, 5);
         assert!(MultiNodeArgs { nodes: Some(2), ..Default::default() }.resolve_with(none).is_err());
         assert!(MultiNodeArgs { nodes: Some(2), rank: Some(2), ..flags.clone() }.resolve_with(none).is_err());
         assert_eq!(MultiNodeArgs { nodes: Some(1), ..Default::default() }.resolve_with(slurm).unwrap(), None);

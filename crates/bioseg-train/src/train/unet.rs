@@ -565,11 +565,6 @@ pub fn train_unet<B: AutodiffBackend>(
         tracing::info!("resuming from {} after epoch {start}", ckpt.display());
     }
 
-    // Everything is checked: only now may the run leave files behind.
-    if let Some(out) = &opts.out_dir {
-        std::fs::create_dir_all(out).map_err(TrainError::io(out))?;
-    }
-
     // Multi-node: every node draws its shard (`rank`) of a global batch `nodes` times larger.
     let (nodes, rank) = opts.multi_node.as_ref().map_or((1, 0), |m| (m.nodes, m.rank));
     #[cfg(feature = "collective")]
@@ -586,6 +581,10 @@ pub fn train_unet<B: AutodiffBackend>(
         return Err(TrainError::Config(
             "multi-node training needs a bioseg-train built with `--features collective`".into(),
         ));
+    }
+    // Everything is checked (and every node has joined): only now may the run leave files.
+    if let Some(out) = &opts.out_dir {
+        std::fs::create_dir_all(out).map_err(TrainError::io(out))?;
     }
     let steps = if cfg.steps_per_epoch > 0 {
         cfg.steps_per_epoch
