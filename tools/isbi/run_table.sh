@@ -18,6 +18,8 @@
 #   OUT [out/isbi_table]  working folder (models, predictions, scores); replaced on every run
 #   TABLE [docs/isbi_table.md]  the Markdown table to write
 #   CARGO_PROFILE [release]  profile the bioseg binaries are built with
+#   DEVICE [cpu]     bioseg-train --device (cpu = Burn's flex backend; ndarray needs FEATURES=ndarray)
+#   FEATURES []      extra cargo features of bioseg-train
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -35,6 +37,8 @@ KERAS=${KERAS:-1}
 OUT=${OUT:-$ROOT/out/isbi_table}
 TABLE=${TABLE:-$ROOT/docs/isbi_table.md}
 CARGO_PROFILE=${CARGO_PROFILE:-release}
+DEVICE=${DEVICE:-cpu}
+FEATURES=${FEATURES:-}
 VAL="20 21 22 23 24"
 TRAIN_NAMES=0-19
 
@@ -57,7 +61,7 @@ if [[ $KERAS == 1 && ! -x tools/keras/.venv/bin/python ]]; then
 fi
 
 echo "== building bioseg ($CARGO_PROFILE)"
-cargo build --profile "$CARGO_PROFILE" -p bioseg-train -p bioseg-infer
+cargo build --profile "$CARGO_PROFILE" -p bioseg-train -p bioseg-infer ${FEATURES:+--features "bioseg-train/$FEATURES"}
 BIN=$ROOT/target/$([[ $CARGO_PROFILE == dev ]] && echo debug || echo "$CARGO_PROFILE")
 TRAINER=$BIN/bioseg-train
 BIOSEG=$BIN/bioseg
@@ -98,7 +102,7 @@ AUG_FLAG=()
 t0=$(now)
 "$TRAINER" unet -d "$ISBI" -c membrane --val-names 20,21,22,23,24 -F "$F" -b "$BATCH" \
     -X "$SIZE" -Y "$SIZE" -l "$LR" --loss bce -e "$EPOCHS" --steps-per-epoch "$SPE" \
-    --seed "$SEED" "${AUG_FLAG[@]}" -o "$OUT/rust" -q
+    --seed "$SEED" --device "$DEVICE" "${AUG_FLAG[@]}" -o "$OUT/rust" -q
 t1=$(now)
 elapsed "$t0" "$t1" > "$OUT/rust/wall_seconds"
 python3 -c "import json,sys; h=json.load(open(sys.argv[1])); print(f\"{sum(e['seconds'] for e in h):.1f}\")" \
@@ -138,7 +142,7 @@ CPU=$(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2- | sed 's/^ 
 python3 - "$OUT" "$TABLE.tmp" <<PY
 import json, os, sys
 out, table = sys.argv[1], sys.argv[2]
-rows = [("rust", "bioseg (Burn, CPU)"), ("rust_tta", "bioseg + TTA (flips, 90° rotations)"),
+rows = [("rust", "bioseg (Burn, " + ("flex CPU" if "$DEVICE" == "cpu" else "$DEVICE") + " backend)"), ("rust_tta", "bioseg + TTA (flips, 90° rotations)"),
         ("keras", "Keras reference (TensorFlow, CPU)"), ("keras_tta", "Keras reference + TTA")]
 def read(name, f):
     with open(os.path.join(out, name, f)) as fh:
@@ -193,7 +197,7 @@ lines += [
     "## How it was made",
     "",
     "\`\`\`sh",
-    "STEPS=$STEPS EPOCHS=$EPOCHS F=$F BATCH=$BATCH SIZE=$SIZE LR=$LR SEED=$SEED AUGMENT=$AUGMENT tools/isbi/run_table.sh",
+    "STEPS=$STEPS EPOCHS=$EPOCHS F=$F BATCH=$BATCH SIZE=$SIZE LR=$LR SEED=$SEED AUGMENT=$AUGMENT DEVICE=$DEVICE FEATURES=$FEATURES tools/isbi/run_table.sh",
     "\`\`\`",
     "",
     "Commit $COMMIT$DIRTY; CPU: $CPU, $(nproc) cores; $(date -u +%Y-%m-%d).",

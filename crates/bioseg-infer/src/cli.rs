@@ -59,6 +59,11 @@ pub struct RunArgs {
     /// Replace an existing output file.
     #[arg(long)]
     pub overwrite: bool,
+    /// Time the model: run it this many more times after the first (plan built once, one
+    /// thread) and print the mean and best milliseconds per run (tools/bench compares them with
+    /// ONNX Runtime op by op).
+    #[arg(long, default_value_t = 0)]
+    pub repeat: usize,
 }
 
 /// Runs the command line; the binary's `main` only reports the error.
@@ -87,6 +92,24 @@ fn run_cmd(args: RunArgs) -> Result<()> {
         .with_context(|| format!("cannot read input {}", args.input.display()))?;
     let result = run_tensor(&model, &input)
         .with_context(|| format!("running {} on {}", args.model.display(), args.input.display()))?;
+    if args.repeat > 0 {
+        // Time the model call alone (the input as the tensor it was given, batch axis added).
+        let batched = if input.ndim() + 1 == model.input_dims().len() {
+            input.clone().insert_axis(ndarray::Axis(0))
+        } else {
+            input.clone()
+        };
+        let (shape, data) = (batched.shape().to_vec(), batched.iter().copied().collect::<Vec<f32>>());
+        let mut times = Vec::with_capacity(args.repeat);
+        for _ in 0..args.repeat {
+            let t0 = std::time::Instant::now();
+            model.run(&shape, &data)?;
+            times.push(t0.elapsed().as_secs_f64() * 1e3);
+        }
+        let mean = times.iter().sum::<f64>() / times.len() as f64;
+        let best = times.iter().copied().fold(f64::INFINITY, f64::min);
+        println!("timing: {} runs, mean {mean:.3} ms, best {best:.3} ms per run", times.len());
+    }
     let predicted = predicted_classes(&result.output);
     let rows = result.output.shape()[0];
     let per_row = result.output.len() / rows.max(1);

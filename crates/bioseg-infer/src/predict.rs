@@ -127,6 +127,36 @@ impl<'m> Predictor<'m> {
         })
     }
 
+    /// Checks an input (`channels` on its last axis, a `what` such as "image") and resolves its
+    /// normalisation; a per-image z-score takes the statistics of the whole input, never of a
+    /// tile, so results do not depend on tiling.
+    pub(crate) fn checked_normalization<D: ndarray::Dimension>(
+        &self,
+        input: &ndarray::ArrayView<f32, D>,
+        channels: usize,
+        what: &str,
+        max_value: f32,
+    ) -> Result<Normalization, InferError> {
+        if channels != self.io.channels {
+            return Err(InferError::Input(format!(
+                "the {what} has {channels} channel(s) but model {} expects {}",
+                self.model.path().display(),
+                self.io.channels
+            )));
+        }
+        if input.iter().any(|v| !v.is_finite()) {
+            return Err(InferError::Input(format!("the {what} holds NaN or infinite values")));
+        }
+        let norm = self.normalization(max_value);
+        if norm != Normalization::ZScorePerImage {
+            return Ok(norm);
+        }
+        let n = input.len() as f64;
+        let mean = input.iter().map(|&v| v as f64).sum::<f64>() / n;
+        let var = input.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
+        Ok(Normalization::ZScore { mean: mean as f32, std: var.sqrt().max(1e-6) as f32 })
+    }
+
     /// The tiling plan for an image of `h × w`.
     pub fn plan(&self, h: usize, w: usize) -> Result<TilePlan, InferError> {
         let r = match self.io.fixed_size {
@@ -190,24 +220,7 @@ impl<'m> Predictor<'m> {
         on_tiles: &(dyn Fn(usize) + Sync),
     ) -> Result<Prediction, InferError> {
         let (h, w, c) = image.dim();
-        if c != self.io.channels {
-            return Err(InferError::Input(format!(
-                "the image has {c} channel(s) but model {} expects {}",
-                self.model.path().display(),
-                self.io.channels
-            )));
-        }
-        if image.iter().any(|v| !v.is_finite()) {
-            return Err(InferError::Input("the image holds NaN or infinite values".into()));
-        }
-        let mut norm = self.normalization(max_value);
-        if norm == Normalization::ZScorePerImage {
-            // Statistics of the whole image, never of a tile, so results do not depend on tiling.
-            let n = image.len() as f64;
-            let mean = image.iter().map(|&v| v as f64).sum::<f64>() / n;
-            let var = image.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
-            norm = Normalization::ZScore { mean: mean as f32, std: var.sqrt().max(1e-6) as f32 };
-        }
+        let norm = self.checked_normalization(&image, c, "image", max_value)?;
         let plan = self.plan(h, w)?;
         let tiles = plan.tiles();
         let batch = if self.io.batch_symbolic { self.opts.batch.max(1) } else { 1 };

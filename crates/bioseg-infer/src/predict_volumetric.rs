@@ -98,23 +98,7 @@ impl Predictor<'_> {
             )));
         }
         let (d, h, w, c) = block.dim();
-        if c != self.io.channels {
-            return Err(InferError::Input(format!(
-                "the volume has {c} channel(s) but model {} expects {}",
-                self.model.path().display(),
-                self.io.channels
-            )));
-        }
-        if block.iter().any(|v| !v.is_finite()) {
-            return Err(InferError::Input("the volume holds NaN or infinite values".into()));
-        }
-        let mut norm = self.normalization(max_value);
-        if norm == Normalization::ZScorePerImage {
-            let n = block.len() as f64;
-            let mean = block.iter().map(|&v| v as f64).sum::<f64>() / n;
-            let var = block.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
-            norm = Normalization::ZScore { mean: mean as f32, std: var.sqrt().max(1e-6) as f32 };
-        }
+        let norm = self.checked_normalization(&block, c, "volume", max_value)?;
         let plan = self.plan_3d(d, h, w)?;
         let tiles = plan.tiles();
         let batch = if self.io.batch_symbolic { self.opts.batch.max(1) } else { 1 };

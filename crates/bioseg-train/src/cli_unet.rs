@@ -155,7 +155,7 @@ impl UnetArgs {
         }
         let first = match self.device {
             DeviceSpec::Cuda(i) => i,
-            DeviceSpec::Cpu => 0,
+            DeviceSpec::Cpu | DeviceSpec::CpuNdarray => 0,
         };
         (first..first + self.num_gpus.max(1)).collect()
     }

@@ -8,6 +8,10 @@ pub type CpuBackend = burn::backend::Flex;
 /// The CPU backend with automatic differentiation.
 pub type CpuAutodiff = burn::backend::Autodiff<CpuBackend>;
 
+/// Burn's `ndarray` CPU backend (feature `ndarray`), compared with `flex` in BENCHMARKS.md.
+#[cfg(feature = "ndarray")]
+pub type NdarrayAutodiff = burn::backend::Autodiff<burn::backend::NdArray>;
+
 /// The CUDA backend (cubecl-cuda; CUDA is loaded at run time).
 #[cfg(feature = "cuda")]
 pub type CudaBackend = burn::backend::Cuda;
@@ -20,6 +24,8 @@ pub type CudaAutodiff = burn::backend::Autodiff<CudaBackend>;
 pub enum DeviceSpec {
     /// The CPU backend.
     Cpu,
+    /// Burn's `ndarray` CPU backend (builds with the `ndarray` feature).
+    CpuNdarray,
     /// One CUDA device by index.
     Cuda(usize),
 }
@@ -30,13 +36,14 @@ impl FromStr for DeviceSpec {
         let s = s.trim().to_ascii_lowercase();
         match s.as_str() {
             "cpu" => Ok(DeviceSpec::Cpu),
+            "ndarray" | "cpu-ndarray" => Ok(DeviceSpec::CpuNdarray),
             "cuda" | "gpu" => Ok(DeviceSpec::Cuda(0)),
             _ => match s.strip_prefix("cuda:") {
                 Some(i) => i
                     .parse()
                     .map(DeviceSpec::Cuda)
                     .map_err(|_| format!("bad CUDA device index in `{s}`")),
-                None => Err(format!("unknown device `{s}` (expected cpu, cuda or cuda:N)")),
+                None => Err(format!("unknown device `{s}` (expected cpu, cuda, cuda:N or ndarray)")),
             },
         }
     }
@@ -46,6 +53,7 @@ impl fmt::Display for DeviceSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DeviceSpec::Cpu => write!(f, "cpu"),
+            DeviceSpec::CpuNdarray => write!(f, "ndarray"),
             DeviceSpec::Cuda(i) => write!(f, "cuda:{i}"),
         }
     }
@@ -109,6 +117,17 @@ macro_rules! with_backend {
                 let $device = burn::backend::flex::FlexDevice;
                 $body
             }
+            #[cfg(feature = "ndarray")]
+            $crate::device::DeviceSpec::CpuNdarray => {
+                type $B = $crate::device::NdarrayAutodiff;
+                let $device = burn::backend::ndarray::NdArrayDevice::Cpu;
+                $body
+            }
+            #[cfg(not(feature = "ndarray"))]
+            $crate::device::DeviceSpec::CpuNdarray => Err($crate::TrainError::Config(
+                "this bioseg-train was built without the ndarray backend; rebuild with `--features ndarray`".into(),
+            )
+            .into()),
             #[cfg(feature = "cuda")]
             $crate::device::DeviceSpec::Cuda(index) => match $crate::device::probe_cuda(*index) {
                 Err(e) => Err($crate::TrainError::Config(e).into()),
@@ -137,6 +156,7 @@ mod tests {
         assert_eq!("cuda".parse::<DeviceSpec>().unwrap(), DeviceSpec::Cuda(0));
         assert_eq!("CUDA:2".parse::<DeviceSpec>().unwrap(), DeviceSpec::Cuda(2));
         assert!("cuda:x".parse::<DeviceSpec>().is_err());
+        assert_eq!("ndarray".parse::<DeviceSpec>().unwrap(), DeviceSpec::CpuNdarray);
         assert!("tpu".parse::<DeviceSpec>().is_err());
     }
 }
