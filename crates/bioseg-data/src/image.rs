@@ -311,8 +311,34 @@ fn interleaved_to_array<T: Copy>(
         .unwrap_or_else(|_| Array3::zeros((height, width, out_channels)))
 }
 
+/// Checks the PNG chunks before the first `IDAT` for what the `png` crate does not reject
+/// itself: a `PLTE` chunk whose length is not a multiple of 3 (an error by the PNG
+/// specification) makes `png` 0.18 panic while expanding palette pixels. Leaves `reader` at
+/// the start of the file.
+fn check_png_chunks(path: &Path, reader: &mut BufReader<File>) -> Result<(), DataError> {
+    let io_err = |e| DataError::read(path, e);
+    reader.seek(io::SeekFrom::Start(8)).map_err(io_err)?;
+    let mut head = [0u8; 8];
+    while read_up_to(reader, &mut head).map_err(io_err)? == head.len() {
+        let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
+        match &head[4..] {
+            b"PLTE" if len % 3 != 0 => {
+                return Err(DataError::CorruptImage {
+                    path: path.to_path_buf(),
+                    reason: format!("PLTE chunk of {len} bytes (not a multiple of 3)"),
+                });
+            }
+            b"IDAT" | b"IEND" => break,
+            _ => reader.seek_relative(i64::from(len) + 4).map_err(io_err)?,
+        }
+    }
+    reader.seek(io::SeekFrom::Start(0)).map_err(io_err)?;
+    Ok(())
+}
+
 /// Decodes a PNG through the `image` crate.
-fn read_png(path: &Path, reader: BufReader<File>) -> Result<Image, DataError> {
+fn read_png(path: &Path, mut reader: BufReader<File>) -> Result<Image, DataError> {
+    check_png_chunks(path, &mut reader)?;
     let decoder = image::codecs::png::PngDecoder::with_limits(reader, image::Limits::no_limits())
         .map_err(|e| image_error(path, e))?;
     let (w, h) = decoder.dimensions();

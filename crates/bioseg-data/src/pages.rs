@@ -52,7 +52,7 @@ pub fn read_image_pages(path: impl AsRef<Path>) -> Result<Vec<Image>, DataError>
     limits.intermediate_buffer_size = usize::MAX;
     let mut decoder = Decoder::new(BufReader::new(file))
         .map_err(|e| crate::volume::tiff_err(path, 0, e))?
-        .with_limits(limits);
+        .with_limits(limits.clone());
     let mut pages = Vec::new();
     loop {
         let page = pages.len();
@@ -60,9 +60,13 @@ pub fn read_image_pages(path: impl AsRef<Path>) -> Result<Vec<Image>, DataError>
         if !decoder.more_images() {
             break;
         }
+        // The next page's directory with the default limits, which bound its value arrays
+        // (see `tiff_page_count` in volume.rs); its pixels with the lifted ones.
+        decoder = decoder.with_limits(Limits::default());
         decoder
             .next_image()
             .map_err(|e| crate::volume::tiff_err(path, page + 1, e))?;
+        decoder = decoder.with_limits(limits.clone());
     }
     Ok(pages)
 }

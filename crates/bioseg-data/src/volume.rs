@@ -370,6 +370,9 @@ impl TiffVolume {
             0,
             decoder.read_chunk(0).map_err(|e| tiff_err(path, 0, e))?,
         )?;
+        // Later page directories are parsed with the `tiff` crate's default limits (see
+        // `DIRECTORY_LIMITS_NOTE` at `tiff_page_count`); pixel reads get unlimited ones again.
+        let mut decoder = decoder.with_limits(Limits::default());
         let mut pages = 1usize;
         while decoder.more_images() {
             decoder.next_image().map_err(|e| tiff_err(path, pages, e))?;
@@ -385,6 +388,7 @@ impl TiffVolume {
             }
             pages += 1;
         }
+        let decoder = decoder.with_limits(Limits::unlimited());
         Ok(TiffVolume {
             path: path.to_path_buf(),
             info: VolumeInfo {
@@ -514,9 +518,13 @@ pub fn tiff_page_count(path: impl AsRef<Path>) -> Result<usize, DataError> {
     reader
         .seek(io::SeekFrom::Start(0))
         .map_err(|e| DataError::read(path, e))?;
-    let mut decoder = Decoder::new(reader)
-        .map_err(|e| tiff_err(path, 0, e))?
-        .with_limits(Limits::unlimited());
+    // DIRECTORY_LIMITS_NOTE: the `tiff` crate's default limits, not unlimited ones. In `tiff`
+    // 0.11 a directory's value arrays (strip offsets, byte counts, ...) are bounded only by
+    // `decoding_buffer_size`, which the pixel readers lift; with it lifted, a corrupt directory
+    // declaring billions of values made the decoder allocate them (hundreds of GiB) before
+    // reading any. Pixel data is never decoded here, so the default limits only bound the
+    // directories (as they already do for the first page, parsed by `Decoder::new`).
+    let mut decoder = Decoder::new(reader).map_err(|e| tiff_err(path, 0, e))?;
     let mut pages = 1;
     while decoder.more_images() {
         decoder.next_image().map_err(|e| tiff_err(path, pages, e))?;

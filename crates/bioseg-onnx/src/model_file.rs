@@ -90,7 +90,14 @@ pub fn initializer_to_f32(t: &TensorProto) -> Result<Vec<f32>, OnnxError> {
             t.name
         )));
     }
-    let n: i64 = t.dims.iter().product();
+    // Checked: a shape whose size overflows i64 is an error, not a panic (or, without overflow
+    // checks, a wrapped size that a short value list could match).
+    let n = t.dims.iter().try_fold(1i64, |acc, &d| acc.checked_mul(d)).ok_or_else(|| {
+        OnnxError::Invalid(format!(
+            "initializer `{}` has shape {:?}, whose size overflows",
+            t.name, t.dims
+        ))
+    })?;
     let values = match DataType::try_from(t.data_type) {
         Ok(DataType::Float) if !t.raw_data.is_empty() => t
             .raw_data
