@@ -43,6 +43,8 @@ pub struct OnnxModel {
     input_dims: Vec<InputDim>,
     output_names: Vec<String>,
     plans: Mutex<HashMap<Vec<usize>, Plan>>,
+    /// Prepare plans with im2col convolutions ([`prefers_im2col`]).
+    im2col: bool,
 }
 
 impl std::fmt::Debug for OnnxModel {
@@ -110,6 +112,7 @@ impl OnnxModel {
             })
             .unwrap_or_default();
         let metadata = ModelMetadata::from_model(&proto)?;
+        let im2col = prefers_im2col(&proto);
         Ok(OnnxModel {
             path: path.to_path_buf(),
             input_name: input.name.clone(),
@@ -119,6 +122,7 @@ impl OnnxModel {
             metadata,
             input_dims,
             plans: Mutex::new(HashMap::new()),
+            im2col,
         })
     }
 
@@ -190,13 +194,23 @@ impl OnnxModel {
             path: self.path.clone(),
             reason: format!("tract cannot prepare it for input {shape:?}: {}", error_chain(&e)),
         };
-        let mut model = tract::onnx().map_err(bad)?.load_buffer(&self.bytes).map_err(bad)?;
-        let fact = format!(
-            "{},f32",
-            shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(",")
-        );
-        model.set_input_fact(0, fact.as_str()).map_err(bad)?;
-        let plan = Arc::new(model.into_model().map_err(bad)?.into_runnable().map_err(bad)?);
+        let prepare = || -> Result<Plan, InferError> {
+            let mut model = tract::onnx().map_err(bad)?.load_buffer(&self.bytes).map_err(bad)?;
+            let fact = format!(
+                "{},f32",
+                shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(",")
+            );
+            model.set_input_fact(0, fact.as_str()).map_err(bad)?;
+            Ok(Arc::new(model.into_model().map_err(bad)?.into_runnable().map_err(bad)?))
+        };
+        // The convolution strategy is read while tract optimises the model for this shape.
+        let plan = if self.im2col && std::env::var_os(DIRECT_SPATIAL_KNOB).is_none() {
+            tract_data::knobs::KnobScope::new([(DIRECT_SPATIAL_KNOB, "true")])
+                .map_err(|e| bad(e.into()))?
+                .enter(prepare)?
+        } else {
+            prepare()?
+        };
         self.plans.lock().expect("plan cache").insert(shape.to_vec(), plan.clone());
         Ok(plan)
     }
@@ -221,4 +235,58 @@ impl OnnxModel {
 /// An anyhow error and its causes on one line.
 pub fn error_chain(e: &anyhow::Error) -> String {
     bioseg_data::cli_support::error_line(e.as_ref())
+}
+
+/// The tract knob bioseg sets for wide networks (see [`prefers_im2col`]).
+pub const DIRECT_SPATIAL_KNOB: &str = "TRACT_DISABLE_DIRECT_SPATIAL";
+
+/// Whether tract should run this model's convolutions as im2col + matrix product instead of its
+/// "direct spatial" kernel: measured on x86-64 with AVX-512 (BENCHMARKS.md, `tools/bench/ops.py`),
+/// im2col runs 3×3 convolutions of 64 channels 2.3–2.8× faster, but is slower for narrow ones
+/// (16→2: 5×, 32→16: 1.2×). So: yes when every 3×3 convolution of the graph, the output head
+/// (≤ 4 filters) aside, has at least 32 filters (the classic F=64 U-Net: −18 % time per tile),
+/// no for narrower networks (F=16: +7 % with im2col). An environment variable of the knob's
+/// name overrides the choice.
+pub fn prefers_im2col(proto: &ModelProto) -> bool {
+    let Some(g) = &proto.graph else { return false };
+    let dims: std::collections::HashMap<&str, &[i64]> =
+        g.initializer.iter().map(|t| (t.name.as_str(), t.dims.as_slice())).collect();
+    let filters: Vec<i64> = g
+        .node
+        .iter()
+        .filter(|n| n.op_type == "Conv")
+        .filter_map(|n| n.input.get(1).and_then(|w| dims.get(w.as_str())))
+        .filter(|d| d.len() == 4 && d[2] == 3 && d[3] == 3 && d[0] > 4)
+        .map(|d| d[0])
+        .collect();
+    !filters.is_empty() && filters.iter().all(|&f| f >= 32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bioseg_onnx::{Dim, GraphBuilder};
+
+    /// A chain of 3×3 convolutions with these filter counts (1 input channel), then a 1×1 head.
+    fn convs(filters: &[usize]) -> ModelProto {
+        let mut g = GraphBuilder::new("convs");
+        let dims = [Dim::symbol("n"), Dim::Fixed(1), Dim::symbol("h"), Dim::symbol("w")];
+        let mut x = g.input("x", &dims);
+        let mut cin = 1;
+        for (i, &f) in filters.iter().enumerate() {
+            x = g.conv2d(&format!("c{i}"), &x, &vec![0.0; f * cin * 9], [f, cin, 3, 3], None, [1; 4], 1);
+            cin = f;
+        }
+        let y = g.conv2d("head", &x, &vec![0.0; cin], [1, cin, 1, 1], None, [0; 4], 1);
+        g.output(&y, "y", &dims);
+        bioseg_onnx::model_from_graph(g.finish(), &ModelMetadata::default(), "")
+    }
+
+    #[test]
+    fn im2col_only_for_networks_whose_convolutions_are_all_wide() {
+        assert!(prefers_im2col(&convs(&[64, 64, 128, 2])));
+        assert!(!prefers_im2col(&convs(&[16, 16, 32, 2])));
+        assert!(!prefers_im2col(&convs(&[64, 16])));
+        assert!(!prefers_im2col(&convs(&[])));
+    }
 }
