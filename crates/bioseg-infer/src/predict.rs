@@ -279,12 +279,7 @@ impl<'m> Predictor<'m> {
                 }
             }
         }
-        let mut probs = probs.ok_or_else(|| InferError::Run("no tiles were run".into()))?;
-        if let Some(wsum) = weights {
-            for mut plane in probs.outer_iter_mut() {
-                plane.zip_mut_with(&wsum, |v, &wt| *v /= wt);
-            }
-        }
+        let probs = finish_blend(probs, weights)?;
         Ok(Prediction { probs, tiles: tiles.len() })
     }
 
@@ -361,6 +356,21 @@ impl<'m> Predictor<'m> {
             })
             .collect())
     }
+}
+
+/// The blended class maps of a prediction: with Gaussian blending, the weighted sums divided by
+/// the summed weights (`wsum`, one per pixel or voxel, shared by every class).
+pub(crate) fn finish_blend<D: ndarray::RemoveAxis>(
+    probs: Option<ndarray::Array<f32, D>>,
+    wsum: Option<ndarray::Array<f32, D::Smaller>>,
+) -> Result<ndarray::Array<f32, D>, InferError> {
+    let mut probs = probs.ok_or_else(|| InferError::Run("no tiles were run".into()))?;
+    if let Some(wsum) = wsum {
+        for mut class in probs.outer_iter_mut() {
+            class.zip_mut_with(&wsum, |v, &wt| *v /= wt);
+        }
+    }
+    Ok(probs)
 }
 
 /// Sigmoid (one channel) or softmax over channels, in place.

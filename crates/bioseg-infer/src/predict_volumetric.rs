@@ -11,7 +11,7 @@ use ndarray::{Array3, Array4, ArrayView4, s};
 use rayon::prelude::*;
 
 use crate::error::InferError;
-use crate::predict::{Predictor, to_probabilities};
+use crate::predict::{Predictor, finish_blend, to_probabilities};
 use crate::tiling::{AxisPlan, Blend, gaussian_weights};
 
 /// A 3-D tiling plan.
@@ -156,12 +156,7 @@ impl Predictor<'_> {
                 }
             }
         }
-        let mut probs = probs.ok_or_else(|| InferError::Run("no tiles were run".into()))?;
-        if let Some(ws) = wsum {
-            for mut volume in probs.outer_iter_mut() {
-                volume.zip_mut_with(&ws, |v, &wt| *v /= wt);
-            }
-        }
+        let probs = finish_blend(probs, wsum)?;
         Ok(Prediction3 { probs, tiles: tiles.len() })
     }
 
