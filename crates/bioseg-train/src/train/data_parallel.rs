@@ -38,18 +38,33 @@ pub fn step<B: AutodiffBackend, O: Optimizer<Unet<B>, B>>(
         let grads = GradientsParams::from_grads(l.backward(), &model);
         return Ok((optim.step(learning_rate, model, grads), value as f64));
     }
-    let shard_len = total.div_ceil(devices.len());
+    let (multi, value) = replica_gradients(&model, loss, batch, devices, total);
+    Ok((optim.step_multi(learning_rate, model, multi), value))
+}
+
+/// The gradients of `batch` split into one shard per device: each replica's loss is weighted by
+/// its shard's share of a global batch of `global_total` samples, so the replicas' gradients
+/// sum to the gradient of the global batch's mean loss. Returns them with this batch's part of
+/// that mean loss.
+pub fn replica_gradients<B: AutodiffBackend>(
+    model: &Unet<B>,
+    loss: &Loss,
+    batch: &[Sample],
+    devices: &[B::Device],
+    global_total: usize,
+) -> (MultiGradientsParams, f64) {
+    let shard_len = batch.len().div_ceil(devices.len().max(1));
     let mut multi = MultiGradientsParams::default();
     let mut value = 0.0f64;
     for (device, shard) in devices.iter().zip(batch.chunks(shard_len)) {
-        let replica = model.clone().fork(device);
+        let replica = if devices.len() == 1 { model.clone() } else { model.clone().fork(device) };
         let (x, t) = to_tensors::<B>(shard, replica.classes, device);
-        let share = shard.len() as f64 / total as f64;
+        let share = shard.len() as f64 / global_total as f64;
         let l = loss.forward(replica.forward_logits(x), t);
         let v: f32 = l.clone().into_scalar().elem();
         value += v as f64 * share;
         let grads = GradientsParams::from_grads(l.mul_scalar(share).backward(), &replica);
         multi.grads.push((grads, device.to_id()));
     }
-    Ok((optim.step_multi(learning_rate, model, multi), value))
+    (multi, value)
 }

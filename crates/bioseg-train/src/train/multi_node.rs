@@ -216,7 +216,6 @@ mod collective {
     use crate::error::TrainError;
     use crate::model::unet::Unet;
     use crate::train::losses::Loss;
-    use crate::train::unet::to_tensors;
 
     type Inner<B> = <B as AutodiffBackend>::InnerBackend;
 
@@ -481,19 +480,8 @@ mod collective {
         collective: &Collective<B>,
     ) -> Result<(Unet<B>, f64), TrainError> {
         let global_total = batch.len() * collective.nodes();
-        let shard_len = batch.len().div_ceil(devices.len().max(1));
-        let mut multi = MultiGradientsParams::default();
-        let mut value = 0.0f64;
-        for (device, shard) in devices.iter().zip(batch.chunks(shard_len)) {
-            let replica = if devices.len() == 1 { model.clone() } else { model.clone().fork(device) };
-            let (x, t) = to_tensors::<B>(shard, replica.classes, device);
-            let share = shard.len() as f64 / global_total as f64;
-            let l = loss.forward(replica.forward_logits(x), t);
-            let v: f32 = l.clone().into_scalar().elem();
-            value += v as f64 * share;
-            let grads = GradientsParams::from_grads(l.mul_scalar(share).backward(), &replica);
-            multi.grads.push((grads, device.to_id()));
-        }
+        let (multi, value) =
+            crate::train::data_parallel::replica_gradients(&model, loss, batch, devices, global_total);
         let (grads, sums) = collective.all_reduce_grads(&model, multi, &[value])?;
         Ok((optim.step(learning_rate, model, grads), sums[0]))
     }
