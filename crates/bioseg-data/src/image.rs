@@ -336,6 +336,26 @@ fn check_png_chunks(path: &Path, reader: &mut BufReader<File>) -> Result<(), Dat
     Ok(())
 }
 
+/// How many decoded bytes a PNG file byte can become at most: deflate expands at most ~1032
+/// times, and decoding expands 1-bit palette samples to 4-byte RGBA at most (×32). A PNG whose
+/// declared pixels need more than that is truncated or corrupt: refused before the decoder
+/// allocates the whole (possibly many-GiB) buffer.
+const MAX_PNG_EXPANSION: u64 = 1100 * 32;
+
+fn check_png_size_plausible(path: &Path, w: u32, h: u32, pixel_bytes: u64) -> Result<(), DataError> {
+    let file_len = std::fs::metadata(path).map_err(|e| DataError::read(path, e))?.len();
+    if pixel_bytes > file_len.saturating_mul(MAX_PNG_EXPANSION) {
+        return Err(DataError::CorruptImage {
+            path: path.to_path_buf(),
+            reason: format!(
+                "declares {w}x{h} pixels ({} MiB) but the file holds only {file_len} bytes: truncated",
+                pixel_bytes >> 20
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// Decodes a PNG through the `image` crate.
 fn read_png(path: &Path, mut reader: BufReader<File>) -> Result<Image, DataError> {
     check_png_chunks(path, &mut reader)?;
@@ -343,6 +363,7 @@ fn read_png(path: &Path, mut reader: BufReader<File>) -> Result<Image, DataError
         .map_err(|e| image_error(path, e))?;
     let (w, h) = decoder.dimensions();
     check_dimensions(path, u64::from(w), u64::from(h))?;
+    check_png_size_plausible(path, w, h, image::ImageDecoder::total_bytes(&decoder))?;
     let img = DynamicImage::from_decoder(decoder).map_err(|e| image_error(path, e))?;
     let (w, h) = (w as usize, h as usize);
     let image = match img {

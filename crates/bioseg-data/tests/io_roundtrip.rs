@@ -47,3 +47,37 @@ fn tensors_round_trip_and_overwrite_guard() {
         assert!(matches!(err, DataError::OutputExists { .. }));
     }
 }
+
+/// A PNG header declaring far more pixels than its bytes can expand to (deflate: ~1032:1) is
+/// refused as truncated before the decoder allocates the image; a maximally compressible real
+/// image (all zeros) still reads.
+#[test]
+fn png_declaring_more_pixels_than_its_bytes_can_hold_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut bytes = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut ihdr = b"IHDR".to_vec();
+    ihdr.extend(40_000u32.to_be_bytes());
+    ihdr.extend(40_000u32.to_be_bytes());
+    ihdr.extend([8, 0, 0, 0, 0]);
+    bytes.extend(13u32.to_be_bytes());
+    bytes.extend(&ihdr);
+    bytes.extend(crc32fast::hash(&ihdr).to_be_bytes());
+    // A few bytes of (zlib) image data, then the end: a file of 70 bytes.
+    for (kind, data) in [(&b"IDAT"[..], &b"\x78\x9c\x63\x60\x00\x00\x00\x02\x00\x01"[..]), (&b"IEND"[..], &b""[..])] {
+        let mut chunk = kind.to_vec();
+        chunk.extend(data);
+        bytes.extend((data.len() as u32).to_be_bytes());
+        bytes.extend(&chunk);
+        bytes.extend(crc32fast::hash(&chunk).to_be_bytes());
+    }
+    let path = dir.path().join("huge_header.png");
+    std::fs::write(&path, &bytes).unwrap();
+    let err = bioseg_data::read_image(&path).unwrap_err().to_string();
+    assert!(err.contains("huge_header.png") && err.contains("40000x40000") && err.contains("truncated"), "{err}");
+
+    let zeros = dir.path().join("zeros.png");
+    bioseg_data::write_gray_u8_png(&zeros, 2000, 2000, &vec![0u8; 2000 * 2000]).unwrap();
+    let len = std::fs::metadata(&zeros).unwrap().len();
+    let img = bioseg_data::read_image(&zeros).unwrap();
+    assert_eq!(img.data.dim(), (2000, 2000, 1), "{len} bytes");
+}
