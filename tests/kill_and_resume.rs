@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bioseg_suite::{bioseg_train, run_ok};
+use bioseg_suite::{bioseg_train, onnx_weights, run_ok};
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
@@ -20,19 +20,6 @@ fn train_cmd(data: &Path, out: &Path) -> Command {
     cmd.args(["-q", "unet", "-F", "2", "--depth", "2", "-X", "64", "-Y", "64", "-b", "2"])
         .args(["-e", "10", "--steps-per-epoch", "3", "--seed", "3", "-d", s(data), "-o", s(out)]);
     cmd
-}
-
-/// Every initializer of an ONNX file, by name.
-fn onnx_weights(path: &Path) -> Vec<(String, Vec<f32>)> {
-    let model = bioseg_onnx::read_model(path).unwrap();
-    let graph = model.graph.unwrap();
-    let mut w: Vec<(String, Vec<f32>)> = graph
-        .initializer
-        .iter()
-        .map(|t| (t.name.clone(), bioseg_onnx::initializer_to_f32(t).unwrap()))
-        .collect();
-    w.sort_by(|a, b| a.0.cmp(&b.0));
-    w
 }
 
 /// `(epoch, train loss, val loss, val Dice)` of history.json, without timings.

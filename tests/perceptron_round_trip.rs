@@ -3,21 +3,10 @@
 use std::time::{Duration, Instant};
 
 use bioseg_infer::OnnxModel;
-use bioseg_suite::{bioseg, bioseg_train, run_ok};
+use bioseg_suite::{bioseg, bioseg_train, onnx_weights, run_ok};
 use bioseg_train::device::{CpuAutodiff, CpuBackend};
 use bioseg_train::train::perceptron::{PerceptronTraining, accuracy, perceptron_samples, train_perceptron};
 use burn::prelude::*;
-
-fn onnx_weights(path: &std::path::Path) -> Vec<(String, Vec<f32>)> {
-    let model = bioseg_onnx::read_model(path).unwrap();
-    model
-        .graph
-        .unwrap()
-        .initializer
-        .iter()
-        .map(|t| (t.name.clone(), bioseg_onnx::initializer_to_f32(t).unwrap()))
-        .collect()
-}
 
 #[test]
 fn default_training_reaches_95_percent_and_onnx_matches_burn() {

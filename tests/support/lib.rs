@@ -71,3 +71,18 @@ pub fn burn_lock() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+/// Every initializer of an ONNX file as `(name, float values)`, sorted by name: two exports
+/// compare equal exactly when their weights do.
+pub fn onnx_weights(path: &Path) -> Vec<(String, Vec<f32>)> {
+    let model = bioseg_onnx::read_model(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut w: Vec<(String, Vec<f32>)> = model
+        .graph
+        .expect("a graph")
+        .initializer
+        .iter()
+        .map(|t| (t.name.clone(), bioseg_onnx::initializer_to_f32(t).unwrap()))
+        .collect();
+    w.sort_by(|a, b| a.0.cmp(&b.0));
+    w
+}

@@ -356,6 +356,18 @@ fn check_png_size_plausible(path: &Path, w: u32, h: u32, pixel_bytes: u64) -> Re
     Ok(())
 }
 
+/// Samples per pixel stored in a TIFF of this colour type, and the channels bioseg keeps
+/// (alpha dropped); `None` for colour types bioseg does not read.
+pub(crate) fn tiff_channels(color: tiff::ColorType) -> Option<(usize, usize)> {
+    match color {
+        tiff::ColorType::Gray(_) => Some((1, 1)),
+        tiff::ColorType::GrayA(_) => Some((2, 1)),
+        tiff::ColorType::RGB(_) => Some((3, 3)),
+        tiff::ColorType::RGBA(_) => Some((4, 3)),
+        _ => None,
+    }
+}
+
 /// Decodes a PNG through the `image` crate.
 fn read_png(path: &Path, mut reader: BufReader<File>) -> Result<Image, DataError> {
     check_png_chunks(path, &mut reader)?;
@@ -428,19 +440,13 @@ fn read_tiff(path: &Path, reader: BufReader<File>) -> Result<Image, DataError> {
     let (w, h) = decoder.dimensions().map_err(|e| tiff_error(path, e))?;
     check_dimensions(path, u64::from(w), u64::from(h))?;
     let colortype = decoder.colortype().map_err(|e| tiff_error(path, e))?;
-    let (in_channels, out_channels) = match colortype {
-        tiff::ColorType::Gray(_) => (1, 1),
-        tiff::ColorType::GrayA(_) => (2, 1),
-        tiff::ColorType::RGB(_) => (3, 3),
-        tiff::ColorType::RGBA(_) => (4, 3),
-        other => {
-            return Err(DataError::UnsupportedImage {
-                path: path.to_path_buf(),
-                reason: format!(
-                    "TIFF color type {other:?} (expected gray, gray+alpha, RGB or RGBA)"
-                ),
-            });
-        }
+    let Some((in_channels, out_channels)) = tiff_channels(colortype) else {
+        return Err(DataError::UnsupportedImage {
+            path: path.to_path_buf(),
+            reason: format!(
+                "TIFF color type {colortype:?} (expected gray, gray+alpha, RGB or RGBA)"
+            ),
+        });
     };
     let bits = colortype.bit_depth();
     if ![8, 16, 32, 64].contains(&bits) {

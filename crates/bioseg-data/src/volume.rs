@@ -298,17 +298,11 @@ pub(crate) fn page_layout(
         });
     }
     let color = decoder.colortype().map_err(|e| tiff_err(path, page, e))?;
-    let (samples, channels) = match color {
-        tiff::ColorType::Gray(_) => (1, 1),
-        tiff::ColorType::GrayA(_) => (2, 1),
-        tiff::ColorType::RGB(_) => (3, 3),
-        tiff::ColorType::RGBA(_) => (4, 3),
-        other => {
-            return Err(DataError::UnsupportedImage {
-                path: path.to_path_buf(),
-                reason: format!("page {page}: TIFF color type {other:?}"),
-            });
-        }
+    let Some((samples, channels)) = crate::image::tiff_channels(color) else {
+        return Err(DataError::UnsupportedImage {
+            path: path.to_path_buf(),
+            reason: format!("page {page}: TIFF color type {color:?}"),
+        });
     };
     if samples > 1 {
         let planar = decoder
