@@ -41,9 +41,33 @@ pub struct GpuCheckArgs {
     /// Use the CPU backend instead (for trying the script without a GPU).
     #[arg(long)]
     pub cpu: bool,
+    /// Run only the training benchmarks (skip the correctness checks 1–3).
+    #[arg(long)]
+    pub bench_only: bool,
 }
 
+/// Largest CPU-vs-GPU difference accepted. Burn's CUDA convolutions and matmuls run on tensor
+/// cores in TF32 (10-bit mantissa), as PyTorch's cuDNN convolutions do by default, so the GPU
+/// agrees with the f32 CPU to TF32 precision, not to f32's.
+const GPU_TOLERANCE: f32 = 5e-3;
+
 struct Row(String, String, bool);
+
+/// The table's rows, each printed as soon as it is known (a run cut short still reports).
+#[derive(Default)]
+struct Rows(Vec<Row>);
+
+impl Rows {
+    fn push(&mut self, row: Row) {
+        use std::io::Write;
+        if self.0.is_empty() {
+            println!("| check | result | ok |\n|---|---|---|");
+        }
+        println!("| {} | {} | {} |", row.0, row.1, if row.2 { "yes" } else { "NO" });
+        std::io::stdout().flush().ok();
+        self.0.push(row);
+    }
+}
 
 fn samples(n: usize, size: usize, seed: u64) -> Result<Vec<Sample>> {
     let p = bioseg_data::SynthParams { width: size, height: size, ..Default::default() };
@@ -66,18 +90,44 @@ fn max_diff(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
 
+/// Every float parameter of `m`, flattened in module order.
 fn weights<B: Backend>(m: &Unet<B>) -> Vec<f32> {
-    let mut v = Vec::new();
-    for b in m.down.iter().chain(std::iter::once(&m.bottleneck)) {
-        v.extend(flat(b.conv1.weight.val()));
-        v.extend(flat(b.conv2.weight.val()));
+    struct Collect(Vec<f32>);
+    impl<B: Backend> burn::module::ModuleVisitor<B> for Collect {
+        fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<B, D>>) {
+            self.0.extend(flat(param.val()));
+        }
     }
-    v.extend(flat(m.out.weight.val()));
-    v
+    let mut c = Collect(Vec::new());
+    m.visit(&mut c);
+    c.0
 }
 
-fn checks<B: AutodiffBackend>(args: &GpuCheckArgs, device: B::Device, rows: &mut Vec<Row>) -> Result<()> {
+/// Largest difference between two parameter updates, relative to the largest update.
+fn relative_update_diff(before: &[f32], a: &[f32], b: &[f32]) -> f32 {
+    let scale = before.iter().zip(a).map(|(w, x)| (w - x).abs()).fold(0.0, f32::max).max(f32::MIN_POSITIVE);
+    max_diff(a, b) / scale
+}
+
+/// One SGD step (learning rate 1, so the weight change is the gradient) of `model` on `batch`.
+fn sgd_step<B: AutodiffBackend>(model: Unet<B>, batch: &[Sample], devices: &[B::Device]) -> Result<Vec<f32>> {
+    let loss = Loss { kind: LossKind::Bce, class_weights: vec![], beta: 0.5, gamma: 1.0 };
+    let mut optim = burn::optim::SgdConfig::new().init::<B, Unet<B>>();
+    let (m, _) = crate::train::data_parallel::step(model, &mut optim, &loss, batch, devices, 1.0)?;
+    Ok(weights(&m.valid()))
+}
+
+fn checks<B: AutodiffBackend>(args: &GpuCheckArgs, device: B::Device, rows: &mut Rows) -> Result<()> {
     std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
+    if !args.bench_only {
+        correctness::<B>(args, &device, rows)?;
+    }
+    benchmarks::<B>(args, &device, rows)
+}
+
+/// Checks 1–3: CPU vs GPU, a tiny training + export, data parallel vs one device.
+fn correctness<B: AutodiffBackend>(args: &GpuCheckArgs, device: &B::Device, rows: &mut Rows) -> Result<()> {
+    let device = device.clone();
     // 1. CPU vs GPU forward with the same weights.
     let cpu_dev = Default::default();
     let cfg = UnetConfig::new().with_filters(8).with_depth(3);
@@ -91,7 +141,24 @@ fn checks<B: AutodiffBackend>(args: &GpuCheckArgs, device: B::Device, rows: &mut
         cfg.init(&device).load_record(Recorder::<B::InnerBackend>::load(&recorder, bytes, &device)?);
     let gpu_out = flat(gpu_model.forward(Tensor::<B::InnerBackend, 4>::from_data(TensorData::new(x.clone(), [2, 1, 64, 64]), &device)));
     let d = max_diff(&cpu_out, &gpu_out);
-    rows.push(Row("CPU vs GPU forward, same weights (U-Net F=8, 2x1x64x64)".into(), format!("max abs diff {d:.2e}"), d <= 1e-4));
+    rows.push(Row("CPU vs GPU forward, same weights (U-Net F=8, 2x1x64x64)".into(), format!("max abs diff {d:.2e}"), d <= GPU_TOLERANCE));
+
+    // 1b. CPU vs GPU gradients of the same loss, every parameter (the 8→2 and 2→1 heads included).
+    let cfg = cfg.with_drop_rate(0.0);
+    let cpu_model: Unet<crate::device::CpuAutodiff> = cfg.init(&cpu_dev);
+    let bytes = Recorder::<crate::device::CpuAutodiff>::record(&recorder, cpu_model.clone().into_record(), ())?;
+    let gpu_model: Unet<B> = cfg.init(&device).load_record(Recorder::<B>::load(&recorder, bytes, &device)?);
+    let src = samples(2, 96, 9)?;
+    let batch = augment_batch(&src, 0, 2, 64, 64, &AugmentConfig::none(), 2);
+    let before = weights(&cpu_model.valid());
+    let cpu_after = sgd_step(cpu_model, &batch, std::slice::from_ref(&cpu_dev))?;
+    let gpu_after = sgd_step(gpu_model, &batch, std::slice::from_ref(&device))?;
+    let d = relative_update_diff(&before, &cpu_after, &gpu_after);
+    rows.push(Row(
+        "CPU vs GPU gradients, every parameter (U-Net F=8, BCE)".into(),
+        format!("max diff {d:.2e} of the largest gradient"),
+        d <= 1e-2,
+    ));
 
     // 2. Tiny training on the GPU, export, tract vs GPU.
     let data = args.out.join("data");
@@ -123,7 +190,7 @@ fn checks<B: AutodiffBackend>(args: &GpuCheckArgs, device: B::Device, rows: &mut
     let tract_out = model.run(&[2, 1, 64, 64], &x)?.swap_remove(0).1;
     let gpu_out = flat(trained.model.forward(Tensor::<B::InnerBackend, 4>::from_data(TensorData::new(x.clone(), [2, 1, 64, 64]), &device)));
     let d = max_diff(&tract_out, &gpu_out);
-    rows.push(Row("exported ONNX (tract, CPU) vs GPU forward".into(), format!("max abs diff {d:.2e}"), d <= 1e-4));
+    rows.push(Row("exported ONNX (tract, CPU) vs GPU forward".into(), format!("max abs diff {d:.2e}"), d <= GPU_TOLERANCE));
 
     // 3. Data parallel vs single device.
     let replicas: Vec<B::Device> = if args.gpus >= 2 {
@@ -133,20 +200,25 @@ fn checks<B: AutodiffBackend>(args: &GpuCheckArgs, device: B::Device, rows: &mut
     };
     let src = samples(3, 128, 5)?;
     let batch = augment_batch(&src, 0, 2 * replicas.len(), 64, 64, &AugmentConfig::default(), 3);
-    let loss = Loss { kind: LossKind::Bce, class_weights: vec![], beta: 0.5, gamma: 1.0 };
+    // SGD with learning rate 1, so the weight change is the gradient (Adam's normalised update
+    // turns TF32 rounding of near-zero gradients into steps of ±lr).
     let m: Unet<B> = UnetConfig::new().with_filters(8).with_depth(3).with_drop_rate(0.0).init(&device);
-    let mut o1 = AdamConfig::new().init::<B, Unet<B>>();
-    let (single, _) = crate::train::data_parallel::step(m.clone(), &mut o1, &loss, &batch, std::slice::from_ref(&device), 1e-3)?;
-    let mut o2 = AdamConfig::new().init::<B, Unet<B>>();
-    let (dp, _) = crate::train::data_parallel::step(m, &mut o2, &loss, &batch, &replicas, 1e-3)?;
-    let d = max_diff(&weights(&single.valid()), &weights(&dp.valid()));
+    let before = weights(&m.valid());
+    let single = sgd_step(m.clone(), &batch, std::slice::from_ref(&device))?;
+    let dp = sgd_step(m, &batch, &replicas)?;
+    let d = relative_update_diff(&before, &single, &dp);
     rows.push(Row(
-        format!("data-parallel step over {} replica(s) vs one device", replicas.len()),
-        format!("max abs weight diff {d:.2e}"),
-        d <= 1e-5,
+        format!("data-parallel gradient over {} replica(s) vs one device", replicas.len()),
+        format!("max diff {d:.2e} of the largest gradient"),
+        d <= 1e-2,
     ));
 
-    // 4. Benchmarks.
+    Ok(())
+}
+
+/// Check 4: training throughput.
+fn benchmarks<B: AutodiffBackend>(args: &GpuCheckArgs, device: &B::Device, rows: &mut Rows) -> Result<()> {
+    let device = device.clone();
     for (filters, size, batch_size) in [(64usize, 512usize, args.batch), (16, 256, 2)] {
         let ips = bench::<B>(filters, size, batch_size, args.steps, std::slice::from_ref(&device))?;
         rows.push(Row(
@@ -178,8 +250,12 @@ pub fn bench<B: AutodiffBackend>(filters: usize, size: usize, batch: usize, step
     let mut optim = AdamConfig::new().init::<B, Unet<B>>();
     let mut t0 = Instant::now();
     for i in 0..steps + 3 {
-        if i == 3 {
+        if i <= 3 {
             B::sync(device).ok();
+            if i > 0 {
+                // Warm-up steps include kernel compilation (and autotuning where enabled).
+                tracing::info!("F={filters} {size}² warm-up step {i}: {:.1} s", t0.elapsed().as_secs_f64());
+            }
             t0 = Instant::now();
         }
         let (m, _) = crate::train::data_parallel::step(model, &mut optim, &loss, &batch_samples, devices, 1e-4)?;
@@ -193,15 +269,11 @@ pub fn bench<B: AutodiffBackend>(filters: usize, size: usize, batch: usize, step
 
 /// `bioseg-train gpu-check`.
 pub fn gpu_check(args: GpuCheckArgs) -> Result<()> {
-    let mut rows = Vec::new();
+    let mut rows = Rows::default();
     let spec = if args.cpu { crate::device::DeviceSpec::Cpu } else { crate::device::DeviceSpec::Cuda(0) };
     let result: Result<()> = crate::with_backend!(&spec, |B, device| checks::<B>(&args, device, &mut rows));
-    println!("| check | result | ok |\n|---|---|---|");
-    for Row(name, value, ok) in &rows {
-        println!("| {name} | {value} | {} |", if *ok { "yes" } else { "NO" });
-    }
     result?;
-    let failed = rows.iter().filter(|r| !r.2).count();
+    let failed = rows.0.iter().filter(|r| !r.2).count();
     anyhow::ensure!(failed == 0, "{failed} GPU check(s) failed");
     Ok(())
 }
