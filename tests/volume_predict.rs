@@ -494,12 +494,13 @@ fn a_volume_several_times_the_budget_stays_within_it() {
         predict_cmd(&model, &small, &d.join("small.zarr")).args(args),
     ));
 
-    // 128 slices: 128 MiB of float32 probabilities, 4x the budget.
-    let z = 128;
+    // 256 slices: 256 MiB of float32 probabilities, 8x the budget and well above the model's
+    // own working memory (~110 MiB with the mimalloc allocator, which keeps freed pages).
+    let z = 256;
     let big = d.join("big.tif");
     write_tiff(&big, &volume(z, h, w), h, w);
     let volume_bytes = (z * h * w * 4) as u64;
-    assert!(volume_bytes >= 4 * budget);
+    assert!(volume_bytes >= 8 * budget);
     let t0 = Instant::now();
     let stdout = run_ok(predict_cmd(&model, &big, &d.join("big.zarr")).args(args));
     let peak = peak_bytes(&stdout);
@@ -511,9 +512,13 @@ fn a_volume_several_times_the_budget_stays_within_it() {
         base as f64 / 1048576.0,
         t0.elapsed().as_secs_f64()
     );
+    // The allocator (mimalloc, which keeps freed pages per thread for reuse) adds some slack
+    // to both measurements: allow half a budget of it. Holding the volume (256 MiB) would
+    // exceed this by far.
+    let slack = budget / 2;
     assert!(
-        peak <= base + budget,
-        "peak {peak} bytes exceeds the model's {base} + the budget {budget}"
+        peak <= base + budget + slack,
+        "peak {peak} bytes exceeds the model's {base} + the budget {budget} (+ {slack} allocator slack)"
     );
     assert!(
         peak < volume_bytes,

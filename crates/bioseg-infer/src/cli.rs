@@ -64,6 +64,10 @@ pub struct RunArgs {
     /// ONNX Runtime op by op).
     #[arg(long, default_value_t = 0)]
     pub repeat: usize,
+    /// With --repeat: also print where the time goes, per kind of operation (milliseconds per
+    /// run and share of the total, slowest first).
+    #[arg(long, requires = "repeat")]
+    pub profile: bool,
 }
 
 /// Runs the command line; the binary's `main` only reports the error.
@@ -109,6 +113,14 @@ fn run_cmd(args: RunArgs) -> Result<()> {
         let mean = times.iter().sum::<f64>() / times.len() as f64;
         let best = times.iter().copied().fold(f64::INFINITY, f64::min);
         println!("timing: {} runs, mean {mean:.3} ms, best {best:.3} ms per run", times.len());
+        if args.profile {
+            let ops = model.profile(&shape, &data, args.repeat)?;
+            let total: f64 = ops.iter().map(|o| o.ms).sum();
+            println!("| operation | nodes | ms per run | share |\n|---|---|---|---|");
+            for o in &ops {
+                println!("| {} | {} | {:.3} | {:.1} % |", o.op, o.nodes, o.ms, 100.0 * o.ms / total.max(1e-12));
+            }
+        }
     }
     let predicted = predicted_classes(&result.output);
     let rows = result.output.shape()[0];

@@ -13,6 +13,7 @@ pub mod cli_evaluate;
 pub mod cli_predict;
 pub mod cli_visualize;
 pub mod error;
+pub mod gemm_conv;
 pub mod inspect;
 pub mod io_spec;
 pub mod model;
@@ -22,6 +23,7 @@ pub mod predict_volumetric;
 pub mod tensor_run;
 pub mod tiling;
 pub mod volume_predict;
+pub mod winograd;
 
 pub use error::InferError;
 pub use model::{InputDim, OnnxModel};

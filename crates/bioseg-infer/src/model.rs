@@ -6,9 +6,12 @@ use std::sync::{Arc, Mutex};
 
 use bioseg_onnx::ModelMetadata;
 use bioseg_onnx::proto::{DataType, DimensionValue, ModelProto};
-use tract::prelude::*;
+use tract_core::internal::{DatumType, IntoTValue, TVec, Tensor, TractResult, TypedModel, tvec};
+use tract_core::runtime::{DefaultRuntime, Runnable, Runtime};
+use tract_onnx::prelude::{Datum, Framework, InferenceFact, InferenceModelExt};
 
 use crate::error::InferError;
+use crate::gemm_conv::{GemmConvOptions, use_gemm_convolutions};
 
 /// One axis of the model's input as declared in the graph.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,7 +34,7 @@ impl std::fmt::Display for InputDim {
     }
 }
 
-type Plan = Arc<tract::Runnable>;
+type Plan = Arc<dyn Runnable>;
 
 /// An ONNX model ready to run on any input shape its graph allows.
 pub struct OnnxModel {
@@ -45,6 +48,8 @@ pub struct OnnxModel {
     plans: Mutex<HashMap<Vec<usize>, Plan>>,
     /// Prepare plans with im2col convolutions ([`prefers_im2col`]).
     im2col: bool,
+    /// Run the convolutions it can with [`crate::gemm_conv::GemmConv`] (`None`: tract's).
+    gemm_conv: Option<GemmConvOptions>,
 }
 
 impl std::fmt::Debug for OnnxModel {
@@ -123,7 +128,88 @@ impl OnnxModel {
             input_dims,
             plans: Mutex::new(HashMap::new()),
             im2col,
+            gemm_conv: gemm_convolutions_enabled().then(GemmConvOptions::default),
         })
+    }
+
+    /// The same model with bioseg's convolution ([`crate::gemm_conv`]) on or off (default: on,
+    /// unless `BIOSEG_GEMM_CONV=0`); plans already built are dropped.
+    pub fn with_gemm_convolutions(mut self, on: bool) -> Self {
+        self.gemm_conv = on.then(GemmConvOptions::default);
+        self.plans = Mutex::new(HashMap::new());
+        self
+    }
+
+    /// The same model with bioseg's convolution on, with these options.
+    pub fn with_gemm_options(mut self, options: GemmConvOptions) -> Self {
+        self.gemm_conv = Some(options);
+        self.plans = Mutex::new(HashMap::new());
+        self
+    }
+
+    /// How many of the graph's convolutions run as [`crate::gemm_conv::GemmConv`] for an input
+    /// of `shape` (0 when turned off).
+    pub fn gemm_convolution_count(&self, shape: &[usize]) -> Result<usize, InferError> {
+        self.check_input_shape(shape)?;
+        self.typed_model(shape).map(|(_, n)| n).map_err(|e| self.prepare_error(shape, e))
+    }
+
+    /// The decluttered typed model for `shape`, with bioseg's convolutions swapped in when on,
+    /// and how many were.
+    fn typed_model(&self, shape: &[usize]) -> TractResult<(TypedModel, usize)> {
+        let mut model = tract_onnx::onnx().model_for_read(&mut std::io::Cursor::new(&self.bytes))?;
+        model.set_input_fact(0, InferenceFact::dt_shape(f32::datum_type(), shape))?;
+        let mut typed: TypedModel = model.into_typed()?.into_decluttered()?;
+        let replaced = match &self.gemm_conv {
+            Some(options) => use_gemm_convolutions(&mut typed, options)?,
+            None => 0,
+        };
+        Ok((typed, replaced))
+    }
+
+    /// Time spent per kind of operation (tract's op names, `BiosegGemmConv` for bioseg's
+    /// convolution) over `repeats` runs of `data` of `shape` on one thread: milliseconds per run,
+    /// slowest first.
+    pub fn profile(&self, shape: &[usize], data: &[f32], repeats: usize) -> Result<Vec<OpTime>, InferError> {
+        self.check_input_shape(shape)?;
+        let run_err = |e: anyhow::Error| InferError::Run(error_chain(&e));
+        let plan = self
+            .typed_model(shape)
+            .and_then(|(typed, _)| tract_core::plan::SimplePlan::new(typed.into_optimized()?))
+            .map_err(|e| self.prepare_error(shape, e))?;
+        let mut state = tract_core::plan::SimpleState::new(&plan).map_err(run_err)?;
+        let input = Tensor::from_shape(shape, data).map_err(run_err)?;
+        let mut times: HashMap<String, (f64, std::collections::HashSet<usize>)> = HashMap::new();
+        for _ in 0..repeats.max(1) {
+            state
+                .run_plan_with_eval(tvec!(input.clone().into_tvalue()), |ctx, op_state, node, inputs| {
+                    let t0 = std::time::Instant::now();
+                    let out = tract_core::plan::eval(ctx, op_state, node, inputs);
+                    // bioseg's convolutions are told apart by their shape and path.
+                    let key = match node.op().downcast_ref::<crate::gemm_conv::GemmConv>() {
+                        Some(conv) => conv.describe(),
+                        None => node.op().name().to_string(),
+                    };
+                    let e = times.entry(key).or_default();
+                    e.0 += t0.elapsed().as_secs_f64() * 1e3;
+                    e.1.insert(node.id);
+                    out
+                })
+                .map_err(run_err)?;
+        }
+        let mut ops: Vec<OpTime> = times
+            .into_iter()
+            .map(|(op, (ms, nodes))| OpTime { op, nodes: nodes.len(), ms: ms / repeats.max(1) as f64 })
+            .collect();
+        ops.sort_by(|a, b| b.ms.total_cmp(&a.ms));
+        Ok(ops)
+    }
+
+    fn prepare_error(&self, shape: &[usize], e: anyhow::Error) -> InferError {
+        InferError::Model {
+            path: self.path.clone(),
+            reason: format!("tract cannot prepare it for input {shape:?}: {}", error_chain(&e)),
+        }
     }
 
     /// The file the model came from.
@@ -190,23 +276,18 @@ impl OnnxModel {
         if let Some(p) = self.plans.lock().expect("plan cache").get(shape) {
             return Ok(p.clone());
         }
-        let bad = |e: anyhow::Error| InferError::Model {
-            path: self.path.clone(),
-            reason: format!("tract cannot prepare it for input {shape:?}: {}", error_chain(&e)),
-        };
+        let bad = |e: anyhow::Error| self.prepare_error(shape, e);
         let prepare = || -> Result<Plan, InferError> {
-            let mut model = tract::onnx().map_err(bad)?.load_buffer(&self.bytes).map_err(bad)?;
-            let fact = format!(
-                "{},f32",
-                shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(",")
-            );
-            model.set_input_fact(0, fact.as_str()).map_err(bad)?;
-            Ok(Arc::new(model.into_model().map_err(bad)?.into_runnable().map_err(bad)?))
+            let prepared = || -> TractResult<Plan> {
+                let (typed, _) = self.typed_model(shape)?;
+                Ok(Arc::from(DefaultRuntime.prepare(typed)?))
+            };
+            prepared().map_err(bad)
         };
         // The convolution strategy is read while tract optimises the model for this shape.
         let plan = if self.im2col && std::env::var_os(DIRECT_SPATIAL_KNOB).is_none() {
             tract_data::knobs::KnobScope::new([(DIRECT_SPATIAL_KNOB, "true")])
-                .map_err(|e| bad(e.into()))?
+                .map_err(bad)?
                 .enter(prepare)?
         } else {
             prepare()?
@@ -219,22 +300,44 @@ impl OnnxModel {
     pub fn run(&self, shape: &[usize], data: &[f32]) -> Result<Vec<(Vec<usize>, Vec<f32>)>, InferError> {
         let plan = self.plan(shape)?;
         let run_err = |e: anyhow::Error| InferError::Run(error_chain(&e));
-        let input = tract::Tensor::from_slice(shape, data).map_err(run_err)?;
-        let outputs = plan.run([input]).map_err(run_err)?;
+        let input = Tensor::from_shape(shape, data).map_err(run_err)?;
+        let outputs = plan.run(tvec!(input.into_tvalue())).map_err(run_err)?;
         outputs
             .into_iter()
             .map(|t| {
-                let t = t.convert_to(DatumType::F32).map_err(run_err)?;
-                let (shape, values) = t.as_shape_and_slice::<f32>().map_err(run_err)?;
-                Ok((shape.to_vec(), values.to_vec()))
+                let t = t.cast_to_dt(DatumType::F32).map_err(run_err)?;
+                let values = t.try_as_plain_ram().and_then(|v| v.as_slice::<f32>().map(|s| s.to_vec()));
+                Ok((t.shape().to_vec(), values.map_err(run_err)?))
             })
-            .collect()
+            .collect::<Result<TVec<_>, InferError>>()
+            .map(|v| v.into_vec())
     }
+}
+
+/// Time per kind of operation ([`OnnxModel::profile`]).
+#[derive(Clone, Debug)]
+pub struct OpTime {
+    /// tract's name for the operation.
+    pub op: String,
+    /// How many nodes of the plan run it.
+    pub nodes: usize,
+    /// Milliseconds per run, all those nodes together.
+    pub ms: f64,
 }
 
 /// An anyhow error and its causes on one line.
 pub fn error_chain(e: &anyhow::Error) -> String {
     bioseg_data::cli_support::error_line(e.as_ref())
+}
+
+/// Environment variable that turns bioseg's own convolution ([`crate::gemm_conv`]) off
+/// (`BIOSEG_GEMM_CONV=0`): every convolution then runs on tract's kernels, as before.
+pub const GEMM_CONV_ENV: &str = "BIOSEG_GEMM_CONV";
+
+/// Whether plans use [`crate::gemm_conv::GemmConv`] for the convolutions it can run (default:
+/// yes; `BIOSEG_GEMM_CONV=0` or `false` says no).
+pub fn gemm_convolutions_enabled() -> bool {
+    !matches!(std::env::var(GEMM_CONV_ENV).as_deref(), Ok("0") | Ok("false") | Ok("off"))
 }
 
 /// The tract knob bioseg sets for wide networks (see [`prefers_im2col`]).

@@ -1,0 +1,540 @@
+//! A faster CPU convolution plugged into tract: im2col on a padded-width grid + the `gemm` crate.
+//!
+//! tract 0.23's own convolution reaches 48–55 GFLOP/s on one AVX-512 core for the 3×3
+//! convolutions of a U-Net, where ONNX Runtime reaches 150–230 (BENCHMARKS.md). [`GemmConv`]
+//! replaces tract's `Conv` nodes that it can run (2-D, stride 1, dilation 1, one group, f32,
+//! constant weights, any kernel size and padding, channels first or last) after tract has
+//! decluttered the graph and before it optimises it; tract stays the engine for every other op.
+//!
+//! How it computes, per image, in blocks of 512 consecutive output pixels: an im2col block
+//! (`C·kh·kw` rows, each a few contiguous row segments of the input, zero where the window
+//! leaves the image: padding costs no copy of the input) and one matrix product
+//! `[m, C·kh·kw + 1] × [C·kh·kw + 1, O]` whose extra row of ones times the bias folds the bias
+//! in, written straight into the output tensor in its layout (strides), then a following ReLU
+//! applied while the block is in cache. The product runs on the `gemm` crate
+//! (runtime-dispatched AVX-512 / AVX2 / NEON kernels), one thread: bioseg runs one inference per
+//! tile per thread.
+
+use std::cell::RefCell;
+
+use tract_core::internal::*;
+use tract_core::ops::cnn::{Conv, KernelFormat};
+use tract_core::ops::nn::DataFormat;
+
+/// Grid positions per im2col block (measured: 256–1024 are equally fast; 512 keeps the block
+/// in L2 for up to 64 input channels).
+const BLOCK: usize = 512;
+
+/// Choices of [`use_gemm_convolutions`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GemmConvOptions {
+    /// Fewest input channels of a 3×3 convolution run with Winograd F(2×2, 3×3) instead of
+    /// im2col. Default 256 (`BIOSEG_WINOGRAD_MIN_CHANNELS` overrides it, for tuning on other
+    /// CPUs). Measured per layer on the F=64 U-Net (AVX-512, one thread): Winograd is 1.3–1.8×
+    /// faster from 256 input channels on (its 16 matrix products have `c_in` as inner
+    /// dimension), about even at 128, and slower below, where its transforms cost more than the
+    /// multiplications they save.
+    pub winograd_min_channels: usize,
+}
+
+impl Default for GemmConvOptions {
+    fn default() -> Self {
+        let env = std::env::var("BIOSEG_WINOGRAD_MIN_CHANNELS").ok().and_then(|v| v.parse().ok());
+        GemmConvOptions { winograd_min_channels: env.unwrap_or(256) }
+    }
+}
+
+/// A 2-D, stride-1 convolution run as im2col + GEMM (see the module documentation).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GemmConv {
+    /// Layout of the input and output (channels first or last, with or without a batch axis).
+    pub format: DataFormat,
+    /// Kernel height and width.
+    pub kernel: [usize; 2],
+    /// Zero padding: top, left, bottom, right.
+    pub pad: [usize; 4],
+    /// Input channels.
+    pub c_in: usize,
+    /// Output channels.
+    pub c_out: usize,
+    /// The input is upsampled ×`up` (nearest) before the convolution: 1, or 2 when a
+    /// `NearestUpsample` ×2 was folded in.
+    pub up: usize,
+    /// The output computed as `up²` phases (one when `up` is 1).
+    pub phases: Arc<Vec<Phase>>,
+    /// Apply `max(0, ·)` to the output (a following ReLU folded in).
+    pub relu: bool,
+    /// For 3×3 kernels between wide layers: the Winograd-transformed kernel and the bias
+    /// ([`crate::winograd`]), used instead of im2col.
+    pub winograd: Option<WinogradKernel>,
+}
+
+/// The kernel of a [`GemmConv`] run with Winograd F(2×2, 3×3).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WinogradKernel {
+    /// `G g Gᵀ` of every channel pair ([`crate::winograd::transform_kernel`]).
+    pub u: Arc<Vec<f32>>,
+    /// Bias per output channel.
+    pub bias: Arc<Vec<f32>>,
+}
+
+impl Eq for GemmConv {}
+
+/// The output pixels `(up·i + a, up·j + b)` of a [`GemmConv`], computed as a convolution of the
+/// (not upsampled) input: output `(i, j)` of the phase reads input rows `i + oy ..` and columns
+/// `j + ox ..` (zero outside the image). With `up` = 1 it is the convolution itself
+/// (`oy = −pad_top`, `ox = −pad_left`); with `up` = 2, nearest upsampling repeats every input
+/// pixel twice, so taps that land on the same input pixel are summed into one: a 2×2 kernel
+/// after ×2 upsampling becomes four kernels of 1, 2, 2 and 4 taps (1.8× fewer operations, and no
+/// upsampled copy).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Phase {
+    /// Output row and column offsets within an `up` × `up` block.
+    pub a: usize,
+    pub b: usize,
+    /// Input row and column of the first tap, relative to the phase pixel.
+    pub oy: isize,
+    pub ox: isize,
+    /// Taps per column and per row.
+    pub kh: usize,
+    pub kw: usize,
+    /// Weights as `[c_out, c_in·kh·kw + 1]` rows, each ending with the bias.
+    pub weights: Vec<f32>,
+}
+
+impl Phase {
+    /// The phases of an OIHW kernel `[c_out, c_in, kh, kw]` applied after ×`up` nearest
+    /// upsampling with padding `top`, `left`.
+    fn split(oihw: &[f32], bias: &[f32], [c_out, c_in, kh, kw]: [usize; 4], up: usize, top: usize, left: usize) -> Vec<Phase> {
+        // Input offset of tap d at phase a: floor((a + d − pad) / up).
+        let offset = |a: usize, d: usize, pad: usize| ((a + d) as isize - pad as isize).div_euclid(up as isize);
+        let mut phases = Vec::with_capacity(up * up);
+        for a in 0..up {
+            for b in 0..up {
+                let (oy, ox) = (offset(a, 0, top), offset(b, 0, left));
+                let (ph, pw) = ((offset(a, kh - 1, top) - oy + 1) as usize, (offset(b, kw - 1, left) - ox + 1) as usize);
+                let k = c_in * ph * pw;
+                let mut weights = vec![0f32; c_out * (k + 1)];
+                for o in 0..c_out {
+                    for c in 0..c_in {
+                        for dy in 0..kh {
+                            for dx in 0..kw {
+                                let ry = (offset(a, dy, top) - oy) as usize;
+                                let rx = (offset(b, dx, left) - ox) as usize;
+                                weights[o * (k + 1) + (c * ph + ry) * pw + rx] += oihw[((o * c_in + c) * kh + dy) * kw + dx];
+                            }
+                        }
+                    }
+                    weights[o * (k + 1) + k] = bias[o];
+                }
+                phases.push(Phase { a, b, oy, ox, kh: ph, kw: pw, weights });
+            }
+        }
+        phases
+    }
+}
+
+impl GemmConv {
+    /// The replacement for a tract `Conv` node, or `None` when the node is outside what
+    /// [`GemmConv`] runs (the node then stays tract's).
+    pub fn from_conv(
+        model: &TypedModel,
+        node: &TypedNode,
+        conv: &Conv,
+        options: &GemmConvOptions,
+        up: usize,
+    ) -> TractResult<Option<GemmConv>> {
+        let spec = &conv.pool_spec;
+        if conv.q_params.is_some() || conv.group != 1 || spec.rank() != 2 || node.inputs.len() != 3 {
+            return Ok(None);
+        }
+        if spec.dilations().iter().any(|&d| d != 1) || spec.strides().iter().any(|&s| s != 1) {
+            return Ok(None);
+        }
+        let input = model.outlet_fact(node.inputs[0])?;
+        let (Some(kernel), Some(bias)) = (
+            model.outlet_fact(node.inputs[1])?.konst.clone(),
+            model.outlet_fact(node.inputs[2])?.konst.clone(),
+        ) else {
+            return Ok(None);
+        };
+        if input.datum_type != f32::datum_type()
+            || kernel.datum_type() != f32::datum_type()
+            || bias.datum_type() != f32::datum_type()
+        {
+            return Ok(None);
+        }
+        let Some(shape) = input.shape.as_concrete() else { return Ok(None) };
+        let data = spec.data_format.shape(shape.to_vec())?;
+        let hw = data.hw_dims().to_vec();
+        let padding = spec.computed_padding(&hw);
+        let (kh, kw) = (spec.kernel_shape[0], spec.kernel_shape[1]);
+        let (c_in, c_out) = (conv.input_channels(), conv.output_channels());
+        if *data.c() != c_in || padding.iter().any(|p| p.convoluted == 0) {
+            return Ok(None);
+        }
+        // The kernel in OIHW order, whatever the graph's kernel format.
+        let oihw: Vec<f32> = {
+            let k = kernel.to_plain_array_view::<f32>()?;
+            let k = match conv.kernel_fmt {
+                KernelFormat::OIHW => k.into_dyn(),
+                KernelFormat::HWIO => k.permuted_axes(vec![3, 2, 0, 1]).into_dyn(),
+                KernelFormat::OHWI => k.permuted_axes(vec![0, 3, 1, 2]).into_dyn(),
+            };
+            if k.shape() != [c_out, c_in, kh, kw] {
+                return Ok(None);
+            }
+            k.iter().copied().collect()
+        };
+        let bias: Vec<f32> = match bias.rank() {
+            0 => vec![*bias.try_as_plain_ram()?.as_slice::<f32>()?.first().unwrap_or(&0.0); c_out],
+            1 if bias.len() == c_out => bias.try_as_plain_ram()?.as_slice::<f32>()?.to_vec(),
+            _ => return Ok(None),
+        };
+        let phases = Phase::split(&oihw, &bias, [c_out, c_in, kh, kw], up, padding[0].pad_before, padding[1].pad_before);
+        Ok(Some(GemmConv {
+            format: spec.data_format,
+            kernel: [kh, kw],
+            pad: [padding[0].pad_before, padding[1].pad_before, padding[0].pad_after, padding[1].pad_after],
+            c_in,
+            c_out,
+            up,
+            phases: Arc::new(phases),
+            relu: false,
+            winograd: (up == 1 && kh == 3 && kw == 3 && c_out >= 16 && c_in >= options.winograd_min_channels).then(|| {
+                WinogradKernel { u: Arc::new(crate::winograd::transform_kernel(&oihw, c_out, c_in)), bias: Arc::new(bias) }
+            }),
+        }))
+    }
+
+    /// A short description: channels, kernel, path.
+    pub fn describe(&self) -> String {
+        format!(
+            "BiosegGemmConv {}{}→{} {}×{}{}",
+            if self.up > 1 { "upsample ×2, " } else { "" },
+            self.c_in,
+            self.c_out,
+            self.kernel[0],
+            self.kernel[1],
+            if self.winograd.is_some() { " winograd" } else { "" }
+        )
+    }
+
+    /// Output height and width for an input of `h` × `w`.
+    fn output_hw(&self, h: usize, w: usize) -> (usize, usize) {
+        let (h, w) = (h * self.up, w * self.up);
+        (h + self.pad[0] + self.pad[2] + 1 - self.kernel[0], w + self.pad[1] + self.pad[3] + 1 - self.kernel[1])
+    }
+
+    /// Output height and width as tract dimensions.
+    fn output_dims(&self, hw: &[TDim]) -> [TDim; 2] {
+        let grow = |axis: usize| (self.pad[axis] + self.pad[axis + 2] + 1) as i64 - self.kernel[axis] as i64;
+        let up = self.up as i64;
+        [hw[0].clone() * up + grow(0), hw[1].clone() * up + grow(1)]
+    }
+
+    /// Convolves one image: `x` is `[c_in, h, w]` or `[h, w, c_in]` (as `self.format`), `y`
+    /// receives `[c_out, ho, wo]` or `[ho, wo, c_out]`.
+    fn convolve_image(&self, x: &[f32], h: usize, w: usize, y: &mut [f32], cols: &mut Vec<f32>) {
+        for phase in self.phases.iter() {
+            self.convolve_phase(phase, x, h, w, y, cols);
+        }
+    }
+
+    /// One phase's output pixels, in blocks of up to [`BLOCK`]: an im2col block and one GEMM
+    /// written straight into the output (blocks stay within one output row when `up` > 1).
+    fn convolve_phase(&self, ph: &Phase, x: &[f32], h: usize, w: usize, y: &mut [f32], cols: &mut Vec<f32>) {
+        let (ho, wo) = self.output_hw(h, w);
+        let up = self.up;
+        let (hi, wi) = ((ho + up - 1 - ph.a) / up, (wo + up - 1 - ph.b) / up);
+        let (c_in, c_out) = (self.c_in, self.c_out);
+        let channels_last = self.format.c_is_last();
+        // Strides of the input (channel, row, column) and of the output (channel, pixel).
+        let (xc, xr, xx) = if channels_last { (1, w * c_in, c_in) } else { (h * w, w, 1) };
+        let (yc, yp) = if channels_last { (1, c_out) } else { (ho * wo, 1) };
+        let k = c_in * ph.kh * ph.kw;
+        if cols.len() < (k + 1) * BLOCK {
+            cols.resize((k + 1) * BLOCK, 0.0);
+        }
+        let pixels = hi * wi;
+        let mut q0 = 0;
+        while q0 < pixels {
+            let mut m = BLOCK.min(pixels - q0);
+            if up > 1 {
+                m = m.min(wi - q0 % wi);
+            }
+            // im2col of phase pixels q0..q0+m: row `(c, ry, rx)` holds, for each pixel (i, j),
+            // the input at (i + oy + ry, j + ox + rx), zero outside the image.
+            for c in 0..c_in {
+                for ry in 0..ph.kh {
+                    for rx in 0..ph.kw {
+                        let row = &mut cols[((c * ph.kh + ry) * ph.kw + rx) * BLOCK..][..m];
+                        let mut j = 0;
+                        while j < m {
+                            let (r, col0) = ((q0 + j) / wi, (q0 + j) % wi);
+                            let run = (wi - col0).min(m - j);
+                            let dst = &mut row[j..j + run];
+                            let yi = r as isize + ph.oy + ry as isize;
+                            if yi < 0 || yi >= h as isize {
+                                dst.fill(0.0);
+                            } else {
+                                // Input columns first + i for i in 0..run, clipped to [0, w).
+                                let first = col0 as isize + ph.ox + rx as isize;
+                                let lo = (-first).clamp(0, run as isize) as usize;
+                                let hi = (w as isize - first).clamp(lo as isize, run as isize) as usize;
+                                dst[..lo].fill(0.0);
+                                dst[hi..].fill(0.0);
+                                let base = c * xc + yi as usize * xr;
+                                if hi > lo {
+                                    let start = base + (first + lo as isize) as usize * xx;
+                                    if xx == 1 {
+                                        dst[lo..hi].copy_from_slice(&x[start..start + (hi - lo)]);
+                                    } else {
+                                        for (i, d) in dst[lo..hi].iter_mut().enumerate() {
+                                            *d = x[start + i * xx];
+                                        }
+                                    }
+                                }
+                            }
+                            j += run;
+                        }
+                    }
+                }
+            }
+            cols[k * BLOCK..][..m].fill(1.0);
+            // The block's first output pixel, and the output step between its pixels.
+            let (r0, c0) = (q0 / wi, q0 % wi);
+            let first = ((up * r0 + ph.a) * wo + up * c0 + ph.b) * yp;
+            let step = up * yp;
+            let out = &mut y[first..];
+            // SAFETY: dst addresses m pixels (stride `step`) of c_out channels (stride yc), all
+            // inside `y` (phase pixels map below ho × wo); lhs is `m` × `k+1` with column stride
+            // BLOCK inside `cols`; rhs is `k+1` × `c_out` with column stride `k+1` inside the
+            // phase's weights.
+            unsafe {
+                product(
+                    [m, c_out, k + 1],
+                    (out.as_mut_ptr(), yc, step),
+                    (cols.as_ptr(), BLOCK, 1),
+                    (ph.weights.as_ptr(), k + 1, 1),
+                );
+            }
+            if self.relu {
+                // While the block is still in cache.
+                for o in 0..c_out {
+                    for i in 0..m {
+                        let v = &mut out[o * yc + i * step];
+                        *v = v.max(0.0);
+                    }
+                }
+            }
+            q0 += m;
+        }
+    }
+}
+
+/// `dst = lhs × rhs` for `[m, n, k]` matrices given as (pointer, column stride, row stride), on
+/// one thread (bioseg runs one inference per tile per thread).
+///
+/// # Safety
+/// Every element the three strided views address must be inside its allocation, and `dst` must
+/// not overlap the inputs.
+pub(crate) unsafe fn product(
+    [m, n, k]: [usize; 3],
+    dst: (*mut f32, usize, usize),
+    lhs: (*const f32, usize, usize),
+    rhs: (*const f32, usize, usize),
+) {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.0,
+            dst.1 as isize,
+            dst.2 as isize,
+            false,
+            lhs.0,
+            lhs.1 as isize,
+            lhs.2 as isize,
+            rhs.0,
+            rhs.1 as isize,
+            rhs.2 as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+thread_local! {
+    /// Per-thread im2col block, reused across calls (a tile's convolutions all run on one
+    /// thread), so it is not mapped and zeroed again at every call.
+    static COLS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    /// Per-thread buffers of the Winograd path.
+    static WINOGRAD: RefCell<crate::winograd::Buffers> = RefCell::new(crate::winograd::Buffers::default());
+}
+
+impl Op for GemmConv {
+    fn name(&self) -> StaticName {
+        "BiosegGemmConv".into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        Ok(vec![format!(
+            "{:?} {}→{} kernel {}×{} pad {:?}{}{}",
+            self.format,
+            self.c_in,
+            self.c_out,
+            self.kernel[0],
+            self.kernel[1],
+            self.pad,
+            if self.relu { " + ReLU" } else { "" },
+            if self.winograd.is_some() { " (Winograd F(2×2,3×3))" } else { "" }
+        )])
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for GemmConv {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let input = args_1!(inputs);
+        let shape = self.format.shape(input.shape().to_vec())?;
+        let (h, w) = (shape.hw_dims()[0], shape.hw_dims()[1]);
+        ensure!(*shape.c() == self.c_in, "BiosegGemmConv: input has {} channels, expected {}", shape.c(), self.c_in);
+        let n = shape.n().copied().unwrap_or(1);
+        let (ho, wo) = self.output_hw(h, w);
+        let out_shape = self.format.from_n_c_hw(n, self.c_out, [ho, wo])?;
+        // SAFETY: every element is written by `convolve_image` (step 3 covers the whole output).
+        let mut output = unsafe { Tensor::uninitialized::<f32>(out_shape.shape.as_slice())? };
+        {
+            let x = input.try_as_plain_ram()?;
+            let x = x.as_slice::<f32>()?;
+            let mut y = output.try_as_plain_ram_mut()?;
+            let y = y.as_slice_mut::<f32>()?;
+            let (x_len, y_len) = (self.c_in * h * w, self.c_out * ho * wo);
+            if let Some(WinogradKernel { u, bias }) = &self.winograd {
+                let wino = crate::winograd::Winograd {
+                    u,
+                    bias,
+                    c_in: self.c_in,
+                    c_out: self.c_out,
+                    top: self.pad[0],
+                    left: self.pad[1],
+                    relu: self.relu,
+                };
+                let (xs, ys) = if self.format.c_is_last() {
+                    ([1, w * self.c_in, self.c_in], [1, self.c_out])
+                } else {
+                    ([h * w, w, 1], [ho * wo, 1])
+                };
+                WINOGRAD.with(|b| {
+                    let mut b = b.borrow_mut();
+                    for i in 0..n {
+                        let (xi, yi) = (&x[i * x_len..][..x_len], &mut y[i * y_len..][..y_len]);
+                        wino.convolve(xi, xs, (h, w), yi, ys, (ho, wo), &mut b);
+                    }
+                });
+            } else {
+                COLS.with(|cols| {
+                    let mut cols = cols.borrow_mut();
+                    for i in 0..n {
+                        self.convolve_image(&x[i * x_len..][..x_len], h, w, &mut y[i * y_len..][..y_len], &mut cols);
+                    }
+                });
+            }
+        }
+        Ok(tvec!(output.into_tvalue()))
+    }
+}
+
+impl TypedOp for GemmConv {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        ensure!(inputs[0].datum_type == f32::datum_type());
+        let shape = self.format.shape(inputs[0].shape.to_tvec())?;
+        let [ho, wo] = self.output_dims(shape.hw_dims());
+        let n = shape.n().cloned().unwrap_or_else(|| 1.to_dim());
+        let out = self.format.from_n_c_hw(n, self.c_out.to_dim(), [ho, wo])?;
+        Ok(tvec!(f32::fact(out.shape.as_slice())))
+    }
+
+    fn cost(&self, inputs: &[&TypedFact]) -> TractResult<TVec<(Cost, TDim)>> {
+        let shape = self.format.shape(inputs[0].shape.to_tvec())?;
+        let n = shape.n().cloned().unwrap_or_else(|| 1.to_dim());
+        let [ho, wo] = self.output_dims(shape.hw_dims());
+        let points = ho * wo;
+        // Operations actually run: the phases' taps, over a quarter of the pixels each when up = 2.
+        let taps: usize = self.phases.iter().map(|p| p.kh * p.kw).sum::<usize>() / (self.up * self.up);
+        let macs = self.c_in * self.c_out * taps.max(1);
+        Ok(tvec!((Cost::FMA(f32::datum_type()), n * points * macs)))
+    }
+
+    as_op!();
+}
+
+/// Replaces every tract `Conv` node of a typed model that [`GemmConv`] can run; returns how
+/// many were replaced. Run on a decluttered model, before `into_optimized`.
+pub fn use_gemm_convolutions(model: &mut TypedModel, options: &GemmConvOptions) -> TractResult<usize> {
+    let mut replaced = 0;
+    for id in model.eval_order()? {
+        let node = &model.nodes[id];
+        let Some(conv) = node.op_as::<Conv>() else { continue };
+        // A nearest ×2 upsampling feeding the convolution is folded in (phases).
+        let source = model.node(node.inputs[0].node);
+        let up = match source.op_as::<tract_core::ops::nn::NearestUpsample>() {
+            Some(u) if upsamples_hw_by_2(&u.scales, conv) => 2,
+            _ => 1,
+        };
+        let Some(mut op) = GemmConv::from_conv(model, node, conv, options, up)? else { continue };
+        let input = if up == 2 { source.inputs[0] } else { node.inputs[0] };
+        // Fold a ReLU that is the convolution's only consumer.
+        let relu = relu_successor(model, node)?;
+        let mut patch = TypedModelPatch::default();
+        let x = patch.tap_model(model, input)?;
+        op.relu = relu.is_some();
+        let y = patch.wire_node(&node.name, op, &[x])?[0];
+        let replaced_outlet = relu.map(|r| OutletId::new(r, 0)).unwrap_or(OutletId::new(id, 0));
+        patch.shunt_outside(model, replaced_outlet, y)?;
+        patch.apply(model)?;
+        replaced += 1;
+    }
+    Ok(replaced)
+}
+
+/// The node computing `max(x, 0)` of `node`'s output, when it is that output's only consumer.
+fn relu_successor(model: &TypedModel, node: &TypedNode) -> TractResult<Option<usize>> {
+    let succ = &node.outputs[0].successors;
+    if succ.len() != 1 || model.output_outlets()?.contains(&OutletId::new(node.id, 0)) {
+        return Ok(None);
+    }
+    let next = &model.nodes[succ[0].node];
+    let Some(bin) = next.op_as::<tract_core::ops::binary::TypedBinOp>() else { return Ok(None) };
+    if !bin.0.is::<tract_core::ops::math::Max>() || next.inputs.len() != 2 {
+        return Ok(None);
+    }
+    let other = next.inputs[1 - succ[0].slot];
+    let fact = model.outlet_fact(other)?;
+    let zero = fact.konst.as_ref().is_some_and(|k| {
+        k.datum_type() == f32::datum_type()
+            && k.try_as_plain_ram().and_then(|v| v.as_slice::<f32>().map(|s| s.iter().all(|&v| v == 0.0))).unwrap_or(false)
+    });
+    // The zero must broadcast onto the convolution's output without changing its shape.
+    let same_shape = model.outlet_fact(OutletId::new(next.id, 0))?.shape == model.outlet_fact(OutletId::new(node.id, 0))?.shape;
+    Ok((zero && same_shape && fact.shape.volume() == 1.to_dim()).then_some(next.id))
+}
+
+/// Whether `scales` (per input axis) upsample exactly the two spatial axes of `conv`'s layout by 2.
+fn upsamples_hw_by_2(scales: &[usize], conv: &Conv) -> bool {
+    let format = conv.pool_spec.data_format;
+    let rank = 3 + usize::from(format.has_n());
+    let h_axis = format.h_axis();
+    scales.len() == rank
+        && scales.iter().enumerate().all(|(axis, &s)| s == if axis == h_axis || axis == h_axis + 1 { 2 } else { 1 })
+}
