@@ -21,6 +21,8 @@ use tract_core::internal::*;
 use tract_core::ops::cnn::{Conv, KernelFormat};
 use tract_core::ops::nn::DataFormat;
 
+use crate::conv_input::ConvInput;
+
 /// Grid positions per im2col block (measured: 256–1024 are equally fast; 512 keeps the block
 /// in L2 for up to 64 input channels).
 const BLOCK: usize = 512;
@@ -55,6 +57,9 @@ pub struct GemmConv {
     pub pad: [usize; 4],
     /// Input channels.
     pub c_in: usize,
+    /// Channel counts of the op's inputs when a channel `Concat` was folded in (their sum is
+    /// `c_in`); `[c_in]` for one input.
+    pub parts: Vec<usize>,
     /// Output channels.
     pub c_out: usize,
     /// The input is upsampled ×`up` (nearest) before the convolution: 1, or 2 when a
@@ -198,6 +203,7 @@ impl GemmConv {
             pad: [padding[0].pad_before, padding[1].pad_before, padding[0].pad_after, padding[1].pad_after],
             c_in,
             c_out,
+            parts: vec![c_in],
             up,
             phases: Arc::new(phases),
             relu: false,
@@ -235,7 +241,7 @@ impl GemmConv {
 
     /// Convolves one image: `x` is `[c_in, h, w]` or `[h, w, c_in]` (as `self.format`), `y`
     /// receives `[c_out, ho, wo]` or `[ho, wo, c_out]`.
-    fn convolve_image(&self, x: &[f32], h: usize, w: usize, y: &mut [f32], cols: &mut Vec<f32>) {
+    fn convolve_image(&self, x: &ConvInput, h: usize, w: usize, y: &mut [f32], cols: &mut Vec<f32>) {
         for phase in self.phases.iter() {
             self.convolve_phase(phase, x, h, w, y, cols);
         }
@@ -243,14 +249,13 @@ impl GemmConv {
 
     /// One phase's output pixels, in blocks of up to [`BLOCK`]: an im2col block and one GEMM
     /// written straight into the output (blocks stay within one output row when `up` > 1).
-    fn convolve_phase(&self, ph: &Phase, x: &[f32], h: usize, w: usize, y: &mut [f32], cols: &mut Vec<f32>) {
+    fn convolve_phase(&self, ph: &Phase, x: &ConvInput, h: usize, w: usize, y: &mut [f32], cols: &mut Vec<f32>) {
         let (ho, wo) = self.output_hw(h, w);
         let up = self.up;
         let (hi, wi) = ((ho + up - 1 - ph.a) / up, (wo + up - 1 - ph.b) / up);
         let (c_in, c_out) = (self.c_in, self.c_out);
         let channels_last = self.format.c_is_last();
-        // Strides of the input (channel, row, column) and of the output (channel, pixel).
-        let (xc, xr, xx) = if channels_last { (1, w * c_in, c_in) } else { (h * w, w, 1) };
+        // Strides of the output (channel, pixel).
         let (yc, yp) = if channels_last { (1, c_out) } else { (ho * wo, 1) };
         let k = c_in * ph.kh * ph.kw;
         if cols.len() < (k + 1) * BLOCK {
@@ -266,6 +271,7 @@ impl GemmConv {
             // im2col of phase pixels q0..q0+m: row `(c, ry, rx)` holds, for each pixel (i, j),
             // the input at (i + oy + ry, j + ox + rx), zero outside the image.
             for c in 0..c_in {
+                let ch = x.channel(c);
                 for ry in 0..ph.kh {
                     for rx in 0..ph.kw {
                         let row = &mut cols[((c * ph.kh + ry) * ph.kw + rx) * BLOCK..][..m];
@@ -284,14 +290,14 @@ impl GemmConv {
                                 let hi = (w as isize - first).clamp(lo as isize, run as isize) as usize;
                                 dst[..lo].fill(0.0);
                                 dst[hi..].fill(0.0);
-                                let base = c * xc + yi as usize * xr;
+                                let base = ch.base + yi as usize * ch.row_stride;
                                 if hi > lo {
-                                    let start = base + (first + lo as isize) as usize * xx;
-                                    if xx == 1 {
-                                        dst[lo..hi].copy_from_slice(&x[start..start + (hi - lo)]);
+                                    let start = base + (first + lo as isize) as usize * ch.col_stride;
+                                    if ch.col_stride == 1 {
+                                        dst[lo..hi].copy_from_slice(&ch.data[start..start + (hi - lo)]);
                                     } else {
                                         for (i, d) in dst[lo..hi].iter_mut().enumerate() {
-                                            *d = x[start + i * xx];
+                                            *d = ch.data[start + i * ch.col_stride];
                                         }
                                     }
                                 }
@@ -405,21 +411,35 @@ impl EvalOp for GemmConv {
     op_out_of_plan!();
 
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        let input = args_1!(inputs);
-        let shape = self.format.shape(input.shape().to_vec())?;
+        ensure!(inputs.len() == self.parts.len(), "BiosegGemmConv: {} inputs, expected {}", inputs.len(), self.parts.len());
+        let shape = self.format.shape(inputs[0].shape().to_vec())?;
         let (h, w) = (shape.hw_dims()[0], shape.hw_dims()[1]);
-        ensure!(*shape.c() == self.c_in, "BiosegGemmConv: input has {} channels, expected {}", shape.c(), self.c_in);
         let n = shape.n().copied().unwrap_or(1);
+        for (input, &c) in inputs.iter().zip(&self.parts) {
+            let s = self.format.shape(input.shape().to_vec())?;
+            ensure!(
+                *s.c() == c && s.hw_dims() == [h, w] && s.n().copied().unwrap_or(1) == n,
+                "BiosegGemmConv: input of shape {:?}, expected {c} channels of {h}×{w}",
+                input.shape()
+            );
+        }
         let (ho, wo) = self.output_hw(h, w);
         let out_shape = self.format.from_n_c_hw(n, self.c_out, [ho, wo])?;
-        // SAFETY: every element is written by `convolve_image` (step 3 covers the whole output).
+        // SAFETY: every element is written below (the phases, or Winograd's tiles, cover the
+        // whole output).
         let mut output = unsafe { Tensor::uninitialized::<f32>(out_shape.shape.as_slice())? };
         {
-            let x = input.try_as_plain_ram()?;
-            let x = x.as_slice::<f32>()?;
+            let views = inputs.iter().map(|t| t.try_as_plain_ram()).collect::<TractResult<Vec<_>>>()?;
+            let data = views.iter().map(|v| v.as_slice::<f32>()).collect::<TractResult<Vec<_>>>()?;
+            let lookup = crate::conv_input::channel_lookup(&self.parts);
+            let channels_last = self.format.c_is_last();
+            let image = |i: usize| {
+                let parts = data.iter().zip(&self.parts).map(|(d, &c)| (&d[i * c * h * w..][..c * h * w], c)).collect();
+                ConvInput::new(parts, &lookup, (h, w), channels_last)
+            };
             let mut y = output.try_as_plain_ram_mut()?;
             let y = y.as_slice_mut::<f32>()?;
-            let (x_len, y_len) = (self.c_in * h * w, self.c_out * ho * wo);
+            let y_len = self.c_out * ho * wo;
             if let Some(WinogradKernel { u, bias }) = &self.winograd {
                 let wino = crate::winograd::Winograd {
                     u,
@@ -430,23 +450,18 @@ impl EvalOp for GemmConv {
                     left: self.pad[1],
                     relu: self.relu,
                 };
-                let (xs, ys) = if self.format.c_is_last() {
-                    ([1, w * self.c_in, self.c_in], [1, self.c_out])
-                } else {
-                    ([h * w, w, 1], [ho * wo, 1])
-                };
+                let ys = if channels_last { [1, self.c_out] } else { [ho * wo, 1] };
                 WINOGRAD.with(|b| {
                     let mut b = b.borrow_mut();
                     for i in 0..n {
-                        let (xi, yi) = (&x[i * x_len..][..x_len], &mut y[i * y_len..][..y_len]);
-                        wino.convolve(xi, xs, (h, w), yi, ys, (ho, wo), &mut b);
+                        wino.convolve(&image(i), (h, w), &mut y[i * y_len..][..y_len], ys, (ho, wo), &mut b);
                     }
                 });
             } else {
                 COLS.with(|cols| {
                     let mut cols = cols.borrow_mut();
                     for i in 0..n {
-                        self.convolve_image(&x[i * x_len..][..x_len], h, w, &mut y[i * y_len..][..y_len], &mut cols);
+                        self.convolve_image(&image(i), h, w, &mut y[i * y_len..][..y_len], &mut cols);
                     }
                 });
             }
@@ -493,13 +508,19 @@ pub fn use_gemm_convolutions(model: &mut TypedModel, options: &GemmConvOptions) 
             _ => 1,
         };
         let Some(mut op) = GemmConv::from_conv(model, node, conv, options, up)? else { continue };
-        let input = if up == 2 { source.inputs[0] } else { node.inputs[0] };
+        let mut inputs = vec![if up == 2 { source.inputs[0] } else { node.inputs[0] }];
+        // A Concat along the channels feeding the convolution is folded in: the op reads its
+        // inputs directly.
+        if let Some(parts) = concat_parts(model, source, conv)?.filter(|_| up == 1) {
+            op.parts = parts;
+            inputs = source.inputs.clone();
+        }
         // Fold a ReLU that is the convolution's only consumer.
         let relu = relu_successor(model, node)?;
         let mut patch = TypedModelPatch::default();
-        let x = patch.tap_model(model, input)?;
+        let taps = inputs.iter().map(|&i| patch.tap_model(model, i)).collect::<TractResult<Vec<_>>>()?;
         op.relu = relu.is_some();
-        let y = patch.wire_node(&node.name, op, &[x])?[0];
+        let y = patch.wire_node(&node.name, op, &taps)?[0];
         let replaced_outlet = relu.map(|r| OutletId::new(r, 0)).unwrap_or(OutletId::new(id, 0));
         patch.shunt_outside(model, replaced_outlet, y)?;
         patch.apply(model)?;
@@ -537,4 +558,25 @@ fn upsamples_hw_by_2(scales: &[usize], conv: &Conv) -> bool {
     let h_axis = format.h_axis();
     scales.len() == rank
         && scales.iter().enumerate().all(|(axis, &s)| s == if axis == h_axis || axis == h_axis + 1 { 2 } else { 1 })
+}
+
+/// The channel counts of the inputs of `source` when it is a `Concat` along `conv`'s channel
+/// axis of two or more computed (not constant) tensors with known channel counts.
+fn concat_parts(model: &TypedModel, source: &TypedNode, conv: &Conv) -> TractResult<Option<Vec<usize>>> {
+    let Some(concat) = source.op_as::<tract_core::ops::array::TypedConcat>() else { return Ok(None) };
+    let format = conv.pool_spec.data_format;
+    let c_axis = if format.c_is_last() { format.h_axis() + 2 } else { usize::from(format.has_n()) };
+    if concat.axis != c_axis || source.inputs.len() < 2 {
+        return Ok(None);
+    }
+    let mut parts = Vec::with_capacity(source.inputs.len());
+    for &i in &source.inputs {
+        let fact = model.outlet_fact(i)?;
+        if fact.konst.is_some() || fact.datum_type != f32::datum_type() {
+            return Ok(None);
+        }
+        let Ok(c) = fact.shape[c_axis].to_usize() else { return Ok(None) };
+        parts.push(c);
+    }
+    Ok(Some(parts))
 }

@@ -12,6 +12,7 @@ pub mod cli_inspect;
 pub mod cli_evaluate;
 pub mod cli_predict;
 pub mod cli_visualize;
+pub mod conv_input;
 pub mod error;
 pub mod gemm_conv;
 pub mod inspect;

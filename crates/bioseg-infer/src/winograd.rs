@@ -8,6 +8,8 @@
 //! tiles that the compiler vectorises. Tiles are processed in blocks of about [`TILES`] (whole
 //! rows of tiles), so the transformed blocks stay in L2.
 
+use crate::conv_input::ConvInput;
+
 /// Tiles per block (rounded to whole tile rows).
 const TILES: usize = 256;
 
@@ -72,13 +74,11 @@ fn grow(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
 }
 
 impl Winograd<'_> {
-    /// Convolves one image. `x(c, r, col)` is at `c·xs[0] + r·xs[1] + col·xs[2]` (`h` × `w`),
-    /// output `(o, r, col)` goes to `o·ys[0] + (r·wo + col)·ys[1]` (`ho` × `wo`).
-    #[allow(clippy::too_many_arguments)]
+    /// Convolves one image `x` (`h` × `w`); output `(o, r, col)` goes to
+    /// `o·ys[0] + (r·wo + col)·ys[1]` (`ho` × `wo`).
     pub fn convolve(
         &self,
-        x: &[f32],
-        xs: [usize; 3],
+        x: &ConvInput,
         (h, w): (usize, usize),
         y: &mut [f32],
         ys: [usize; 2],
@@ -101,6 +101,7 @@ impl Winograd<'_> {
             let t_count = nrows * tw;
             // 1. Input transform V[ξ][c][t] = (Bᵀ d B)[ξ] of every tile t of the block.
             for c in 0..c_in {
+                let ch = x.channel(c);
                 for r in 0..nrows {
                     let ty = ty0 + r;
                     // The 4 input rows of this tile row, zero-padded to 2·tw + 2 columns.
@@ -111,7 +112,7 @@ impl Winograd<'_> {
                             dst.fill(0.0);
                             continue;
                         }
-                        let base = c * xs[0] + yi as usize * xs[1];
+                        let base = ch.base + yi as usize * ch.row_stride;
                         // Columns j of the buffer hold input column j − left.
                         let lo = self.left.min(row_len);
                         let hi = (w + self.left).min(row_len);
@@ -119,12 +120,12 @@ impl Winograd<'_> {
                         dst[hi.max(lo)..].fill(0.0);
                         if hi > lo {
                             let n = hi - lo;
-                            let src0 = base + (lo - self.left) * xs[2];
-                            if xs[2] == 1 {
-                                dst[lo..hi].copy_from_slice(&x[src0..src0 + n]);
+                            let src0 = base + (lo - self.left) * ch.col_stride;
+                            if ch.col_stride == 1 {
+                                dst[lo..hi].copy_from_slice(&ch.data[src0..src0 + n]);
                             } else {
                                 for (k, d) in dst[lo..hi].iter_mut().enumerate() {
-                                    *d = x[src0 + k * xs[2]];
+                                    *d = ch.data[src0 + k * ch.col_stride];
                                 }
                             }
                         }

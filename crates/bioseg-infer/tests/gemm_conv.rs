@@ -255,3 +255,54 @@ proptest! {
         prop_assert!(kh * kw == 1 || ours.gemm_convolution_count(&shape).unwrap() == 1);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// A channel Concat feeding a convolution (the U-Net's skip connections) is folded in: the
+    /// convolution reads both branches directly, im2col and Winograd alike, channels first or
+    /// last; same numbers as tract.
+    #[test]
+    fn concatenation_folded_into_the_next_convolution_matches_tract(
+        c1 in 1usize..=20,
+        c2 in 1usize..=20,
+        c_out in 1usize..=20,
+        h in 2usize..=13,
+        w in 2usize..=13,
+        winograd in any::<bool>(),
+        channels_last in any::<bool>(),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut g = GraphBuilder::new("concat");
+        let dims = if channels_last {
+            [Dim::symbol("n"), Dim::symbol("h"), Dim::symbol("w"), Dim::Fixed(3)]
+        } else {
+            [Dim::symbol("n"), Dim::Fixed(3), Dim::symbol("h"), Dim::symbol("w")]
+        };
+        let mut x = g.input("x", &dims);
+        if channels_last {
+            x = g.node("Transpose", "to_nchw", &[&x], vec![attr_ints("perm", &[0, 3, 1, 2])]);
+        }
+        let a = g.conv2d("a", &x, &values(c1 * 3 * 9, 11), [c1, 3, 3, 3], Some(&values(c1, 12)), [1; 4], 1);
+        let a = g.relu("ra", &a);
+        let b = g.conv2d("b", &x, &values(c2 * 3, 13), [c2, 3, 1, 1], None, [0; 4], 1);
+        let cat = g.concat_channels("cat", &[&a, &b]);
+        let mut y = g.conv2d("c", &cat, &values(c_out * (c1 + c2) * 9, 14), [c_out, c1 + c2, 3, 3], Some(&values(c_out, 15)), [1; 4], 1);
+        if channels_last {
+            y = g.node("Transpose", "to_nhwc", &[&y], vec![attr_ints("perm", &[0, 2, 3, 1])]);
+        }
+        g.output(&y, "y", &[Dim::symbol("n"), Dim::symbol("p"), Dim::symbol("q"), Dim::symbol("r")]);
+        let path = dir.path().join("concat.onnx");
+        write_model(&model_from_graph(g.finish(), &ModelMetadata::default(), ""), &path).unwrap();
+        let shape = if channels_last { [2, h, w, 3] } else { [2, 3, h, w] };
+        let input = values(shape.iter().product(), 16);
+        let options = GemmConvOptions { winograd_min_channels: if winograd { 1 } else { 100_000 } };
+        let ours = OnnxModel::load(&path).unwrap().with_gemm_options(options);
+        let tract = OnnxModel::load(&path).unwrap().with_gemm_convolutions(false);
+        let (s1, r) = tract.run(&shape, &input).unwrap().swap_remove(0);
+        let (s2, o) = ours.run(&shape, &input).unwrap().swap_remove(0);
+        prop_assert_eq!(s1, s2);
+        let diff = relative_difference(&r, &o);
+        prop_assert!(diff <= 1e-5, "relative difference {}", diff);
+    }
+}
