@@ -93,6 +93,22 @@ fn compare_with(
     (relative_difference(&a, &b), replaced)
 }
 
+/// Writes the graph to `dir/name`, runs `shape` through tract's convolutions and through
+/// bioseg's (with `options`): the relative difference ([`relative_difference`]) and how many
+/// convolutions were bioseg's. Output shapes must agree.
+fn check_graph(g: GraphBuilder, dir: &std::path::Path, name: &str, shape: &[usize], options: GemmConvOptions) -> (f32, usize) {
+    let path = dir.join(name);
+    write_model(&model_from_graph(g.finish(), &ModelMetadata::default(), ""), &path).unwrap();
+    let input = values(shape.iter().product(), 6);
+    let ours = OnnxModel::load(&path).unwrap().with_gemm_options(options);
+    let tract = OnnxModel::load(&path).unwrap().with_gemm_convolutions(false);
+    let (s1, a) = tract.run(shape, &input).unwrap().swap_remove(0);
+    let (s2, b) = ours.run(shape, &input).unwrap().swap_remove(0);
+    assert_eq!(s1, s2, "output shapes");
+    assert!(a.iter().any(|v| *v < 0.0) || a.iter().any(|v| *v > 0.0), "a non-trivial output");
+    (relative_difference(&a, &b), ours.gemm_convolution_count(shape).unwrap())
+}
+
 /// Largest difference between `b` and the reference `a`, relative to `a`'s largest magnitude
 /// (at least 1).
 fn relative_difference(a: &[f32], b: &[f32]) -> f32 {
@@ -167,17 +183,8 @@ fn a_relu_is_folded_only_when_it_is_the_sole_consumer() {
     let r = g.relu("relu", &y);
     let out = g.node("Add", "sum", &[&y, &r], vec![]);
     g.output(&out, "y", &[Dim::symbol("n"), Dim::Fixed(4), Dim::symbol("h"), Dim::symbol("w")]);
-    let path = dir.path().join("shared.onnx");
-    write_model(&model_from_graph(g.finish(), &ModelMetadata::default(), ""), &path).unwrap();
-    let shape = [1, 3, 17, 19];
-    let input = values(shape.iter().product(), 5);
-    let ours = OnnxModel::load(&path).unwrap().with_gemm_convolutions(true);
-    let tract = OnnxModel::load(&path).unwrap().with_gemm_convolutions(false);
-    assert_eq!(ours.gemm_convolution_count(&shape).unwrap(), 1);
-    let a = tract.run(&shape, &input).unwrap().swap_remove(0).1;
-    let b = ours.run(&shape, &input).unwrap().swap_remove(0).1;
-    assert!(a.iter().any(|v| *v < 0.0), "the unrectified branch reaches the output");
-    let diff = relative_difference(&a, &b);
+    let (diff, replaced) = check_graph(g, dir.path(), "shared.onnx", &[1, 3, 17, 19], GemmConvOptions::default());
+    assert_eq!(replaced, 1);
     assert!(diff <= 1e-5, "relative difference {diff}");
 }
 
@@ -241,18 +248,9 @@ proptest! {
             y = g.relu("relu", &y);
         }
         g.output(&y, "y", &[Dim::symbol("n"), Dim::Fixed(c_out), Dim::symbol("a"), Dim::symbol("b")]);
-        let path = dir.path().join("upconv.onnx");
-        write_model(&model_from_graph(g.finish(), &ModelMetadata::default(), ""), &path).unwrap();
-        let shape = [n, c_in, h, w];
-        let input = values(shape.iter().product(), 6);
-        let ours = OnnxModel::load(&path).unwrap().with_gemm_convolutions(true);
-        let tract = OnnxModel::load(&path).unwrap().with_gemm_convolutions(false);
-        let (s1, a) = tract.run(&shape, &input).unwrap().swap_remove(0);
-        let (s2, b) = ours.run(&shape, &input).unwrap().swap_remove(0);
-        prop_assert_eq!(s1, s2);
-        let diff = relative_difference(&a, &b);
+        let (diff, replaced) = check_graph(g, dir.path(), "upconv.onnx", &[n, c_in, h, w], GemmConvOptions::default());
         prop_assert!(diff <= 1e-5, "relative difference {}", diff);
-        prop_assert!(kh * kw == 1 || ours.gemm_convolution_count(&shape).unwrap() == 1);
+        prop_assert!(kh * kw == 1 || replaced == 1);
     }
 }
 
@@ -292,17 +290,10 @@ proptest! {
             y = g.node("Transpose", "to_nhwc", &[&y], vec![attr_ints("perm", &[0, 2, 3, 1])]);
         }
         g.output(&y, "y", &[Dim::symbol("n"), Dim::symbol("p"), Dim::symbol("q"), Dim::symbol("r")]);
-        let path = dir.path().join("concat.onnx");
-        write_model(&model_from_graph(g.finish(), &ModelMetadata::default(), ""), &path).unwrap();
         let shape = if channels_last { [2, h, w, 3] } else { [2, 3, h, w] };
-        let input = values(shape.iter().product(), 16);
         let options = GemmConvOptions { winograd_min_channels: if winograd { 1 } else { 100_000 } };
-        let ours = OnnxModel::load(&path).unwrap().with_gemm_options(options);
-        let tract = OnnxModel::load(&path).unwrap().with_gemm_convolutions(false);
-        let (s1, r) = tract.run(&shape, &input).unwrap().swap_remove(0);
-        let (s2, o) = ours.run(&shape, &input).unwrap().swap_remove(0);
-        prop_assert_eq!(s1, s2);
-        let diff = relative_difference(&r, &o);
+        let (diff, replaced) = check_graph(g, dir.path(), "concat.onnx", &shape, options);
+        prop_assert_eq!(replaced, 2, "the 3×3 branch and the convolution after the Concat");
         prop_assert!(diff <= 1e-5, "relative difference {}", diff);
     }
 }
