@@ -1,4 +1,4 @@
-//! A faster CPU convolution plugged into tract: im2col on a padded-width grid + the `gemm` crate.
+//! A faster CPU convolution plugged into tract: im2col in blocks + the `gemm` crate.
 //!
 //! tract 0.23's own convolution reaches 48–55 GFLOP/s on one AVX-512 core for the 3×3
 //! convolutions of a U-Net, where ONNX Runtime reaches 150–230 (BENCHMARKS.md). [`GemmConv`]
@@ -23,7 +23,7 @@ use tract_core::ops::nn::DataFormat;
 
 use crate::conv_input::ConvInput;
 
-/// Grid positions per im2col block (measured: 256–1024 are equally fast; 512 keeps the block
+/// Output pixels per im2col block (measured: 256–1024 are equally fast; 512 keeps the block
 /// in L2 for up to 64 input channels).
 const BLOCK: usize = 512;
 
@@ -239,8 +239,8 @@ impl GemmConv {
         [hw[0].clone() * up + grow(0), hw[1].clone() * up + grow(1)]
     }
 
-    /// Convolves one image: `x` is `[c_in, h, w]` or `[h, w, c_in]` (as `self.format`), `y`
-    /// receives `[c_out, ho, wo]` or `[ho, wo, c_out]`.
+    /// Convolves one image `x` (`h` × `w`); `y` receives `[c_out, ho, wo]` or `[ho, wo, c_out]`
+    /// (as `self.format`).
     fn convolve_image(&self, x: &ConvInput, h: usize, w: usize, y: &mut [f32], cols: &mut Vec<f32>) {
         for phase in self.phases.iter() {
             self.convolve_phase(phase, x, h, w, y, cols);
@@ -258,9 +258,7 @@ impl GemmConv {
         // Strides of the output (channel, pixel).
         let (yc, yp) = if channels_last { (1, c_out) } else { (ho * wo, 1) };
         let k = c_in * ph.kh * ph.kw;
-        if cols.len() < (k + 1) * BLOCK {
-            cols.resize((k + 1) * BLOCK, 0.0);
-        }
+        let cols = crate::winograd::grow(cols, (k + 1) * BLOCK);
         let pixels = hi * wi;
         let mut q0 = 0;
         while q0 < pixels {
@@ -564,8 +562,8 @@ fn upsamples_hw_by_2(scales: &[usize], conv: &Conv) -> bool {
 /// axis of two or more computed (not constant) tensors with known channel counts.
 fn concat_parts(model: &TypedModel, source: &TypedNode, conv: &Conv) -> TractResult<Option<Vec<usize>>> {
     let Some(concat) = source.op_as::<tract_core::ops::array::TypedConcat>() else { return Ok(None) };
-    let format = conv.pool_spec.data_format;
-    let c_axis = if format.c_is_last() { format.h_axis() + 2 } else { usize::from(format.has_n()) };
+    let output = model.outlet_fact(OutletId::new(source.id, 0))?;
+    let c_axis = conv.pool_spec.data_format.shape(output.shape.to_tvec())?.c_axis();
     if concat.axis != c_axis || source.inputs.len() < 2 {
         return Ok(None);
     }

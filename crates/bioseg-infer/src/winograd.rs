@@ -66,7 +66,8 @@ pub struct Buffers {
     tmp: Vec<f32>,
 }
 
-fn grow(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
+/// The first `len` values of `v`, grown (zero-filled) to at least that length.
+pub(crate) fn grow(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
     if v.len() < len {
         v.resize(len, 0.0);
     }
