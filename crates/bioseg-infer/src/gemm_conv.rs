@@ -21,7 +21,7 @@ use tract_core::internal::*;
 use tract_core::ops::cnn::{Conv, KernelFormat};
 use tract_core::ops::nn::DataFormat;
 
-use crate::conv_input::ConvInput;
+use bioseg_kernels::{ConvInput, Taps, Winograd, WinogradBuffers, channel_lookup, grow, im2col_block, product, transform_kernel};
 
 /// Output pixels per im2col block (measured: 256–1024 are equally fast; 512 keeps the block
 /// in L2 for up to 64 input channels).
@@ -70,14 +70,14 @@ pub struct GemmConv {
     /// Apply `max(0, ·)` to the output (a following ReLU folded in).
     pub relu: bool,
     /// For 3×3 kernels between wide layers: the Winograd-transformed kernel and the bias
-    /// ([`crate::winograd`]), used instead of im2col.
+    /// (`bioseg_kernels::Winograd`), used instead of im2col.
     pub winograd: Option<WinogradKernel>,
 }
 
 /// The kernel of a [`GemmConv`] run with Winograd F(2×2, 3×3).
 #[derive(Debug, Clone, PartialEq)]
 pub struct WinogradKernel {
-    /// `G g Gᵀ` of every channel pair ([`crate::winograd::transform_kernel`]).
+    /// `G g Gᵀ` of every channel pair (`bioseg_kernels::transform_kernel`).
     pub u: Arc<Vec<f32>>,
     /// Bias per output channel.
     pub bias: Arc<Vec<f32>>,
@@ -208,7 +208,7 @@ impl GemmConv {
             phases: Arc::new(phases),
             relu: false,
             winograd: (up == 1 && kh == 3 && kw == 3 && c_out >= 16 && c_in >= options.winograd_min_channels).then(|| {
-                WinogradKernel { u: Arc::new(crate::winograd::transform_kernel(&oihw, c_out, c_in)), bias: Arc::new(bias) }
+                WinogradKernel { u: Arc::new(transform_kernel(&oihw, c_out, c_in)), bias: Arc::new(bias) }
             }),
         }))
     }
@@ -258,7 +258,8 @@ impl GemmConv {
         // Strides of the output (channel, pixel).
         let (yc, yp) = if channels_last { (1, c_out) } else { (ho * wo, 1) };
         let k = c_in * ph.kh * ph.kw;
-        let cols = crate::winograd::grow(cols, (k + 1) * BLOCK);
+        let cols = grow(cols, (k + 1) * BLOCK);
+        let taps = Taps { origin: [ph.oy, ph.ox], kernel: [ph.kh, ph.kw], stride: [1, 1], dilation: [1, 1] };
         let pixels = hi * wi;
         let mut q0 = 0;
         while q0 < pixels {
@@ -268,43 +269,7 @@ impl GemmConv {
             }
             // im2col of phase pixels q0..q0+m: row `(c, ry, rx)` holds, for each pixel (i, j),
             // the input at (i + oy + ry, j + ox + rx), zero outside the image.
-            for c in 0..c_in {
-                let ch = x.channel(c);
-                for ry in 0..ph.kh {
-                    for rx in 0..ph.kw {
-                        let row = &mut cols[((c * ph.kh + ry) * ph.kw + rx) * BLOCK..][..m];
-                        let mut j = 0;
-                        while j < m {
-                            let (r, col0) = ((q0 + j) / wi, (q0 + j) % wi);
-                            let run = (wi - col0).min(m - j);
-                            let dst = &mut row[j..j + run];
-                            let yi = r as isize + ph.oy + ry as isize;
-                            if yi < 0 || yi >= h as isize {
-                                dst.fill(0.0);
-                            } else {
-                                // Input columns first + i for i in 0..run, clipped to [0, w).
-                                let first = col0 as isize + ph.ox + rx as isize;
-                                let lo = (-first).clamp(0, run as isize) as usize;
-                                let hi = (w as isize - first).clamp(lo as isize, run as isize) as usize;
-                                dst[..lo].fill(0.0);
-                                dst[hi..].fill(0.0);
-                                let base = ch.base + yi as usize * ch.row_stride;
-                                if hi > lo {
-                                    let start = base + (first + lo as isize) as usize * ch.col_stride;
-                                    if ch.col_stride == 1 {
-                                        dst[lo..hi].copy_from_slice(&ch.data[start..start + (hi - lo)]);
-                                    } else {
-                                        for (i, d) in dst[lo..hi].iter_mut().enumerate() {
-                                            *d = ch.data[start + i * ch.col_stride];
-                                        }
-                                    }
-                                }
-                            }
-                            j += run;
-                        }
-                    }
-                }
-            }
+            im2col_block(x, c_in, (h, w), &taps, wi, (q0, m), cols, BLOCK);
             cols[k * BLOCK..][..m].fill(1.0);
             // The block's first output pixel, and the output step between its pixels.
             let (r0, c0) = (q0 / wi, q0 % wi);
@@ -337,50 +302,12 @@ impl GemmConv {
     }
 }
 
-/// `dst = lhs × rhs` for `[m, n, k]` matrices given as (pointer, column stride, row stride), on
-/// one thread (bioseg runs one inference per tile per thread).
-///
-/// # Safety
-/// Every element the three strided views address must be inside its allocation, and `dst` must
-/// not overlap the inputs.
-pub(crate) unsafe fn product(
-    [m, n, k]: [usize; 3],
-    dst: (*mut f32, usize, usize),
-    lhs: (*const f32, usize, usize),
-    rhs: (*const f32, usize, usize),
-) {
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.0,
-            dst.1 as isize,
-            dst.2 as isize,
-            false,
-            lhs.0,
-            lhs.1 as isize,
-            lhs.2 as isize,
-            rhs.0,
-            rhs.1 as isize,
-            rhs.2 as isize,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
-    }
-}
-
 thread_local! {
     /// Per-thread im2col block, reused across calls (a tile's convolutions all run on one
     /// thread), so it is not mapped and zeroed again at every call.
     static COLS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
     /// Per-thread buffers of the Winograd path.
-    static WINOGRAD: RefCell<crate::winograd::Buffers> = RefCell::new(crate::winograd::Buffers::default());
+    static WINOGRAD: RefCell<WinogradBuffers> = RefCell::new(WinogradBuffers::default());
 }
 
 impl Op for GemmConv {
@@ -429,7 +356,7 @@ impl EvalOp for GemmConv {
         {
             let views = inputs.iter().map(|t| t.try_as_plain_ram()).collect::<TractResult<Vec<_>>>()?;
             let data = views.iter().map(|v| v.as_slice::<f32>()).collect::<TractResult<Vec<_>>>()?;
-            let lookup = crate::conv_input::channel_lookup(&self.parts);
+            let lookup = channel_lookup(&self.parts);
             let channels_last = self.format.c_is_last();
             let image = |i: usize| {
                 let parts = data.iter().zip(&self.parts).map(|(d, &c)| (&d[i * c * h * w..][..c * h * w], c)).collect();
@@ -439,7 +366,7 @@ impl EvalOp for GemmConv {
             let y = y.as_slice_mut::<f32>()?;
             let y_len = self.c_out * ho * wo;
             if let Some(WinogradKernel { u, bias }) = &self.winograd {
-                let wino = crate::winograd::Winograd {
+                let wino = Winograd {
                     u,
                     bias,
                     c_in: self.c_in,

@@ -12,7 +12,6 @@ pub mod cli_inspect;
 pub mod cli_evaluate;
 pub mod cli_predict;
 pub mod cli_visualize;
-pub mod conv_input;
 pub mod error;
 pub mod gemm_conv;
 pub mod inspect;
@@ -24,7 +23,6 @@ pub mod predict_volumetric;
 pub mod tensor_run;
 pub mod tiling;
 pub mod volume_predict;
-pub mod winograd;
 
 pub use error::InferError;
 pub use model::{InputDim, OnnxModel};

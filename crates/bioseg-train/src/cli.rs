@@ -64,6 +64,14 @@ pub struct BenchArgs {
     /// Device: cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     pub device: DeviceSpec,
+    /// Also measure the CPU's matrix-product rate (2 s, all threads) and print the share of it
+    /// the training step reaches.
+    #[arg(long)]
+    pub peak: bool,
+    /// Also print the time per step of each CPU kernel (convolutions by kernel size and pass,
+    /// pooling, up-sampling) and of everything else.
+    #[arg(long)]
+    pub profile: bool,
 }
 
 /// Options of `bioseg-train perceptron`.
@@ -114,6 +122,19 @@ pub struct PerceptronArgs {
     pub pause_per_epoch_ms: u64,
 }
 
+/// The per-operation table of `bioseg-train bench --profile`.
+fn print_profile(step: f64, steps: usize) {
+    let rows = burn_flex::bioseg::profile();
+    println!("{:<40} {:>9} {:>10} {:>9}", "operation (per step)", "calls", "ms", "GFLOP/s");
+    let mut kernels = 0.0;
+    for (name, calls, secs, macs) in &rows {
+        let rate = if *macs > 0 { format!("{:.0}", 2.0 * *macs as f64 / secs / 1e9) } else { "-".into() };
+        println!("{name:<40} {:>9.1} {:>10.1} {rate:>9}", *calls as f64 / steps as f64, 1000.0 * secs / steps as f64);
+        kernels += secs / steps as f64;
+    }
+    println!("{:<40} {:>9} {:>10.1} {:>9}", "everything else (element-wise, autodiff)", "", 1000.0 * (step - kernels), "-");
+}
+
 /// Runs the command line; the binary's `main` only reports the error.
 pub fn run(cli: Cli) -> Result<()> {
     init_logging(cli.verbose);
@@ -125,17 +146,21 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Demo(args) => crate::cli_unet::demo(args, cli.quiet),
         Command::GpuCheck(args) => crate::gpu_check::gpu_check(args),
         Command::Bench(args) => crate::with_backend!(&args.device, |B, device| {
-            let ips = crate::gpu_check::bench::<B>(args.filters, args.size, args.batch, args.steps, &[device])?;
+            let ips = crate::gpu_check::bench::<B>(args.filters, args.size, args.batch, args.steps, &[device], args.profile)?;
+            let step = args.batch as f64 / ips;
+            let gflop = crate::gpu_check::training_flops(args.filters, args.size, args.batch) as f64 / 1e9;
             println!(
-                "U-Net F={} {}x{} batch {} on {}: {:.3} s/step, {:.2} images/s",
-                args.filters,
-                args.size,
-                args.size,
-                args.batch,
-                args.device,
-                args.batch as f64 / ips,
-                ips
+                "U-Net F={} {}x{} batch {} on {}: {:.3} s/step, {:.2} images/s, {:.1} GFLOP/step, {:.0} GFLOP/s",
+                args.filters, args.size, args.size, args.batch, args.device, step, ips, gflop, gflop / step
             );
+            if args.peak {
+                let peak = bioseg_kernels::matrix_product_rate(2.0);
+                println!("matrix-product peak on {} threads: {peak:.0} GFLOP/s ({:.0} % reached)", rayon::current_num_threads(), 100.0 * gflop / step / peak);
+            }
+            if args.profile {
+                print_profile(step, args.steps);
+            }
+            println!("seconds_per_step={step:.4}");
             Ok(())
         }),
     }

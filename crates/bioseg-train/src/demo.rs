@@ -58,8 +58,9 @@ pub fn run_demo(args: &DemoArgs, quiet: bool) -> Result<()> {
     };
     let trained = train_unet::<crate::device::CpuAutodiff>(&cfg, &opts, &[Default::default()])?;
     if let Some(h) = trained.history.last() {
+        let speed = trained.history.iter().map(|e| e.images_per_second).sum::<f64>() / trained.history.len() as f64;
         println!(
-            "   {} epochs; last: train loss {:.4}, validation Dice {:.3}, pixel error {:.4}",
+            "   {} epochs at {speed:.1} training images/s; last: train loss {:.4}, validation Dice {:.3}, pixel error {:.4}",
             h.epoch,
             h.train_loss,
             h.foreground_dice(),

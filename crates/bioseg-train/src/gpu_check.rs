@@ -220,7 +220,7 @@ fn correctness<B: AutodiffBackend>(args: &GpuCheckArgs, device: &B::Device, rows
 fn benchmarks<B: AutodiffBackend>(args: &GpuCheckArgs, device: &B::Device, rows: &mut Rows) -> Result<()> {
     let device = device.clone();
     for (filters, size, batch_size) in [(64usize, 512usize, args.batch), (16, 256, 2)] {
-        let ips = bench::<B>(filters, size, batch_size, args.steps, std::slice::from_ref(&device))?;
+        let ips = bench::<B>(filters, size, batch_size, args.steps, std::slice::from_ref(&device), false)?;
         rows.push(Row(
             format!("train U-Net F={filters} {size}x{size} batch {batch_size} (Adam + BCE)"),
             format!("{ips:.1} images/s, {:.1} ms/step", 1000.0 * batch_size as f64 / ips),
@@ -228,7 +228,7 @@ fn benchmarks<B: AutodiffBackend>(args: &GpuCheckArgs, device: &B::Device, rows:
         ));
         if args.gpus >= 2 {
             let devs = crate::device::replicas::<B>(&device, &(0..args.gpus).collect::<Vec<_>>());
-            let ips_dp = bench::<B>(filters, size, batch_size, args.steps, &devs)?;
+            let ips_dp = bench::<B>(filters, size, batch_size, args.steps, &devs, false)?;
             rows.push(Row(
                 format!("  same, data parallel on {} GPUs (batch {} each)", args.gpus, batch_size),
                 format!("{ips_dp:.1} images/s ({:.2}x)", ips_dp / ips),
@@ -239,8 +239,24 @@ fn benchmarks<B: AutodiffBackend>(args: &GpuCheckArgs, device: &B::Device, rows:
     Ok(())
 }
 
+/// Floating-point operations of one training step of the benchmark's U-Net ([`bench`]).
+pub fn training_flops(filters: usize, size: usize, batch: usize) -> u64 {
+    let model: Unet<crate::device::CpuBackend> = UnetConfig::new().with_filters(filters).init(&Default::default());
+    model.training_flops(batch, size, size)
+}
+
 /// Training images per second of a U-Net step on `devices` (one replica each).
-pub fn bench<B: AutodiffBackend>(filters: usize, size: usize, batch: usize, steps: usize, devices: &[B::Device]) -> Result<f64> {
+///
+/// With `profile`, the CPU kernels' per-operation times of the timed steps are collected
+/// ([`burn_flex::bioseg::profile`]).
+pub fn bench<B: AutodiffBackend>(
+    filters: usize,
+    size: usize,
+    batch: usize,
+    steps: usize,
+    devices: &[B::Device],
+    profile: bool,
+) -> Result<f64> {
     let device = &devices[0];
     let src = samples(2, size, 11)?;
     let global = batch * devices.len();
@@ -257,6 +273,7 @@ pub fn bench<B: AutodiffBackend>(filters: usize, size: usize, batch: usize, step
                 tracing::info!("F={filters} {size}² warm-up step {i}: {:.1} s", t0.elapsed().as_secs_f64());
             }
             t0 = Instant::now();
+            burn_flex::bioseg::set_profiling(profile && i == 3);
         }
         let (m, _) = crate::train::data_parallel::step(model, &mut optim, &loss, &batch_samples, devices, 1e-4)?;
         model = m;
@@ -264,7 +281,9 @@ pub fn bench<B: AutodiffBackend>(filters: usize, size: usize, batch: usize, step
     for d in devices {
         B::sync(d).ok();
     }
-    Ok((steps * global) as f64 / t0.elapsed().as_secs_f64())
+    let elapsed = t0.elapsed().as_secs_f64();
+    burn_flex::bioseg::set_profiling(false);
+    Ok((steps * global) as f64 / elapsed)
 }
 
 /// `bioseg-train gpu-check`.

@@ -12,6 +12,8 @@ use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Initializer, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::activation::{relu, sigmoid, softmax};
+use burn::tensor::module::{conv_transpose2d, interpolate};
+use burn::tensor::ops::{ConvTransposeOptions, InterpolateMode, InterpolateOptions};
 
 use bioseg_onnx::{Dim, GraphBuilder, ModelMetadata, OutputActivation, TensorLayout, Value};
 
@@ -216,10 +218,67 @@ impl UnetConfig {
     }
 }
 
-/// Nearest-neighbour ×2 upsampling by broadcasting (exact, with a trivial gradient).
+/// Nearest-neighbour ×2 upsampling (Burn's `interpolate`: one pass forward, a 2×2 block sum
+/// backward, on every backend; a reshape/expand/reshape formulation cost two strided copies and
+/// a strided reduction per decoder level on the CPU, BENCHMARKS.md "CPU training").
 pub fn upsample2<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
-    let [n, c, h, w] = x.dims();
-    x.reshape([n, c, h, 1, w, 1]).expand([n, c, h, 2, w, 2]).reshape([n, c, 2 * h, 2 * w])
+    let [_, _, h, w] = x.dims();
+    interpolate(x, [2 * h, 2 * w], InterpolateOptions::new(InterpolateMode::Nearest))
+}
+
+/// Whether the classic decoder step (nearest ×2, then `c`, a 2×2 convolution padded bottom and
+/// right) runs as one transposed convolution ([`upsample_conv2x2`]) on this backend: on bioseg's
+/// CPU backend (flex with bioseg-kernels), where it is exact and measured faster; CUDA keeps the
+/// two-step form until its transposed convolution is measured (issue 17).
+fn folds_upsampling<B: Backend>(c: &Conv2d<B>, device: &B::Device) -> bool {
+    c.kernel_size == [2, 2]
+        && c.stride == [1, 1]
+        && c.dilation == [1, 1]
+        && c.groups == 1
+        && c.padding == PaddingConfig2d::Explicit(0, 0, 1, 1)
+        && matches!(B::name(device).as_str(), "flex" | "autodiff<flex>")
+}
+
+/// `c(upsample2(x))` for a 2×2 convolution `c` padded bottom and right, computed as one
+/// transposed convolution (stride 2, padding 1, output padding 1) of `x` with a 3×3 kernel
+/// derived from `c`'s: no up-sampled or padded copy, and 2.25 instead of 4 multiply-adds per
+/// output pixel and channel pair.
+///
+/// Along each axis, output `2i` reads input `i` through both taps (`w0 + w1`) and output
+/// `2i + 1` reads input `i` through `w0` and input `i + 1` through `w1` (zero past the border,
+/// as the padding); a transposed convolution places input `i` at outputs `2i − 1 + k`, so its
+/// taps are `k = 0: w1`, `k = 1: w0 + w1`, `k = 2: w0`, per axis.
+pub fn upsample_conv2x2<B: Backend>(c: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    let w = c.weight.val();
+    let [o, i, _, _] = w.dims();
+    let tap = |dy: usize, dx: usize| w.clone().slice([0..o, 0..i, dy..dy + 1, dx..dx + 1]);
+    // Taps of the 2×2 kernel feeding each of the 3 transposed-kernel positions, per axis.
+    const FROM: [&[usize]; 3] = [&[1], &[0, 1], &[0]];
+    let rows = FROM
+        .iter()
+        .map(|ys| {
+            let row = FROM
+                .iter()
+                .map(|xs| {
+                    let mut sum: Option<Tensor<B, 4>> = None;
+                    for &dy in *ys {
+                        for &dx in *xs {
+                            sum = Some(match sum {
+                                Some(s) => s + tap(dy, dx),
+                                None => tap(dy, dx),
+                            });
+                        }
+                    }
+                    sum.expect("every position has a tap")
+                })
+                .collect();
+            Tensor::cat(row, 3)
+        })
+        .collect();
+    // [o, i, 3, 3] → the transposed convolution's [i, o, 3, 3].
+    let kernel = Tensor::cat(rows, 2).swap_dims(0, 1);
+    let options = ConvTransposeOptions::new([2, 2], [1, 1], [1, 1], [1, 1], 1);
+    conv_transpose2d(x, kernel, c.bias.as_ref().map(|b| b.val()), options)
 }
 
 impl<B: Backend> ConvBlock<B> {
@@ -242,6 +301,7 @@ impl<B: Backend> UpBlock<B> {
     /// Upsamples `x`, concatenates `[skip, x]` and applies the block.
     pub fn forward(&self, x: Tensor<B, 4>, skip: Tensor<B, 4>) -> Tensor<B, 4> {
         let mut x = match (&self.up_conv, &self.up_transpose) {
+            (Some(c), _) if folds_upsampling(c, &x.device()) => upsample_conv2x2(c, x),
             (Some(c), _) => c.forward(upsample2(x)),
             (None, Some(t)) => t.forward(x),
             (None, None) => unreachable!("an up block has one upsampling layer"),
@@ -298,6 +358,39 @@ impl<B: Backend> Unet<B> {
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let logits = self.forward_logits(x);
         if self.classes == 1 { sigmoid(logits) } else { softmax(logits, 1) }
+    }
+
+    /// Multiply-adds of the convolutions of one forward pass over an `h` × `w` image (batch
+    /// norm, pooling and activations excluded: they are a few operations per value).
+    pub fn forward_macs(&self, h: usize, w: usize) -> u64 {
+        let conv = |c: &Conv2d<B>, pixels: usize| (pixels * c.weight.dims().iter().product::<usize>()) as u64;
+        let block = |b: &ConvBlock<B>, pixels: usize| conv(&b.conv1, pixels) + conv(&b.conv2, pixels);
+        let pixels = |level: usize| (h >> level) * (w >> level);
+        let mut macs = 0;
+        for (level, b) in self.down.iter().enumerate() {
+            macs += block(b, pixels(level));
+        }
+        macs += block(&self.bottleneck, pixels(self.depth()));
+        for (i, up) in self.up.iter().enumerate() {
+            let level = self.depth() - 1 - i;
+            macs += match (&up.up_conv, &up.up_transpose) {
+                (Some(c), _) => conv(c, pixels(level)),
+                // A transposed convolution's taps run over its input pixels.
+                (None, Some(t)) => (pixels(level + 1) * t.weight.dims().iter().product::<usize>()) as u64,
+                (None, None) => 0,
+            };
+            macs += block(&up.block, pixels(level));
+        }
+        macs + conv(&self.head, pixels(0)) + conv(&self.out, pixels(0))
+    }
+
+    /// Floating-point operations of one training step on a batch of `batch` `h` × `w` images:
+    /// the forward pass, the weight gradients (as many multiply-adds) and the data gradients
+    /// (as many, less the first convolution's, whose input needs none), 2 per multiply-add.
+    pub fn training_flops(&self, batch: usize, h: usize, w: usize) -> u64 {
+        let forward = self.forward_macs(h, w);
+        let first = (h * w * self.down[0].conv1.weight.dims().iter().product::<usize>()) as u64;
+        2 * batch as u64 * (3 * forward - first)
     }
 
     /// Receptive-field radius in pixels of one output pixel (exact for this architecture:

@@ -1,6 +1,6 @@
-//! The input image of a [`crate::gemm_conv::GemmConv`]: one tensor, or several concatenated
-//! along the channels (a `Concat` folded into the convolution, so the concatenated copy is never
-//! made).
+//! The input image of a convolution: one tensor, or several concatenated along the channels (a
+//! `Concat` folded into the convolution, so the concatenated copy is never made), each channels
+//! first or last.
 
 /// Where channel `c` of the input is: in `data`, element (row, column) at
 /// `base + row·row_stride + column·col_stride`.

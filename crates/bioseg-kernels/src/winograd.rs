@@ -1,5 +1,5 @@
-//! Winograd F(2×2, 3×3): the 3×3, stride-1 convolutions of [`crate::gemm_conv`] with 2.25×
-//! fewer multiplications.
+//! Winograd F(2×2, 3×3): 3×3, stride-1 convolutions with 2.25× fewer multiplications (used by
+//! the inference engine's convolution for wide layers).
 //!
 //! Each 2×2 block of output pixels ("tile") is computed from the 4×4 input patch around it:
 //! `Y = Aᵀ [Σ_c (G g_c Gᵀ) ⊙ (Bᵀ d_c B)] A`. The 16 element-wise products summed over input
@@ -8,7 +8,8 @@
 //! tiles that the compiler vectorises. Tiles are processed in blocks of about [`TILES`] (whole
 //! rows of tiles), so the transformed blocks stay in L2.
 
-use crate::conv_input::ConvInput;
+use crate::gemm::{grow, product};
+use crate::input::ConvInput;
 
 /// Tiles per block (rounded to whole tile rows).
 const TILES: usize = 256;
@@ -64,14 +65,6 @@ pub struct Buffers {
     m: Vec<f32>,
     rows: Vec<f32>,
     tmp: Vec<f32>,
-}
-
-/// The first `len` values of `v`, grown (zero-filled) to at least that length.
-pub(crate) fn grow(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
-    if v.len() < len {
-        v.resize(len, 0.0);
-    }
-    &mut v[..len]
 }
 
 impl Winograd<'_> {
@@ -171,7 +164,7 @@ impl Winograd<'_> {
                 // V[ξ] (t_count × c_in, column stride block_tiles), rhs is U[ξ] read as
                 // [c_in, c_out] (row stride 1, column stride c_in); all inside their buffers.
                 unsafe {
-                    crate::gemm_conv::product(
+                    product(
                         [t_count, c_out, c_in],
                         (m.as_mut_ptr().add(xi * c_out * block_tiles), block_tiles, 1),
                         (v.as_ptr().add(xi * c_in * block_tiles), block_tiles, 1),

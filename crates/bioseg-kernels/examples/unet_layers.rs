@@ -1,0 +1,57 @@
+//! Times every convolution kernel on the layer shapes of a classic U-Net (no framework around
+//! them): forward, data and weight gradients per layer, in GFLOP/s.
+//!
+//!     cargo run --release -p bioseg-kernels --example unet_layers -- [F] [size] [batch]
+
+use std::time::Instant;
+
+use bioseg_kernels::*;
+
+fn time(mut f: impl FnMut()) -> f64 {
+    f();
+    let t0 = Instant::now();
+    let mut n = 0;
+    while n < 3 || t0.elapsed().as_secs_f64() < 0.3 {
+        f();
+        n += 1;
+    }
+    t0.elapsed().as_secs_f64() / n as f64
+}
+
+fn main() {
+    let args: Vec<usize> = std::env::args().skip(1).map(|a| a.parse().expect("a number")).collect();
+    let (f, size, batch) = (args.first().copied().unwrap_or(16), args.get(1).copied().unwrap_or(256), args.get(2).copied().unwrap_or(2));
+    // (input channels, output channels, kernel, size) of every convolution.
+    let mut layers = vec![];
+    let mut c = 1;
+    for level in 0..=4 {
+        let s = size >> level;
+        layers.push((c, f << level, 3, s));
+        layers.push((f << level, f << level, 3, s));
+        c = f << level;
+    }
+    for level in (0..4).rev() {
+        let s = size >> level;
+        layers.push((f << (level + 1), f << level, 2, s));
+        layers.push((f << (level + 1), f << level, 3, s));
+        layers.push((f << level, f << level, 3, s));
+    }
+    println!("{:>22} {:>9} {:>9} {:>9}   (GFLOP/s; {} threads)", "layer", "forward", "data", "weight", rayon::current_num_threads());
+    let (mut total, mut flops) = (0.0, 0.0);
+    for (ci, co, k, s) in layers {
+        let g = Conv2dGeometry::new(batch, ci, [s, s], co, [k, k], [1, 1], [(k - 1) / 2; 2], [1, 1]).unwrap();
+        let x = vec![0.5f32; g.input_len()];
+        let w = vec![0.1f32; g.weight_len()];
+        let mut y = vec![0f32; g.output_len()];
+        let mut dx = vec![0f32; g.input_len()];
+        let mut dw = vec![0f32; g.weight_len()];
+        let fl = 2.0 * g.macs() as f64;
+        let tf = time(|| conv2d_forward(&g, &x, &w, None, &mut y).unwrap());
+        let td = time(|| conv2d_backward_data(&g, &w, &y, &mut dx).unwrap());
+        let tw = time(|| conv2d_backward_weight(&g, &x, &y, &mut dw).unwrap());
+        println!("{:>22} {:>9.0} {:>9.0} {:>9.0}", format!("{ci}→{co} {k}×{k} @{s}²"), fl / tf / 1e9, fl / td / 1e9, fl / tw / 1e9);
+        total += tf + td + tw;
+        flops += 3.0 * fl;
+    }
+    println!("all layers: {:.1} ms, {:.0} GFLOP/s; matrix-product peak {:.0} GFLOP/s", 1000.0 * total, flops / total / 1e9, matrix_product_rate(1.0));
+}

@@ -1,0 +1,411 @@
+//! Convolutions for training: NCHW f32, forward, data, weight and bias gradients, and the
+//! transposed convolution, each spread over the cores (rayon) inside the call.
+//!
+//! Design (measured reasons in BENCHMARKS.md, "CPU training"): everything is im2col/col2im over
+//! blocks of output pixels plus one `gemm` product per block, so a step's time is in the
+//! matrix kernels rather than in index arithmetic or strided copies:
+//! - forward: per (image, block), `Y[block, c_out] = cols[block, K+1] × Wᵀ[K+1, c_out]`, the
+//!   bias folded in as a row of ones;
+//! - data gradient, stride 1: the forward kernel run on the output gradient with the kernel
+//!   flipped and transposed (a "full" convolution: no scatter, no zero-filled buffer);
+//!   stride > 1: `cols = Wᵀ × dY` then col2im, one image's group of channels per task;
+//! - weight gradient: one product over all N·H·W pixels, `dW[c_out, K] += dY[c_out, block] ×
+//!   colsᵀ[block, K]`, blocks spread over threads, each accumulating into its own partial sum;
+//! - bias gradient: per-channel sums.
+//!
+//! Blocks are sized so that a column block stays within half a MiB (in L2).
+
+use std::cell::RefCell;
+
+use rayon::prelude::*;
+
+use crate::error::KernelError;
+use crate::gemm::{SendPtr, grow, product, product_acc};
+use crate::im2col::{Taps, col2im_block, im2col_block};
+use crate::input::{ConvInput, channel_lookup};
+
+/// Values per column block (512 KiB of f32).
+const COLS_BUDGET: usize = 128 * 1024;
+
+/// Output pixels per block for column blocks of `rows` rows over `pixels` output pixels: within
+/// [`COLS_BUDGET`] (at least 64), then evened out over the blocks an image needs, in multiples
+/// of 64 (the height of the gemm microkernels: a 224-pixel block ran its last 32 rows in a
+/// half-empty kernel).
+fn block_pixels(rows: usize, pixels: usize) -> usize {
+    let most = (COLS_BUDGET / rows.max(1)).clamp(64, 1024) / 64 * 64;
+    let blocks = pixels.div_ceil(most).max(1);
+    pixels.div_ceil(blocks).next_multiple_of(64).min(most)
+}
+
+/// Splits `tasks` tasks into one contiguous range per thread (fewer when there are fewer
+/// tasks), so a reduction keeps one partial sum per thread.
+fn per_thread(tasks: usize) -> Vec<std::ops::Range<usize>> {
+    let parts = rayon::current_num_threads().min(tasks).max(1);
+    (0..parts).map(|p| p * tasks / parts..(p + 1) * tasks / parts).collect()
+}
+
+thread_local! {
+    /// Each thread's column block, reused across calls.
+    static COLS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The shapes of one 2-D convolution `x [batch, c_in, in_hw] ⊛ w [c_out, c_in, kernel] →
+/// y [batch, c_out, out_hw]` with symmetric zero padding (one group).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv2dGeometry {
+    pub batch: usize,
+    pub c_in: usize,
+    pub in_hw: [usize; 2],
+    pub c_out: usize,
+    pub out_hw: [usize; 2],
+    pub kernel: [usize; 2],
+    pub stride: [usize; 2],
+    pub padding: [usize; 2],
+    pub dilation: [usize; 2],
+}
+
+impl Conv2dGeometry {
+    /// The geometry of a convolution; its output size follows from the rest.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        batch: usize,
+        c_in: usize,
+        in_hw: [usize; 2],
+        c_out: usize,
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        padding: [usize; 2],
+        dilation: [usize; 2],
+    ) -> Result<Self, KernelError> {
+        for (name, v) in [
+            ("batch", batch),
+            ("input channels", c_in),
+            ("output channels", c_out),
+            ("input height", in_hw[0]),
+            ("input width", in_hw[1]),
+            ("kernel height", kernel[0]),
+            ("kernel width", kernel[1]),
+            ("stride", stride[0].min(stride[1])),
+            ("dilation", dilation[0].min(dilation[1])),
+        ] {
+            if v == 0 {
+                return Err(KernelError::Zero(name));
+            }
+        }
+        let mut out_hw = [0; 2];
+        for a in 0..2 {
+            let span = dilation[a] * (kernel[a] - 1) + 1;
+            let padded = in_hw[a] + 2 * padding[a];
+            if span > padded {
+                return Err(KernelError::KernelTooLarge { kernel: span, input: in_hw[a], padding: padding[a] });
+            }
+            out_hw[a] = (padded - span) / stride[a] + 1;
+        }
+        Ok(Conv2dGeometry { batch, c_in, in_hw, c_out, out_hw, kernel, stride, padding, dilation })
+    }
+
+    /// The convolution whose data gradient is the transposed convolution `x [batch, c_in_t,
+    /// in_hw_t] → [batch, c_out_t, …]` (weights `[c_in_t, c_out_t, kernel]`): its input is the
+    /// transposed convolution's output, its output the transposed convolution's input.
+    #[allow(clippy::too_many_arguments)]
+    pub fn transposed(
+        batch: usize,
+        c_in_t: usize,
+        in_hw_t: [usize; 2],
+        c_out_t: usize,
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        padding: [usize; 2],
+        output_padding: [usize; 2],
+        dilation: [usize; 2],
+    ) -> Result<Self, KernelError> {
+        let mut out = [0; 2];
+        for a in 0..2 {
+            let full = (in_hw_t[a].max(1) - 1) * stride[a] + dilation[a] * kernel[a].saturating_sub(1) + output_padding[a] + 1;
+            out[a] = full.checked_sub(2 * padding[a]).filter(|&o| o > 0).ok_or(KernelError::KernelTooLarge {
+                kernel: kernel[a],
+                input: in_hw_t[a],
+                padding: padding[a],
+            })?;
+        }
+        let g = Conv2dGeometry::new(batch, c_out_t, out, c_in_t, kernel, stride, padding, dilation)?;
+        if g.out_hw != in_hw_t {
+            return Err(KernelError::Length { what: "transposed convolution input rows", got: in_hw_t[0], expected: g.out_hw[0] });
+        }
+        Ok(g)
+    }
+
+    /// Values of the input, the output and the weights.
+    pub fn input_len(&self) -> usize {
+        self.batch * self.c_in * self.in_hw[0] * self.in_hw[1]
+    }
+    pub fn output_len(&self) -> usize {
+        self.batch * self.c_out * self.out_hw[0] * self.out_hw[1]
+    }
+    pub fn weight_len(&self) -> usize {
+        self.c_out * self.c_in * self.kernel[0] * self.kernel[1]
+    }
+
+    /// Multiply-adds of the forward pass (each gradient costs as many).
+    pub fn macs(&self) -> usize {
+        self.output_len() * self.c_in * self.kernel[0] * self.kernel[1]
+    }
+
+    fn taps(&self) -> Taps {
+        Taps {
+            origin: [-(self.padding[0] as isize), -(self.padding[1] as isize)],
+            kernel: self.kernel,
+            stride: self.stride,
+            dilation: self.dilation,
+        }
+    }
+
+    fn check(&self, what: &'static str, got: usize, expected: usize) -> Result<(), KernelError> {
+        if got == expected { Ok(()) } else { Err(KernelError::Length { what, got, expected }) }
+    }
+}
+
+/// A batch of channels-first images.
+#[derive(Clone, Copy)]
+struct Planes<'a> {
+    data: &'a [f32],
+    batch: usize,
+    channels: usize,
+    hw: [usize; 2],
+}
+
+/// `y[n, o, ·] = Σ taps of x[n] × wmat[o, ·]` for every image, with `wmat` as `[c_out, K + 1]`
+/// rows ending with the bias (K = channels × taps), blocks of pixels spread over threads.
+fn im2col_gemm(x: Planes, taps: &Taps, out_hw: [usize; 2], wmat: &[f32], c_out: usize, y: &mut [f32]) {
+    let Planes { data, batch, channels, hw: [h, w] } = x;
+    let k = channels * taps.per_channel();
+    let pixels = out_hw[0] * out_hw[1];
+    let block = block_pixels(k + 1, pixels);
+    let blocks = pixels.div_ceil(block);
+    let lookup = channel_lookup(&[channels]);
+    let y = SendPtr(y.as_mut_ptr());
+    (0..batch * blocks).into_par_iter().for_each(|t| {
+        let (n, b) = (t / blocks, t % blocks);
+        let (q0, m) = (b * block, block.min(pixels - b * block));
+        let image = ConvInput::new(vec![(&data[n * channels * h * w..][..channels * h * w], channels)], &lookup, (h, w), false);
+        COLS.with(|cols| {
+            let mut cols = cols.borrow_mut();
+            let cols = grow(&mut cols, (k + 1) * block);
+            im2col_block(&image, channels, (h, w), taps, out_hw[1], (q0, m), cols, block);
+            cols[k * block..][..m].fill(1.0);
+            // SAFETY: dst is pixels q0..q0+m (stride 1) of the c_out channels (stride `pixels`)
+            // of image n: inside y, and disjoint between tasks; lhs is m × (k+1) with column
+            // stride `block` inside cols; rhs is (k+1) × c_out with column stride k+1 = wmat.
+            unsafe {
+                let dst = y.get().add(n * c_out * pixels + q0);
+                product([m, c_out, k + 1], (dst, pixels, 1), (cols.as_ptr(), block, 1), (wmat.as_ptr(), k + 1, 1));
+            }
+        });
+    });
+}
+
+/// `[c_out, K]` weights with a bias column appended: `[c_out, K + 1]`.
+fn with_bias(weight: &[f32], c_out: usize, bias: Option<&[f32]>) -> Vec<f32> {
+    let k = weight.len() / c_out;
+    let mut wmat = Vec::with_capacity(c_out * (k + 1));
+    for o in 0..c_out {
+        wmat.extend_from_slice(&weight[o * k..][..k]);
+        wmat.push(bias.map_or(0.0, |b| b[o]));
+    }
+    wmat
+}
+
+/// Forward pass: `y = conv(x, weight) + bias`.
+pub fn conv2d_forward(g: &Conv2dGeometry, x: &[f32], weight: &[f32], bias: Option<&[f32]>, y: &mut [f32]) -> Result<(), KernelError> {
+    g.check("input", x.len(), g.input_len())?;
+    g.check("weights", weight.len(), g.weight_len())?;
+    g.check("output", y.len(), g.output_len())?;
+    if let Some(b) = bias {
+        g.check("bias", b.len(), g.c_out)?;
+    }
+    let wmat = with_bias(weight, g.c_out, bias);
+    let planes = Planes { data: x, batch: g.batch, channels: g.c_in, hw: g.in_hw };
+    im2col_gemm(planes, &g.taps(), g.out_hw, &wmat, g.c_out, y);
+    Ok(())
+}
+
+/// Data gradient: `dx = ∂(Σ dy·y)/∂x` (the transposed convolution of `dy`); overwrites `dx`.
+pub fn conv2d_backward_data(g: &Conv2dGeometry, weight: &[f32], dy: &[f32], dx: &mut [f32]) -> Result<(), KernelError> {
+    g.check("weights", weight.len(), g.weight_len())?;
+    g.check("output gradient", dy.len(), g.output_len())?;
+    g.check("input gradient", dx.len(), g.input_len())?;
+    let [kh, kw] = g.kernel;
+    let (c_in, c_out) = (g.c_in, g.c_out);
+    if g.stride == [1, 1] {
+        // dx[c, y] = Σ_{o, i} W[o, c, kh−1−i] · dy[o, y + p − d·(kh−1) + d·i]: a convolution of
+        // dy with the kernel flipped and its channel axes swapped, reading d·(k−1) − p beyond
+        // dy's border.
+        let k = c_out * kh * kw;
+        let mut wmat = vec![0f32; c_in * (k + 1)];
+        for o in 0..c_out {
+            for c in 0..c_in {
+                for ry in 0..kh {
+                    for rx in 0..kw {
+                        wmat[c * (k + 1) + (o * kh + ry) * kw + rx] = weight[((o * c_in + c) * kh + kh - 1 - ry) * kw + kw - 1 - rx];
+                    }
+                }
+            }
+        }
+        let taps = Taps {
+            origin: [0, 1].map(|a| g.padding[a] as isize - (g.dilation[a] * (g.kernel[a] - 1)) as isize),
+            kernel: g.kernel,
+            stride: [1, 1],
+            dilation: g.dilation,
+        };
+        let planes = Planes { data: dy, batch: g.batch, channels: c_out, hw: g.out_hw };
+        im2col_gemm(planes, &taps, g.in_hw, &wmat, c_in, dx);
+        return Ok(());
+    }
+    // Strided: cols = Wᵀ × dy per block, added back onto the input positions (col2im). Blocks
+    // of one image overlap in dx, so a task is one image's group of input channels (their
+    // rows of cols, their planes of dx), its blocks in sequence.
+    let taps = g.taps();
+    let per_channel = kh * kw;
+    let pixels = g.out_hw[0] * g.out_hw[1];
+    let plane = g.in_hw[0] * g.in_hw[1];
+    let groups = (2 * rayon::current_num_threads()).div_ceil(g.batch).clamp(1, c_in);
+    let group = c_in.div_ceil(groups);
+    dx.par_chunks_mut(c_in * plane).enumerate().for_each(|(n, dx)| {
+        dx.par_chunks_mut(group * plane).enumerate().for_each(|(gi, dx)| {
+            dx.fill(0.0);
+            let channels = dx.len() / plane;
+            let k = channels * per_channel;
+            let block = block_pixels(k, pixels);
+            COLS.with(|cols| {
+                let mut cols = cols.borrow_mut();
+                let cols = grow(&mut cols, k * block);
+                let mut q0 = 0;
+                while q0 < pixels {
+                    let m = block.min(pixels - q0);
+                    // SAFETY: dst is m × k (column stride `block`) inside cols; lhs is dy's
+                    // pixels q0..q0+m of image n (m × c_out, column stride `pixels`); rhs is
+                    // this group's columns of W read as c_out × k (row stride c_in·kh·kw).
+                    unsafe {
+                        let lhs = dy.as_ptr().add(n * c_out * pixels + q0);
+                        let rhs = weight.as_ptr().add(gi * group * per_channel);
+                        product([m, k, c_out], (cols.as_mut_ptr(), block, 1), (lhs, pixels, 1), (rhs, 1, c_in * per_channel));
+                    }
+                    col2im_block(cols, block, channels, (g.in_hw[0], g.in_hw[1]), &taps, g.out_hw[1], (q0, m), dx);
+                    q0 += m;
+                }
+            });
+        });
+    });
+    Ok(())
+}
+
+/// Weight gradient: `dw = Σ_{n, pixels} dy ⊗ taps of x` (one product over all N·H·W pixels,
+/// per-thread partial sums); overwrites `dw`.
+///
+/// The product is `dwᵀ[K, c_out] += cols[K, block] × dyᵀ[block, c_out]`, K first: the gemm
+/// microkernels are 64 rows tall, and K = c_in·kh·kw is the taller side in a U-Net (measured:
+/// the `[c_out, K]` orientation ran the 2×2 up-convolutions' gradients at 40 GFLOP/s instead of
+/// 110, the 3×3 ones at 108 instead of 119).
+pub fn conv2d_backward_weight(g: &Conv2dGeometry, x: &[f32], dy: &[f32], dw: &mut [f32]) -> Result<(), KernelError> {
+    g.check("input", x.len(), g.input_len())?;
+    g.check("output gradient", dy.len(), g.output_len())?;
+    g.check("weight gradient", dw.len(), g.weight_len())?;
+    let [h, w] = g.in_hw;
+    let c_in = g.c_in;
+    let c_out = g.c_out;
+    let k = c_in * g.kernel[0] * g.kernel[1];
+    let pixels = g.out_hw[0] * g.out_hw[1];
+    let block = block_pixels(k, pixels);
+    let blocks = pixels.div_ceil(block);
+    let taps = g.taps();
+    let lookup = channel_lookup(&[c_in]);
+    // One partial sum per thread (a partial sum per rayon split cost as much zeroing and adding
+    // as the products themselves on the 16×16 layers).
+    let sum = per_thread(g.batch * blocks)
+        .into_par_iter()
+        .map(|tasks| {
+            let mut acc = vec![0f32; c_out * k];
+            for t in tasks {
+                let (n, b) = (t / blocks, t % blocks);
+                let (q0, m) = (b * block, block.min(pixels - b * block));
+                let image = ConvInput::new(vec![(&x[n * c_in * h * w..][..c_in * h * w], c_in)], &lookup, (h, w), false);
+                COLS.with(|cols| {
+                    let mut cols = cols.borrow_mut();
+                    let cols = grow(&mut cols, k * block);
+                    im2col_block(&image, c_in, (h, w), &taps, g.out_hw[1], (q0, m), cols, block);
+                    // SAFETY: acc is k × c_out; dy's pixels q0..q0+m of image n are c_out × m
+                    // with row stride `pixels`; the column block is k × m with row stride
+                    // `block`: all inside their buffers.
+                    unsafe {
+                        let dy = dy.as_ptr().add(n * c_out * pixels + q0);
+                        product_acc([k, c_out, m], (acc.as_mut_ptr(), 1, c_out), (cols.as_ptr(), 1, block), (dy, pixels, 1), true);
+                    }
+                });
+            }
+            acc
+        })
+        .reduce_with(|mut a, b| {
+            a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
+            a
+        });
+    match sum {
+        Some(s) => {
+            for (o, row) in dw.chunks_exact_mut(k).enumerate() {
+                for (kk, v) in row.iter_mut().enumerate() {
+                    *v = s[kk * c_out + o];
+                }
+            }
+        }
+        None => dw.fill(0.0),
+    }
+    Ok(())
+}
+
+/// Per-channel sums of `batch` images of `channels` planes of `pixels` values: the bias
+/// gradient of a convolution (`data` = dy) or of a transposed convolution.
+pub fn channel_sums(data: &[f32], batch: usize, channels: usize, pixels: usize, out: &mut [f32]) -> Result<(), KernelError> {
+    if data.len() != batch * channels * pixels {
+        return Err(KernelError::Length { what: "gradient", got: data.len(), expected: batch * channels * pixels });
+    }
+    if out.len() != channels {
+        return Err(KernelError::Length { what: "bias gradient", got: out.len(), expected: channels });
+    }
+    out.par_iter_mut().enumerate().for_each(|(c, out)| {
+        *out = (0..batch).map(|n| sum(&data[(n * channels + c) * pixels..][..pixels])).sum();
+    });
+    Ok(())
+}
+
+/// A sum in 16 lanes (vectorised by the compiler; its order is fixed, so results repeat).
+fn sum(v: &[f32]) -> f32 {
+    let mut lanes = [0f32; 16];
+    let chunks = v.chunks_exact(16);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for (l, x) in lanes.iter_mut().zip(c) {
+            *l += x;
+        }
+    }
+    lanes.iter().sum::<f32>() + rest.iter().sum::<f32>()
+}
+
+/// Bias gradient of a convolution: `db[o] = Σ_{n, pixels} dy[n, o, ·]`.
+pub fn conv2d_backward_bias(g: &Conv2dGeometry, dy: &[f32], db: &mut [f32]) -> Result<(), KernelError> {
+    channel_sums(dy, g.batch, g.c_out, g.out_hw[0] * g.out_hw[1], db)
+}
+
+/// Transposed convolution `y = convᵀ(x, weight) + bias`, with `g` from
+/// [`Conv2dGeometry::transposed`] (`x` is its output, `y` its input; weights
+/// `[c_in_t, c_out_t, kh, kw]`).
+pub fn conv_transpose2d_forward(g: &Conv2dGeometry, x: &[f32], weight: &[f32], bias: Option<&[f32]>, y: &mut [f32]) -> Result<(), KernelError> {
+    conv2d_backward_data(g, weight, x, y)?;
+    if let Some(b) = bias {
+        g.check("bias", b.len(), g.c_in)?;
+        let pixels = g.in_hw[0] * g.in_hw[1];
+        y.par_chunks_mut(pixels).enumerate().for_each(|(i, plane)| {
+            let v = b[i % g.c_in];
+            plane.iter_mut().for_each(|p| *p += v);
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,34 @@
+//! bioseg-kernels: the CPU convolution, pooling and up-sampling kernels of bioseg (f32), one
+//! implementation for both halves of the project:
+//!
+//! - inference (`bioseg-infer`'s convolution op inside tract): [`im2col_block`] + [`product`]
+//!   over a [`ConvInput`] (channels first or last, several concatenated parts), and
+//!   [`Winograd`] F(2×2, 3×3) for wide 3×3 layers;
+//! - training (Burn's `flex` backend, patched in `vendor/burn-flex`): NCHW convolution forward,
+//!   data, weight and bias gradients and the transposed convolution ([`conv2d_forward`] …),
+//!   max pooling with indices and its gradient, nearest up-sampling and its gradient, each
+//!   spread over the cores with rayon.
+//!
+//! It depends on neither Burn nor tract, so the inference crate never links Burn and the
+//! trainer gets the `gemm` crate's AVX-512 kernels on its own.
+
+mod conv2d;
+mod error;
+mod gemm;
+mod im2col;
+mod input;
+mod pool;
+mod upsample;
+mod winograd;
+
+pub use conv2d::{
+    Conv2dGeometry, channel_sums, conv_transpose2d_forward, conv2d_backward_bias, conv2d_backward_data,
+    conv2d_backward_weight, conv2d_forward,
+};
+pub use error::KernelError;
+pub use gemm::{View, grow, matrix_product_rate, product, product_acc};
+pub use im2col::{Taps, col2im_block, im2col_block};
+pub use input::{ChannelView, ConvInput, channel_lookup};
+pub use pool::{Pool2dGeometry, max_pool2d_backward, max_pool2d_forward};
+pub use upsample::{upsample_nearest, upsample_nearest_backward, whole_factors};
+pub use winograd::{Buffers as WinogradBuffers, Winograd, transform_kernel};

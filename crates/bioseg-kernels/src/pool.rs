@@ -1,0 +1,100 @@
+//! Max pooling for training (NCHW f32, no padding, dilation 1): values and the index of each
+//! maximum within its input plane, and the backward pass that routes each output gradient to
+//! that index. One task per plane.
+
+use rayon::prelude::*;
+
+use crate::error::KernelError;
+
+/// The shapes of a max pooling of `planes` (= batch × channels) planes of `in_hw`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pool2dGeometry {
+    pub planes: usize,
+    pub in_hw: [usize; 2],
+    pub kernel: [usize; 2],
+    pub stride: [usize; 2],
+    pub out_hw: [usize; 2],
+}
+
+impl Pool2dGeometry {
+    /// Windows that start inside the input and end within it (floor mode, no padding).
+    pub fn new(planes: usize, in_hw: [usize; 2], kernel: [usize; 2], stride: [usize; 2]) -> Result<Self, KernelError> {
+        if kernel.contains(&0) || stride.contains(&0) {
+            return Err(KernelError::Zero("pooling kernel and stride"));
+        }
+        let mut out_hw = [0; 2];
+        for a in 0..2 {
+            if kernel[a] > in_hw[a] {
+                return Err(KernelError::KernelTooLarge { kernel: kernel[a], input: in_hw[a], padding: 0 });
+            }
+            out_hw[a] = (in_hw[a] - kernel[a]) / stride[a] + 1;
+        }
+        Ok(Pool2dGeometry { planes, in_hw, kernel, stride, out_hw })
+    }
+
+    fn lens(&self) -> (usize, usize) {
+        (self.in_hw[0] * self.in_hw[1], self.out_hw[0] * self.out_hw[1])
+    }
+}
+
+/// `y` = the maximum of each window, `indices` = its position `row·w + col` in the input plane
+/// (the first maximum in row-major order when several are equal, as Burn's).
+pub fn max_pool2d_forward(g: &Pool2dGeometry, x: &[f32], y: &mut [f32], indices: &mut [i64]) -> Result<(), KernelError> {
+    let (in_len, out_len) = g.lens();
+    for (what, got, expected) in
+        [("input", x.len(), g.planes * in_len), ("output", y.len(), g.planes * out_len), ("indices", indices.len(), g.planes * out_len)]
+    {
+        if got != expected {
+            return Err(KernelError::Length { what, got, expected });
+        }
+    }
+    if out_len == 0 {
+        return Ok(());
+    }
+    let ([kh, kw], [sy, sx], w, wo) = (g.kernel, g.stride, g.in_hw[1], g.out_hw[1]);
+    y.par_chunks_mut(out_len).zip(indices.par_chunks_mut(out_len)).enumerate().for_each(|(p, (y, idx))| {
+        let x = &x[p * in_len..][..in_len];
+        for (q, (y, idx)) in y.iter_mut().zip(idx.iter_mut()).enumerate() {
+            let (r, c) = (q / wo * sy, q % wo * sx);
+            let mut best = r * w + c;
+            let mut max = x[best];
+            for ry in 0..kh {
+                for rx in 0..kw {
+                    let i = (r + ry) * w + c + rx;
+                    if x[i] > max {
+                        (max, best) = (x[i], i);
+                    }
+                }
+            }
+            *y = max;
+            *idx = best as i64;
+        }
+    });
+    Ok(())
+}
+
+/// `dx[index] += dy` for every output pixel of `planes` planes (overwrites `dx`, `planes` planes
+/// of `in_hw`; overlapping windows add up; an index outside the plane is ignored).
+pub fn max_pool2d_backward(planes: usize, in_hw: [usize; 2], dy: &[f32], indices: &[i64], dx: &mut [f32]) -> Result<(), KernelError> {
+    let in_len = in_hw[0] * in_hw[1];
+    let out_len = if planes == 0 { 0 } else { dy.len() / planes };
+    for (what, got, expected) in
+        [("output gradient", dy.len(), planes * out_len), ("indices", indices.len(), dy.len()), ("input gradient", dx.len(), planes * in_len)]
+    {
+        if got != expected {
+            return Err(KernelError::Length { what, got, expected });
+        }
+    }
+    if in_len == 0 {
+        return Ok(());
+    }
+    dx.par_chunks_mut(in_len).enumerate().for_each(|(p, dx)| {
+        dx.fill(0.0);
+        for (&g, &i) in dy[p * out_len..][..out_len].iter().zip(&indices[p * out_len..][..out_len]) {
+            if let Some(d) = usize::try_from(i).ok().and_then(|i| dx.get_mut(i)) {
+                *d += g;
+            }
+        }
+    });
+    Ok(())
+}

@@ -1,0 +1,224 @@
+//! Every kernel against a direct, loop-by-loop reference on random shapes (proptest): kernels
+//! 1–3, padding 0–2, stride 1–2, dilation 1–2, 1–20 channels, batch 1–3, sizes down to 1×1.
+
+use bioseg_kernels::*;
+use proptest::prelude::*;
+
+fn values(len: usize, seed: u64) -> Vec<f32> {
+    // A small LCG: reproducible, no extra dependency.
+    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    (0..len)
+        .map(|_| {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+/// (input index, output index, weight index) of every multiply-add of the convolution.
+fn for_each_tap(g: &Conv2dGeometry, mut f: impl FnMut(usize, usize, usize)) {
+    let [h, w] = g.in_hw;
+    let [ho, wo] = g.out_hw;
+    for n in 0..g.batch {
+        for o in 0..g.c_out {
+            for r in 0..ho {
+                for c in 0..wo {
+                    for i in 0..g.c_in {
+                        for ry in 0..g.kernel[0] {
+                            for rx in 0..g.kernel[1] {
+                                let y = (r * g.stride[0] + ry * g.dilation[0]) as isize - g.padding[0] as isize;
+                                let x = (c * g.stride[1] + rx * g.dilation[1]) as isize - g.padding[1] as isize;
+                                if y < 0 || x < 0 || y >= h as isize || x >= w as isize {
+                                    continue;
+                                }
+                                let xi = ((n * g.c_in + i) * h + y as usize) * w + x as usize;
+                                let yi = ((n * g.c_out + o) * ho + r) * wo + c;
+                                let wi = ((o * g.c_in + i) * g.kernel[0] + ry) * g.kernel[1] + rx;
+                                f(xi, yi, wi);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn assert_close(got: &[f32], want: &[f32], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let scale = want.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!((g - w).abs() <= 1e-4 * scale, "{what}[{i}]: {g} vs {w} (scale {scale})");
+    }
+}
+
+fn geometry() -> impl Strategy<Value = Conv2dGeometry> {
+    (1..=3usize, 1..=20usize, 1..=20usize, 1..=12usize, 1..=12usize, 1..=3usize, 1..=3usize, 0..=2usize, 1..=2usize, 1..=2usize)
+        .prop_filter_map("kernel fits", |(batch, c_in, c_out, h, w, kh, kw, pad, stride, dil)| {
+            Conv2dGeometry::new(batch, c_in, [h, w], c_out, [kh, kw], [stride, 3 - stride], [pad, pad.min(1)], [dil, 1]).ok()
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn convolution_and_its_gradients_match_the_reference(g in geometry(), seed in 0u64..1000) {
+        let x = values(g.input_len(), seed);
+        let wt = values(g.weight_len(), seed + 1);
+        let bias = values(g.c_out, seed + 2);
+        let dy = values(g.output_len(), seed + 3);
+
+        let mut want = vec![0f32; g.output_len()];
+        for (i, v) in want.iter_mut().enumerate() {
+            *v = bias[i / (g.out_hw[0] * g.out_hw[1]) % g.c_out];
+        }
+        let (mut want_dx, mut want_dw) = (vec![0f32; g.input_len()], vec![0f32; g.weight_len()]);
+        for_each_tap(&g, |xi, yi, wi| {
+            want[yi] += x[xi] * wt[wi];
+            want_dx[xi] += dy[yi] * wt[wi];
+            want_dw[wi] += dy[yi] * x[xi];
+        });
+        let mut want_db = vec![0f32; g.c_out];
+        for (i, v) in dy.iter().enumerate() {
+            want_db[i / (g.out_hw[0] * g.out_hw[1]) % g.c_out] += v;
+        }
+
+        let mut y = vec![f32::NAN; g.output_len()];
+        conv2d_forward(&g, &x, &wt, Some(&bias), &mut y).unwrap();
+        assert_close(&y, &want, "forward");
+        let mut dx = vec![f32::NAN; g.input_len()];
+        conv2d_backward_data(&g, &wt, &dy, &mut dx).unwrap();
+        assert_close(&dx, &want_dx, "data gradient");
+        let mut dw = vec![f32::NAN; g.weight_len()];
+        conv2d_backward_weight(&g, &x, &dy, &mut dw).unwrap();
+        assert_close(&dw, &want_dw, "weight gradient");
+        let mut db = vec![f32::NAN; g.c_out];
+        conv2d_backward_bias(&g, &dy, &mut db).unwrap();
+        assert_close(&db, &want_db, "bias gradient");
+    }
+
+    #[test]
+    fn transposed_convolution_is_the_data_gradient_plus_bias(
+        batch in 1..=2usize, c_in in 1..=8usize, c_out in 1..=8usize, h in 1..=7usize, w in 1..=7usize,
+        k in 1..=3usize, stride in 1..=2usize, pad in 0..=1usize, seed in 0u64..1000,
+    ) {
+        let output_padding = [stride - 1, 0];
+        let Ok(g) = Conv2dGeometry::transposed(batch, c_in, [h, w], c_out, [k, k], [stride, stride], [pad, pad], output_padding, [1, 1]) else {
+            return Ok(());
+        };
+        prop_assert_eq!(g.out_hw, [h, w]);
+        let x = values(g.output_len(), seed);
+        let wt = values(g.weight_len(), seed + 1);
+        let bias = values(c_out, seed + 2);
+        let mut want = vec![0f32; g.input_len()];
+        for_each_tap(&g, |xi, yi, wi| want[xi] += x[yi] * wt[wi]);
+        let plane = g.in_hw[0] * g.in_hw[1];
+        for (i, v) in want.iter_mut().enumerate() {
+            *v += bias[i / plane % c_out];
+        }
+        let mut y = vec![f32::NAN; g.input_len()];
+        conv_transpose2d_forward(&g, &x, &wt, Some(&bias), &mut y).unwrap();
+        assert_close(&y, &want, "transposed convolution");
+    }
+
+    #[test]
+    fn max_pooling_and_its_gradient_match_the_reference(
+        planes in 1..=6usize, h in 1..=11usize, w in 1..=11usize, kh in 1..=3usize, kw in 1..=3usize,
+        sy in 1..=3usize, sx in 1..=3usize, seed in 0u64..1000, ties in any::<bool>(),
+    ) {
+        let Ok(g) = Pool2dGeometry::new(planes, [h, w], [kh, kw], [sy, sx]) else { return Ok(()) };
+        let mut x = values(planes * h * w, seed);
+        if ties {
+            x.iter_mut().for_each(|v| *v = (*v * 2.0).round());
+        }
+        let [ho, wo] = g.out_hw;
+        let dy = values(planes * ho * wo, seed + 1);
+        let (mut want, mut want_idx, mut want_dx) = (vec![], vec![], vec![0f32; x.len()]);
+        for p in 0..planes {
+            for r in 0..ho {
+                for c in 0..wo {
+                    let mut best = (f32::NEG_INFINITY, usize::MAX);
+                    for ry in 0..kh {
+                        for rx in 0..kw {
+                            let i = (r * sy + ry) * w + c * sx + rx;
+                            if best.1 == usize::MAX || x[p * h * w + i] > best.0 {
+                                best = (x[p * h * w + i], i);
+                            }
+                        }
+                    }
+                    want_dx[p * h * w + best.1] += dy[(p * ho + r) * wo + c];
+                    want.push(best.0);
+                    want_idx.push(best.1 as i64);
+                }
+            }
+        }
+        let (mut y, mut idx) = (vec![0f32; want.len()], vec![0i64; want.len()]);
+        max_pool2d_forward(&g, &x, &mut y, &mut idx).unwrap();
+        prop_assert_eq!(&y, &want);
+        prop_assert_eq!(&idx, &want_idx);
+        let mut dx = vec![f32::NAN; x.len()];
+        max_pool2d_backward(planes, [h, w], &dy, &idx, &mut dx).unwrap();
+        assert_close(&dx, &want_dx, "pooling gradient");
+    }
+
+    #[test]
+    fn nearest_upsampling_and_its_gradient_match_the_reference(
+        planes in 1..=4usize, h in 1..=9usize, w in 1..=9usize, fy in 1..=3usize, fx in 1..=3usize, seed in 0u64..1000,
+    ) {
+        let x = values(planes * h * w, seed);
+        let (ho, wo) = (h * fy, w * fx);
+        prop_assert_eq!(whole_factors([h, w], [ho, wo]).unwrap(), [fy, fx]);
+        let dy = values(planes * ho * wo, seed + 1);
+        let mut want = vec![0f32; planes * ho * wo];
+        let mut want_dx = vec![0f32; x.len()];
+        for p in 0..planes {
+            for r in 0..ho {
+                for c in 0..wo {
+                    want[(p * ho + r) * wo + c] = x[(p * h + r / fy) * w + c / fx];
+                    want_dx[(p * h + r / fy) * w + c / fx] += dy[(p * ho + r) * wo + c];
+                }
+            }
+        }
+        let mut y = vec![f32::NAN; want.len()];
+        upsample_nearest(planes, [h, w], [fy, fx], &x, &mut y).unwrap();
+        prop_assert_eq!(&y, &want);
+        let mut dx = vec![f32::NAN; x.len()];
+        upsample_nearest_backward(planes, [h, w], [fy, fx], &dy, &mut dx).unwrap();
+        assert_close(&dx, &want_dx, "up-sampling gradient");
+    }
+}
+
+#[test]
+fn wrong_lengths_and_shapes_are_errors_not_panics() {
+    let g = Conv2dGeometry::new(1, 2, [4, 4], 3, [3, 3], [1, 1], [1, 1], [1, 1]).unwrap();
+    let mut y = vec![0f32; g.output_len()];
+    assert!(matches!(conv2d_forward(&g, &[0.0; 5], &vec![0.0; g.weight_len()], None, &mut y), Err(KernelError::Length { .. })));
+    assert!(matches!(Conv2dGeometry::new(1, 1, [2, 2], 1, [5, 5], [1, 1], [0, 0], [1, 1]), Err(KernelError::KernelTooLarge { .. })));
+    assert!(matches!(Conv2dGeometry::new(1, 1, [2, 2], 1, [1, 1], [0, 1], [0, 0], [1, 1]), Err(KernelError::Zero(_))));
+    assert!(matches!(whole_factors([3, 3], [7, 6]), Err(KernelError::NotWholeFactor { .. })));
+}
+
+#[test]
+fn large_layers_split_into_many_blocks_match_the_reference() {
+    // Enough pixels and channels for several blocks per image and several threads.
+    let g = Conv2dGeometry::new(2, 24, [40, 36], 20, [3, 3], [1, 1], [1, 1], [1, 1]).unwrap();
+    let x = values(g.input_len(), 5);
+    let wt = values(g.weight_len(), 6);
+    let dy = values(g.output_len(), 7);
+    let (mut want, mut want_dx, mut want_dw) = (vec![0f32; g.output_len()], vec![0f32; g.input_len()], vec![0f32; g.weight_len()]);
+    for_each_tap(&g, |xi, yi, wi| {
+        want[yi] += x[xi] * wt[wi];
+        want_dx[xi] += dy[yi] * wt[wi];
+        want_dw[wi] += dy[yi] * x[xi];
+    });
+    let mut y = vec![0f32; g.output_len()];
+    conv2d_forward(&g, &x, &wt, None, &mut y).unwrap();
+    assert_close(&y, &want, "forward");
+    let mut dx = vec![0f32; g.input_len()];
+    conv2d_backward_data(&g, &wt, &dy, &mut dx).unwrap();
+    assert_close(&dx, &want_dx, "data gradient");
+    let mut dw = vec![0f32; g.weight_len()];
+    conv2d_backward_weight(&g, &x, &dy, &mut dw).unwrap();
+    assert_close(&dw, &want_dw, "weight gradient");
+}
