@@ -22,7 +22,9 @@ fn export_unet(dir: &std::path::Path, filters: usize) -> PathBuf {
 }
 
 fn image(h: usize, w: usize) -> Array3<f32> {
-    Array3::from_shape_fn((h, w, 1), |(y, x, _)| (((x * 31 + y * 17) % 251) as f32 + (x as f32 * 0.1).sin() * 4.0).abs())
+    Array3::from_shape_fn((h, w, 1), |(y, x, _)| {
+        (((x * 31 + y * 17) % 251) as f32 + (x as f32 * 0.1).sin() * 4.0).abs()
+    })
 }
 
 fn benches(c: &mut Criterion) {
@@ -46,7 +48,10 @@ fn benches(c: &mut Criterion) {
     g.sample_size(10);
     for (name, opts) in [
         ("crop_tile256", PredictOptions { tile: 256, halo: Some(32), ..Default::default() }),
-        ("gaussian_tile256_overlap32", PredictOptions { tile: 256, halo: Some(32), overlap: 32, blend: Blend::Gaussian, ..Default::default() }),
+        (
+            "gaussian_tile256_overlap32",
+            PredictOptions { tile: 256, halo: Some(32), overlap: 32, blend: Blend::Gaussian, ..Default::default() },
+        ),
         ("crop_tile512", PredictOptions { tile: 512, halo: Some(32), ..Default::default() }),
     ] {
         let p = Predictor::new(&model, opts).unwrap();

@@ -76,10 +76,15 @@ fn both_paths(what: &str, f: impl Fn() -> Vec<Vec<f32>>) {
 }
 
 /// Forward output and the gradients of `Σ y·r` for every input of a 4-D operation.
-fn forward_and_gradients<const N: usize>(inputs: [Tensor<B, 4>; N], weight_bias: Option<(Tensor<B, 4>, Tensor<B, 1>)>, op: impl Fn(Tensor<B, 4>, Option<(Tensor<B, 4>, Tensor<B, 1>)>) -> Tensor<B, 4>) -> Vec<Vec<f32>> {
+fn forward_and_gradients<const N: usize>(
+    inputs: [Tensor<B, 4>; N],
+    weight_bias: Option<(Tensor<B, 4>, Tensor<B, 1>)>,
+    op: impl Fn(Tensor<B, 4>, Option<(Tensor<B, 4>, Tensor<B, 1>)>) -> Tensor<B, 4>,
+) -> Vec<Vec<f32>> {
     let x = inputs[0].clone();
     let y = op(x.clone(), weight_bias.clone());
-    let r = Tensor::<B, 4>::from_data(TensorData::new(values(y.shape().num_elements(), 99), y.dims()), &Default::default());
+    let r =
+        Tensor::<B, 4>::from_data(TensorData::new(values(y.shape().num_elements(), 99), y.dims()), &Default::default());
     let grads = (y.clone() * r).sum().backward();
     let mut out = vec![data(y.inner()), data(x.grad(&grads).expect("x gradient"))];
     if let Some((w, b)) = weight_bias {
@@ -167,8 +172,12 @@ fn twenty_adam_steps_of_a_unet_agree_with_flex() {
     let device = Default::default();
     let sources: Vec<Sample> = (0..2)
         .map(|s| {
-            let g = bioseg_data::generate(&bioseg_data::SynthParams { width: 64, height: 64, ..Default::default() }, s).unwrap();
-            Sample { image: g.image.mapv(|v| v as f32 / 255.0).insert_axis(ndarray::Axis(2)), mask: g.membrane.mapv(|v| u8::from(v > 127)) }
+            let g = bioseg_data::generate(&bioseg_data::SynthParams { width: 64, height: 64, ..Default::default() }, s)
+                .unwrap();
+            Sample {
+                image: g.image.mapv(|v| v as f32 / 255.0).insert_axis(ndarray::Axis(2)),
+                mask: g.membrane.mapv(|v| u8::from(v > 127)),
+            }
         })
         .collect();
     let loss = Loss { kind: LossKind::Bce, class_weights: vec![], beta: 0.5, gamma: 1.0 };
@@ -176,13 +185,20 @@ fn twenty_adam_steps_of_a_unet_agree_with_flex() {
         let run = |on: bool| {
             burn_flex::bioseg::set_enabled(on);
             B::seed(&device, 3);
-            let mut model: Unet<B> = UnetConfig::new().with_filters(4).with_depth(2).with_drop_rate(0.0).with_upsample(upsample).init(&device);
+            let mut model: Unet<B> = UnetConfig::new()
+                .with_filters(4)
+                .with_depth(2)
+                .with_drop_rate(0.0)
+                .with_upsample(upsample)
+                .init(&device);
             let initial = flat(&model.valid());
             let mut optim = AdamConfig::new().init::<B, Unet<B>>();
             let mut losses = vec![];
             for step in 0..20u64 {
                 let batch = augment_batch(&sources, step * 2, 2, 32, 32, &AugmentConfig::none(), 1);
-                let (m, l) = bioseg_train::train::data_parallel::step(model, &mut optim, &loss, &batch, &[device], 1e-3).unwrap();
+                let (m, l) =
+                    bioseg_train::train::data_parallel::step(model, &mut optim, &loss, &batch, &[device], 1e-3)
+                        .unwrap();
                 model = m;
                 losses.push(l as f32);
             }

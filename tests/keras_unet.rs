@@ -43,11 +43,7 @@ struct Fixture {
 fn unet_fixtures() -> Vec<Fixture> {
     let text = std::fs::read_to_string(fixtures().join("manifest.json")).expect("manifest.json");
     let manifest: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
-    let s = |e: &serde_json::Value, k: &str| {
-        e[k].as_str()
-            .unwrap_or_else(|| panic!("{k} in {e}"))
-            .to_string()
-    };
+    let s = |e: &serde_json::Value, k: &str| e[k].as_str().unwrap_or_else(|| panic!("{k} in {e}")).to_string();
     let v: Vec<Fixture> = manifest["fixtures"]
         .as_array()
         .expect("fixtures")
@@ -61,24 +57,15 @@ fn unet_fixtures() -> Vec<Fixture> {
             expected: fixtures().join(s(e, "expected")),
             classes: e["classes"].as_u64().expect("classes") as usize,
             in_channels: e["in_channels"].as_u64().expect("in_channels") as usize,
-            fixed: e["dynamic_dims"]
-                .as_array()
-                .is_some_and(|d| !d.iter().any(|x| x == 1)),
+            fixed: e["dynamic_dims"].as_array().is_some_and(|d| !d.iter().any(|x| x == 1)),
         })
         .collect();
-    assert!(
-        v.len() >= 12,
-        "expected 4 U-Nets x 3 exports, got {}",
-        v.len()
-    );
+    assert!(v.len() >= 12, "expected 4 U-Nets x 3 exports, got {}", v.len());
     v
 }
 
 fn fixture(name: &str) -> Fixture {
-    unet_fixtures()
-        .into_iter()
-        .find(|f| f.name == name)
-        .unwrap_or_else(|| panic!("no fixture {name}"))
+    unet_fixtures().into_iter().find(|f| f.name == name).unwrap_or_else(|| panic!("no fixture {name}"))
 }
 
 fn npy(path: &Path) -> ArrayD<f32> {
@@ -93,10 +80,7 @@ fn image_of(t: &ArrayD<f32>) -> Array3<f32> {
 }
 
 fn max_diff(a: impl IntoIterator<Item = f32>, b: impl IntoIterator<Item = f32>) -> f32 {
-    a.into_iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
+    a.into_iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
 
 #[test]
@@ -108,11 +92,7 @@ fn every_keras_unet_fixture_runs_with_keras_numbers() {
         let (h, w, c) = img.dim();
         assert_eq!(c, f.in_channels, "{}", f.name);
         // Whole image: one tile covering it, no halo (Keras ran the whole image).
-        let opts = PredictOptions {
-            tile: h.max(w),
-            halo: Some(0),
-            ..Default::default()
-        };
+        let opts = PredictOptions { tile: h.max(w), halo: Some(0), ..Default::default() };
         let p = Predictor::new(&model, opts).unwrap();
         assert_eq!(p.io().layout, TensorLayout::Nhwc, "{}", f.name);
         assert_eq!(p.io().channels, f.in_channels, "{}", f.name);
@@ -154,21 +134,14 @@ fn bioseg_predict_tiles_a_larger_png_with_a_keras_unet_exactly() {
     let halo = 144;
     let out = dir.path().join("probs.tif");
     let stdout = run_ok(
-        bioseg()
-            .args(["predict", "--quiet", "-m"])
-            .arg(&f.onnx)
-            .arg("-i")
-            .arg(&png)
-            .arg("-o")
-            .arg(&out)
-            .args([
-                "--output-type",
-                "prob-f32",
-                "--tile",
-                "64",
-                "--halo",
-                &halo.to_string(),
-            ]),
+        bioseg().args(["predict", "--quiet", "-m"]).arg(&f.onnx).arg("-i").arg(&png).arg("-o").arg(&out).args([
+            "--output-type",
+            "prob-f32",
+            "--tile",
+            "64",
+            "--halo",
+            &halo.to_string(),
+        ]),
     );
     assert!(stdout.contains("tiles"), "{stdout}");
     let tiled = bioseg_data::read_image(&out).unwrap();
@@ -177,17 +150,11 @@ fn bioseg_predict_tiles_a_larger_png_with_a_keras_unet_exactly() {
     // Whole-image reference: the image mirrored by the halo (up to the size multiple 16), one
     // tract run, cropped back.
     let model = OnnxModel::load(&f.onnx).unwrap();
-    let (ph, pw) = (
-        (h + 2 * halo).div_ceil(16) * 16,
-        (w + 2 * halo).div_ceil(16) * 16,
-    );
+    let (ph, pw) = ((h + 2 * halo).div_ceil(16) * 16, (w + 2 * halo).div_ceil(16) * 16);
     let mut data = vec![0f32; ph * pw];
     for y in 0..ph {
         for x in 0..pw {
-            let (sy, sx) = (
-                reflect(y as i64 - halo as i64, h),
-                reflect(x as i64 - halo as i64, w),
-            );
+            let (sy, sx) = (reflect(y as i64 - halo as i64, h), reflect(x as i64 - halo as i64, w));
             data[y * pw + x] = pixels[sy * w + sx] as f32 / 255.0;
         }
     }
@@ -206,31 +173,17 @@ fn bioseg_inspect_describes_every_keras_unet() {
     for f in unet_fixtures() {
         let text = run_ok(bioseg().args(["inspect", "-m"]).arg(&f.onnx));
         assert!(text.contains("layout nhwc"), "{}:\n{text}", f.name);
-        assert!(
-            text.lines().any(|l| l.trim_start().starts_with("Conv ")),
-            "{}: no op histogram:\n{text}",
-            f.name
-        );
-        assert!(
-            text.contains("every op is supported"),
-            "{}:\n{text}",
-            f.name
-        );
+        assert!(text.lines().any(|l| l.trim_start().starts_with("Conv ")), "{}: no op histogram:\n{text}", f.name);
+        assert!(text.contains("every op is supported"), "{}:\n{text}", f.name);
         assert!(text.contains("prepared and ran"), "{}:\n{text}", f.name);
 
         let json = run_ok(bioseg().args(["inspect", "--json", "-m"]).arg(&f.onnx));
-        let r: serde_json::Value =
-            serde_json::from_str(&json).unwrap_or_else(|e| panic!("{}: {e}\n{json}", f.name));
+        let r: serde_json::Value = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{}: {e}\n{json}", f.name));
         assert_eq!(r["interface"]["layout"], "nhwc", "{}", f.name);
         assert_eq!(r["interface"]["channels"], f.in_channels, "{}", f.name);
         let transpose = f.model == "unet_bn_transpose";
         let hist = &r["op_histogram"];
-        assert_eq!(
-            hist["Conv"],
-            if transpose { 20 } else { 24 },
-            "{}: {hist}",
-            f.name
-        );
+        assert_eq!(hist["Conv"], if transpose { 20 } else { 24 }, "{}: {hist}", f.name);
         assert_eq!(hist["MaxPool"], 4, "{}: {hist}", f.name);
         if transpose {
             assert_eq!(hist["ConvTranspose"], 4, "{}: {hist}", f.name);
@@ -239,21 +192,10 @@ fn bioseg_inspect_describes_every_keras_unet() {
         assert_eq!(r["tract"]["all_ops_supported"], true, "{}", f.name);
         assert_eq!(r["tract"]["prepared"], true, "{}: {}", f.name, r["tract"]);
         assert_eq!(r["tiling"]["size_multiple"]["value"], 16, "{}", f.name);
-        assert_eq!(
-            r["tiling"]["receptive_field_radius"]["source"], "computed",
-            "{}",
-            f.name
-        );
-        let radius = r["tiling"]["receptive_field_radius"]["value"]
-            .as_u64()
-            .unwrap();
+        assert_eq!(r["tiling"]["receptive_field_radius"]["source"], "computed", "{}", f.name);
+        let radius = r["tiling"]["receptive_field_radius"]["value"].as_u64().unwrap();
         assert_eq!(radius, if transpose { 123 } else { 138 }, "{}", f.name);
-        assert_eq!(
-            r["tiling"]["recommended_halo"]["value"],
-            radius.div_ceil(16) * 16,
-            "{}",
-            f.name
-        );
+        assert_eq!(r["tiling"]["recommended_halo"]["value"], radius.div_ceil(16) * 16, "{}", f.name);
         let symbolic = r["inputs"][0]["symbolic_axes"].as_array().unwrap().len();
         assert_eq!(symbolic, f.onnx_dynamic_dims(), "{}", f.name);
     }
@@ -263,12 +205,7 @@ impl Fixture {
     fn onnx_dynamic_dims(&self) -> usize {
         let text = std::fs::read_to_string(fixtures().join("manifest.json")).unwrap();
         let m: serde_json::Value = serde_json::from_str(&text).unwrap();
-        m["fixtures"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|e| e["name"] == self.name.as_str())
-            .unwrap()["dynamic_dims"]
+        m["fixtures"].as_array().unwrap().iter().find(|e| e["name"] == self.name.as_str()).unwrap()["dynamic_dims"]
             .as_array()
             .unwrap()
             .len()
@@ -283,9 +220,7 @@ fn receptive_field_estimate_bounds_the_measured_influence_of_a_pixel() {
         let radius = report.tiling.receptive_field_radius.unwrap().value;
         let model = OnnxModel::load(&f.onnx).unwrap();
         let n = 320usize;
-        let base: Vec<f32> = (0..n * n)
-            .map(|i| (((i * 7919) % 97) as f32) / 97.0)
-            .collect();
+        let base: Vec<f32> = (0..n * n).map(|i| (((i * 7919) % 97) as f32) / 97.0).collect();
         let mut poked = base.clone();
         let c = n / 2;
         poked[c * n + c] += 5.0;
@@ -299,14 +234,8 @@ fn receptive_field_estimate_bounds_the_measured_influence_of_a_pixel() {
                 }
             }
         }
-        assert!(
-            reach > radius / 2,
-            "{name}: the impulse reached only {reach} px (estimate {radius})"
-        );
-        assert!(
-            reach <= radius,
-            "{name}: the impulse reached {reach} px, beyond the estimated radius {radius}"
-        );
+        assert!(reach > radius / 2, "{name}: the impulse reached only {reach} px (estimate {radius})");
+        assert!(reach <= radius, "{name}: the impulse reached {reach} px, beyond the estimated radius {radius}");
     }
 }
 
@@ -315,20 +244,14 @@ fn burn_vs_keras(model: &Unet<CpuBackend>, f: &Fixture) -> f32 {
     let input = npy(&f.input);
     let s = input.shape().to_vec();
     let (h, w, c) = (s[1], s[2], s[3]);
-    let nchw: Vec<f32> = (0..c)
-        .flat_map(|k| (0..h * w).map(move |p| (k, p)))
-        .map(|(k, p)| input[[0, p / w, p % w, k]])
-        .collect();
-    let x = Tensor::<CpuBackend, 4>::from_data(
-        TensorData::new(nchw, [1, c, h, w]),
-        &Default::default(),
-    );
+    let nchw: Vec<f32> =
+        (0..c).flat_map(|k| (0..h * w).map(move |p| (k, p))).map(|(k, p)| input[[0, p / w, p % w, k]]).collect();
+    let x = Tensor::<CpuBackend, 4>::from_data(TensorData::new(nchw, [1, c, h, w]), &Default::default());
     let y: Vec<f32> = model.forward(x).into_data().to_vec().unwrap();
     let expected = npy(&f.expected);
     let k = expected.shape()[3];
-    let keras_nchw = (0..k)
-        .flat_map(|kk| (0..h * w).map(move |p| (kk, p)))
-        .map(|(kk, p)| expected[[0, p / w, p % w, kk]]);
+    let keras_nchw =
+        (0..k).flat_map(|kk| (0..h * w).map(move |p| (kk, p))).map(|(kk, p)| expected[[0, p / w, p % w, kk]]);
     assert_eq!(y.len(), k * h * w, "{}", f.name);
     max_diff(y, keras_nchw)
 }
@@ -347,19 +270,9 @@ fn keras_weights_in_burn_give_keras_outputs() {
         );
         let bn = f.model == "unet_bn_transpose";
         assert_eq!((cfg.batch_norm, cfg.batch_norm_all), (bn, bn), "{}", f.name);
-        assert_eq!(
-            cfg.upsample,
-            if bn {
-                Upsample::Transpose
-            } else {
-                Upsample::Nearest
-            },
-            "{}",
-            f.name
-        );
+        assert_eq!(cfg.upsample, if bn { Upsample::Transpose } else { Upsample::Nearest }, "{}", f.name);
         let model: Unet<CpuBackend> = cfg.init(&device);
-        let model =
-            load_keras_unet(model, &f.onnx, &device).unwrap_or_else(|e| panic!("{}: {e}", f.name));
+        let model = load_keras_unet(model, &f.onnx, &device).unwrap_or_else(|e| panic!("{}: {e}", f.name));
         let d = burn_vs_keras(&model, &f);
         assert!(d <= 1e-4, "{}: Burn vs Keras max abs diff {d}", f.name);
         if f.name.ends_with("_op13") {
@@ -373,21 +286,13 @@ fn keras_weights_in_burn_give_keras_outputs() {
             let input = npy(&f.input);
             let s = input.shape().to_vec();
             let (h, w, c) = (s[1], s[2], s[3]);
-            let nchw: Vec<f32> = (0..c * h * w)
-                .map(|i| input[[0, (i / w) % h, i % w, i / (h * w)]])
-                .collect();
+            let nchw: Vec<f32> = (0..c * h * w).map(|i| input[[0, (i / w) % h, i % w, i / (h * w)]]).collect();
             let (_, y) = onnx.run(&[1, c, h, w], &nchw).unwrap().swap_remove(0);
             let expected = npy(&f.expected);
             let k = expected.shape()[3];
-            let keras: Vec<f32> = (0..k * h * w)
-                .map(|i| expected[[0, (i / w) % h, i % w, i / (h * w)]])
-                .collect();
+            let keras: Vec<f32> = (0..k * h * w).map(|i| expected[[0, (i / w) % h, i % w, i / (h * w)]]).collect();
             let d = max_diff(y, keras);
-            assert!(
-                d <= 1e-4,
-                "{}: re-exported ONNX (tract) vs Keras max abs diff {d}",
-                f.name
-            );
+            assert!(d <= 1e-4, "{}: re-exported ONNX (tract) vs Keras max abs diff {d}", f.name);
         }
     }
 }
@@ -397,11 +302,7 @@ fn keras_initialised_unets_train() {
     let _serial = bioseg_suite::burn_lock();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let params = bioseg_data::SynthParams {
-        width: 64,
-        height: 64,
-        ..Default::default()
-    };
+    let params = bioseg_data::SynthParams { width: 64, height: 64, ..Default::default() };
     bioseg_data::write_dataset(&data, 4, 0, &params, 5).unwrap();
     for (name, object_class) in [
         ("unet_dynamic_tf2onnx_op13", "membrane"),
@@ -422,23 +323,11 @@ fn keras_initialised_unets_train() {
             ..Default::default()
         };
         let warnings = adopt_keras_architecture(&mut cfg, &f.onnx).unwrap();
-        assert!(
-            warnings
-                .iter()
-                .any(|w| w.contains("-F/--filters 64 replaced by 4")),
-            "{warnings:?}"
-        );
-        assert_eq!(
-            (cfg.filters, cfg.depth, cfg.in_channels),
-            (4, 4, f.in_channels)
-        );
-        let opts = RunOptions {
-            quiet: true,
-            init_from: Some(f.onnx.clone()),
-            ..Default::default()
-        };
-        let trained = train_unet::<CpuAutodiff>(&cfg, &opts, &[Default::default()])
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(warnings.iter().any(|w| w.contains("-F/--filters 64 replaced by 4")), "{warnings:?}");
+        assert_eq!((cfg.filters, cfg.depth, cfg.in_channels), (4, 4, f.in_channels));
+        let opts = RunOptions { quiet: true, init_from: Some(f.onnx.clone()), ..Default::default() };
+        let trained =
+            train_unet::<CpuAutodiff>(&cfg, &opts, &[Default::default()]).unwrap_or_else(|e| panic!("{name}: {e}"));
         let loss = trained.history[0].train_loss;
         assert!(loss.is_finite() && loss > 0.0, "{name}: loss {loss}");
         assert_eq!(trained.model.classes, f.classes, "{name}");
@@ -465,59 +354,20 @@ fn mismatched_architectures_name_the_first_layer_that_differs() {
         }
     };
     let e = load(UnetConfig::new().with_filters(8), &dynamic);
-    assert!(
-        e.contains("layer down0.conv1") && e.contains("[8, 1, 3, 3]") && e.contains("[4, 1, 3, 3]"),
-        "{e}"
-    );
+    assert!(e.contains("layer down0.conv1") && e.contains("[8, 1, 3, 3]") && e.contains("[4, 1, 3, 3]"), "{e}");
     let e = load(UnetConfig::new().with_filters(4).with_depth(3), &dynamic);
     // Depth 3's bottleneck has the shapes of Keras' deepest down level: the first difference
     // is the first up-conv, and the message gives both depths.
-    assert!(
-        e.contains("layer up0.up_conv")
-            && e.contains("[16, 32, 2, 2]")
-            && e.contains("[64, 32, 3, 3]"),
-        "{e}"
-    );
-    assert!(
-        e.contains("24 convolutions (depth 4)") && e.contains("19 convolutions (depth 3)"),
-        "{e}"
-    );
-    let e = load(
-        UnetConfig::new()
-            .with_filters(4)
-            .with_upsample(Upsample::Transpose),
-        &dynamic,
-    );
-    assert!(
-        e.contains("layer up0.up_transpose") && e.contains("--upsample nearest"),
-        "{e}"
-    );
-    let e = load(
-        UnetConfig::new()
-            .with_filters(4)
-            .with_upsample(Upsample::Transpose),
-        &bn,
-    );
-    assert!(
-        e.contains("layer down0.conv1") && e.contains("batch-normalises"),
-        "{e}"
-    );
-    let e = load(
-        UnetConfig::new()
-            .with_filters(4)
-            .with_batch_norm(true)
-            .with_upsample(Upsample::Transpose),
-        &bn,
-    );
-    assert!(
-        e.contains("layer up0.up_transpose") && e.contains("batch-normalises"),
-        "{e}"
-    );
+    assert!(e.contains("layer up0.up_conv") && e.contains("[16, 32, 2, 2]") && e.contains("[64, 32, 3, 3]"), "{e}");
+    assert!(e.contains("24 convolutions (depth 4)") && e.contains("19 convolutions (depth 3)"), "{e}");
+    let e = load(UnetConfig::new().with_filters(4).with_upsample(Upsample::Transpose), &dynamic);
+    assert!(e.contains("layer up0.up_transpose") && e.contains("--upsample nearest"), "{e}");
+    let e = load(UnetConfig::new().with_filters(4).with_upsample(Upsample::Transpose), &bn);
+    assert!(e.contains("layer down0.conv1") && e.contains("batch-normalises"), "{e}");
+    let e = load(UnetConfig::new().with_filters(4).with_batch_norm(true).with_upsample(Upsample::Transpose), &bn);
+    assert!(e.contains("layer up0.up_transpose") && e.contains("batch-normalises"), "{e}");
     let e = load(UnetConfig::new().with_filters(4).with_classes(3), &dynamic);
-    assert!(
-        e.contains("layer head") && e.contains("[6, 4, 3, 3]") && e.contains("[2, 4, 3, 3]"),
-        "{e}"
-    );
+    assert!(e.contains("layer head") && e.contains("[6, 4, 3, 3]") && e.contains("[2, 4, 3, 3]"), "{e}");
     // Not a U-Net at all, and not a file.
     let perceptron = fixtures().join("perceptron_functional_tf2onnx.onnx");
     let e = keras_unet_config(&perceptron).unwrap_err().to_string();
@@ -529,27 +379,12 @@ fn mismatched_architectures_name_the_first_layer_that_differs() {
 fn bioseg_train_unet_init_from_fine_tunes_a_keras_unet() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let params = bioseg_data::SynthParams {
-        width: 64,
-        height: 64,
-        ..Default::default()
-    };
+    let params = bioseg_data::SynthParams { width: 64, height: 64, ..Default::default() };
     bioseg_data::write_dataset(&data, 3, 0, &params, 9).unwrap();
     let keras = fixture("unet_bn_transpose_keras3").onnx;
     let out = dir.path().join("run");
     let cmd_out = bioseg_train()
-        .args([
-            "unet",
-            "--quiet",
-            "-c",
-            "membrane",
-            "-e",
-            "1",
-            "--steps-per-epoch",
-            "2",
-            "-b",
-            "2",
-        ])
+        .args(["unet", "--quiet", "-c", "membrane", "-e", "1", "--steps-per-epoch", "2", "-b", "2"])
         .args(["-X", "64", "-Y", "64", "-F", "16", "--depth", "3", "-d"])
         .arg(&data)
         .arg("-o")
@@ -562,44 +397,22 @@ fn bioseg_train_unet_init_from_fine_tunes_a_keras_unet() {
     assert!(cmd_out.status.success(), "{stderr}");
     assert!(stderr.contains("-F/--filters 16 replaced by 4"), "{stderr}");
     assert!(stderr.contains("--depth 3 replaced by 4"), "{stderr}");
-    assert!(
-        stderr.contains("--upsample nearest replaced by transpose"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("--upsample nearest replaced by transpose"), "{stderr}");
     let onnx = out.join("model.onnx");
     assert!(onnx.is_file());
     // The fine-tuned model exports with the Keras layout (batch norm after the transposed
     // convolutions and the head) and runs with tract.
     let text = run_ok(bioseg().args(["inspect", "-m"]).arg(&onnx));
+    assert!(text.contains("layout nchw") && text.contains("every op is supported"), "{text}");
     assert!(
-        text.contains("layout nchw") && text.contains("every op is supported"),
-        "{text}"
-    );
-    assert!(
-        text.lines()
-            .any(|l| l.trim_start().starts_with("BatchNormalization")
-                && l.trim_end().ends_with(" 23")),
+        text.lines().any(|l| l.trim_start().starts_with("BatchNormalization") && l.trim_end().ends_with(" 23")),
         "{text}"
     );
 
     // A Keras model whose classes do not fit the data: a clean error naming the layer.
     let rgb = fixture("unet_rgb3class_tf2onnx_op13").onnx;
     let out = bioseg_train()
-        .args([
-            "unet",
-            "--quiet",
-            "-c",
-            "membrane",
-            "-e",
-            "1",
-            "--steps-per-epoch",
-            "1",
-            "-X",
-            "64",
-            "-Y",
-            "64",
-            "-d",
-        ])
+        .args(["unet", "--quiet", "-c", "membrane", "-e", "1", "--steps-per-epoch", "1", "-X", "64", "-Y", "64", "-d"])
         .arg(&data)
         .arg("-o")
         .arg(dir.path().join("run2"))
@@ -608,12 +421,6 @@ fn bioseg_train_unet_init_from_fine_tunes_a_keras_unet() {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success() && !stderr.contains("panicked"),
-        "{stderr}"
-    );
-    assert!(
-        stderr.contains("layer head") && stderr.contains("cannot initialise from"),
-        "{stderr}"
-    );
+    assert!(!out.status.success() && !stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.contains("layer head") && stderr.contains("cannot initialise from"), "{stderr}");
 }

@@ -17,8 +17,18 @@ fn s(p: &Path) -> &str {
 
 fn train_cmd(data: &Path, out: &Path) -> Command {
     let mut cmd = bioseg_train();
-    cmd.args(["-q", "unet", "-F", "2", "--depth", "2", "-X", "64", "-Y", "64", "-b", "2"])
-        .args(["-e", "10", "--steps-per-epoch", "3", "--seed", "3", "-d", s(data), "-o", s(out)]);
+    cmd.args(["-q", "unet", "-F", "2", "--depth", "2", "-X", "64", "-Y", "64", "-b", "2"]).args([
+        "-e",
+        "10",
+        "--steps-per-epoch",
+        "3",
+        "--seed",
+        "3",
+        "-d",
+        s(data),
+        "-o",
+        s(out),
+    ]);
     cmd
 }
 

@@ -58,7 +58,9 @@ fn tiny_unet_loss_falls_on_synthetic_membranes() {
         augment: AugmentConfig::none(),
         ..tiny(dir.path(), "membrane")
     };
-    let trained = train_unet::<CpuAutodiff>(&cfg, &RunOptions { quiet: true, ..Default::default() }, &[Default::default()]).unwrap();
+    let trained =
+        train_unet::<CpuAutodiff>(&cfg, &RunOptions { quiet: true, ..Default::default() }, &[Default::default()])
+            .unwrap();
     let h = &trained.history;
     assert_eq!(h.len(), 6);
     let (first, last) = (h[0].train_loss, h.last().unwrap().train_loss);
@@ -100,7 +102,10 @@ fn exported_onnx_equals_burn_forward_at_two_sizes() {
         UnetConfig::new().with_filters(4).with_depth(2).with_batch_norm(true).with_upsample(Upsample::Transpose),
         &[(32, 32), (44, 20)],
     );
-    check_export(UnetConfig::new().with_filters(4).with_depth(2).with_in_channels(3).with_classes(3), &[(32, 48), (16, 16)]);
+    check_export(
+        UnetConfig::new().with_filters(4).with_depth(2).with_in_channels(3).with_classes(3),
+        &[(32, 48), (16, 16)],
+    );
 }
 
 #[test]
@@ -119,7 +124,9 @@ fn multiclass_wcce_learns_every_class() {
         augment: AugmentConfig { elastic_probability: 0.0, ..AugmentConfig::default() },
         ..tiny(dir.path(), "multiclass")
     };
-    let trained = train_unet::<CpuAutodiff>(&cfg, &RunOptions { quiet: true, ..Default::default() }, &[Default::default()]).unwrap();
+    let trained =
+        train_unet::<CpuAutodiff>(&cfg, &RunOptions { quiet: true, ..Default::default() }, &[Default::default()])
+            .unwrap();
     assert_eq!(trained.data_classes, 3);
     assert_eq!(trained.model.classes, 3);
     let last = trained.history.last().unwrap();
@@ -145,12 +152,8 @@ fn resume_reproduces_an_uninterrupted_run() {
     let first = UnetTraining { epochs: 1, ..cfg.clone() };
     let opts = RunOptions { quiet: true, checkpoint_dir: Some(ckpt.clone()), ..Default::default() };
     train_unet::<CpuAutodiff>(&first, &opts, &dev).unwrap();
-    let resumed = train_unet::<CpuAutodiff>(
-        &cfg,
-        &RunOptions { resume_from: Some(ckpt.clone()), ..opts.clone() },
-        &dev,
-    )
-    .unwrap();
+    let resumed =
+        train_unet::<CpuAutodiff>(&cfg, &RunOptions { resume_from: Some(ckpt.clone()), ..opts.clone() }, &dev).unwrap();
     let without_timing = |h: &[bioseg_train::train::unet::UnetEpoch]| {
         h.iter().map(|e| (e.epoch, e.train_loss, e.val_loss, e.val_dice.clone(), e.val_pixel_error)).collect::<Vec<_>>()
     };
@@ -173,7 +176,8 @@ fn data_parallel_step_equals_single_step_on_the_concatenated_batch() {
     let device = Default::default();
     let sources: Vec<Sample> = (0..3)
         .map(|s| {
-            let g = bioseg_data::generate(&bioseg_data::SynthParams { width: 64, height: 64, ..Default::default() }, s).unwrap();
+            let g = bioseg_data::generate(&bioseg_data::SynthParams { width: 64, height: 64, ..Default::default() }, s)
+                .unwrap();
             Sample {
                 image: g.image.mapv(|v| v as f32 / 255.0).insert_axis(ndarray::Axis(2)),
                 mask: g.membrane.mapv(|v| u8::from(v > 127)),
@@ -187,10 +191,12 @@ fn data_parallel_step_equals_single_step_on_the_concatenated_batch() {
     let model: Unet<CpuAutodiff> = config.init(&device);
 
     let mut opt1 = AdamConfig::new().init::<CpuAutodiff, Unet<CpuAutodiff>>();
-    let (single, l1) = bioseg_train::train::data_parallel::step(model.clone(), &mut opt1, &loss, &batch, &[device], 1e-2).unwrap();
+    let (single, l1) =
+        bioseg_train::train::data_parallel::step(model.clone(), &mut opt1, &loss, &batch, &[device], 1e-2).unwrap();
     let mut opt2 = AdamConfig::new().init::<CpuAutodiff, Unet<CpuAutodiff>>();
     let (dp, l2) =
-        bioseg_train::train::data_parallel::step(model.clone(), &mut opt2, &loss, &batch, &[device, device], 1e-2).unwrap();
+        bioseg_train::train::data_parallel::step(model.clone(), &mut opt2, &loss, &batch, &[device, device], 1e-2)
+            .unwrap();
     assert!((l1 - l2).abs() < 1e-6, "{l1} vs {l2}");
     let (a, b) = (weights(&single.valid()), weights(&dp.valid()));
     let before = weights(&model.valid());

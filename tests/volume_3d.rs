@@ -116,8 +116,7 @@ fn keras_like(dir: &Path) -> PathBuf {
     let y = g.node("Transpose", "to_ndhwc", &[&s], vec![attr_ints("perm", &[0, 2, 3, 4, 1])]);
     g.output(&y, "output", &dims5(true, 1, Some([12, 20, 20])));
     let path = dir.join("keras3d.onnx");
-    bioseg_onnx::write_model(&bioseg_onnx::model_from_graph(g.finish(), &ModelMetadata::default(), ""), &path)
-        .unwrap();
+    bioseg_onnx::write_model(&bioseg_onnx::model_from_graph(g.finish(), &ModelMetadata::default(), ""), &path).unwrap();
     path
 }
 
@@ -166,14 +165,26 @@ fn tiled_3d_prediction_equals_whole_volume_inference_for_any_size() {
     for (d, h, w) in [(19, 45, 38), (8, 16, 16), (5, 9, 30), (1, 20, 20)] {
         let vol = volume(d, h, w);
         let reference = whole(&model, vol.view(), 8, 2, false);
-        for (tile, tile_z, blend) in [(16, 8, Blend::Crop), (12, 4, Blend::Crop), (64, 64, Blend::Crop), (16, 8, Blend::Gaussian)] {
-            let opts = PredictOptions { tile, tile_z, blend, overlap: if blend == Blend::Gaussian { 4 } else { 0 }, ..Default::default() };
+        for (tile, tile_z, blend) in
+            [(16, 8, Blend::Crop), (12, 4, Blend::Crop), (64, 64, Blend::Crop), (16, 8, Blend::Gaussian)]
+        {
+            let opts = PredictOptions {
+                tile,
+                tile_z,
+                blend,
+                overlap: if blend == Blend::Gaussian { 4 } else { 0 },
+                ..Default::default()
+            };
             let p = Predictor::new(&model, opts).unwrap();
             assert!(p.io().volumetric);
             assert_eq!(p.halo(), 8);
             let got = p.predict_volume(vol.view(), 255.0, &|_| {}).unwrap();
             let diff = max_diff(&got.probs, &reference);
-            assert!(diff < 1e-5, "{d}x{h}x{w}, tile {tile}/{tile_z} {blend:?}: differs by {diff} ({} tiles)", got.tiles);
+            assert!(
+                diff < 1e-5,
+                "{d}x{h}x{w}, tile {tile}/{tile_z} {blend:?}: differs by {diff} ({} tiles)",
+                got.tiles
+            );
         }
     }
 }
@@ -222,16 +233,17 @@ fn bioseg_predict_streams_a_volume_through_a_3d_model() {
     let reference = whole(&model, vol.view(), 8, 2, false);
 
     let out = d.join("probs.zarr");
-    let stdout = run_ok(bioseg().args(["-q", "predict", "-m"]).arg(&model_path).arg("-i").arg(&tif).arg("-o").arg(&out).args([
-        "--output-type",
-        "prob-f32",
-        "--tile",
-        "16",
-        "--tile-z",
-        "6",
-        "--slab",
-        "4",
-    ]));
+    let stdout =
+        run_ok(bioseg().args(["-q", "predict", "-m"]).arg(&model_path).arg("-i").arg(&tif).arg("-o").arg(&out).args([
+            "--output-type",
+            "prob-f32",
+            "--tile",
+            "16",
+            "--tile-z",
+            "6",
+            "--slab",
+            "4",
+        ]));
     assert!(stdout.contains("megapixels/s"), "{stdout}");
     let v = open_volume(&out, None).unwrap();
     assert_eq!(v.info().shape, [z, h, w]);

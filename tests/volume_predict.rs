@@ -20,16 +20,9 @@ use ndarray::{Array3, Array4};
 /// A tiny U-Net (depth 2, `filters` filters) exported by bioseg's exporter.
 fn export_tiny(dir: &Path, name: &str, filters: usize) -> PathBuf {
     let _serial = bioseg_suite::burn_lock();
-    let model: Unet<CpuBackend> = UnetConfig::new()
-        .with_filters(filters)
-        .with_depth(2)
-        .init(&Default::default());
+    let model: Unet<CpuBackend> = UnetConfig::new().with_filters(filters).with_depth(2).init(&Default::default());
     let path = dir.join(name);
-    bioseg_train::export::write_onnx(
-        &model.to_onnx(&bioseg_train::export::base_metadata()),
-        &path,
-    )
-    .unwrap();
+    bioseg_train::export::write_onnx(&model.to_onnx(&bioseg_train::export::base_metadata()), &path).unwrap();
     path
 }
 
@@ -40,9 +33,7 @@ fn volume(z: usize, h: usize, w: usize) -> Vec<Vec<u8>> {
             let mut v = Vec::with_capacity(h * w);
             for y in 0..h {
                 for x in 0..w {
-                    let f = ((x as f32 * 0.37 + k as f32 * 0.9).sin()
-                        * (y as f32 * 0.23 - k as f32 * 0.4).cos()
-                        + 1.0)
+                    let f = ((x as f32 * 0.37 + k as f32 * 0.9).sin() * (y as f32 * 0.23 - k as f32 * 0.4).cos() + 1.0)
                         * 100.0
                         + ((x * 31 + y * 17 + k * 7) % 23) as f32;
                     v.push(f.clamp(0.0, 255.0) as u8);
@@ -66,8 +57,7 @@ fn predict_2d(model: &Path, pages: &[Vec<u8>], h: usize, w: usize) -> Array3<f32
         let img = Array3::from_shape_fn((h, w, 1), |(y, x, _)| f32::from(page[y * w + x]));
         let pred = p.predict(img.view(), 255.0, &|_| {}).unwrap();
         assert_eq!(pred.probs.dim().0, 1);
-        out.index_axis_mut(ndarray::Axis(0), k)
-            .assign(&pred.probs.index_axis(ndarray::Axis(0), 0));
+        out.index_axis_mut(ndarray::Axis(0), k).assign(&pred.probs.index_axis(ndarray::Axis(0), 0));
     }
     out
 }
@@ -80,17 +70,12 @@ fn to_u8(p: &Array3<f32>) -> Array3<f32> {
 fn read_output(path: &Path) -> Array3<f32> {
     let v = open_volume(path, None).unwrap();
     let [z, y, x] = v.info().shape;
-    v.read_slab(0..z, 0..y, 0..x)
-        .unwrap()
-        .index_axis_move(ndarray::Axis(3), 0)
+    v.read_slab(0..z, 0..y, 0..x).unwrap().index_axis_move(ndarray::Axis(3), 0)
 }
 
 fn max_diff(a: &Array3<f32>, b: &Array3<f32>) -> f32 {
     assert_eq!(a.dim(), b.dim());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
 
 fn s(p: &Path) -> &str {
@@ -99,16 +84,7 @@ fn s(p: &Path) -> &str {
 
 fn predict_cmd(model: &Path, input: &Path, output: &Path) -> Command {
     let mut c = bioseg();
-    c.args([
-        "predict",
-        "-q",
-        "-m",
-        s(model),
-        "-i",
-        s(input),
-        "-o",
-        s(output),
-    ]);
+    c.args(["predict", "-q", "-m", s(model), "-i", s(input), "-o", s(output)]);
     c
 }
 
@@ -196,13 +172,7 @@ fn every_volume_input_gives_the_per_slice_prediction() {
     let slices = d.join("slices");
     std::fs::create_dir(&slices).unwrap();
     for (k, p) in pages.iter().enumerate() {
-        bioseg_data::write_gray_u8_png(
-            slices.join(format!("section_{k}.png")),
-            w as u32,
-            h as u32,
-            p,
-        )
-        .unwrap();
+        bioseg_data::write_gray_u8_png(slices.join(format!("section_{k}.png")), w as u32, h as u32, p).unwrap();
     }
     let v2 = d.join("v2.zarr");
     write_zarr_v2(&v2, &pages, h, w, [4, 32, 64]);
@@ -226,11 +196,7 @@ fn every_volume_input_gives_the_per_slice_prediction() {
         let stdout = run_ok(&mut cmd);
         assert!(stdout.contains("megapixels/s"), "{stdout}");
         let got = read_output(&out);
-        assert_eq!(
-            max_diff(&got, &expected),
-            0.0,
-            "{name}: differs from the per-slice 2-D prediction"
-        );
+        assert_eq!(max_diff(&got, &expected), 0.0, "{name}: differs from the per-slice 2-D prediction");
     }
 
     // Multi-page TIFF and slice-folder outputs hold the same values.
@@ -244,16 +210,10 @@ fn every_volume_input_gives_the_per_slice_prediction() {
 
     // Outputs are never replaced without --overwrite.
     run_fails(&mut predict_cmd(&model, &tif, &out_tif), "output exists");
-    run_fails(
-        &mut predict_cmd(&model, &tif, &d.join("tiff_out.zarr")),
-        "output exists",
-    );
+    run_fails(&mut predict_cmd(&model, &tif, &d.join("tiff_out.zarr")), "output exists");
     run_fails(&mut predict_cmd(&model, &tif, &out_dir), "output exists");
     run_ok(predict_cmd(&model, &tif, &d.join("tiff_out.zarr")).arg("--overwrite"));
-    assert_eq!(
-        max_diff(&read_output(&d.join("tiff_out.zarr")), &expected),
-        0.0
-    );
+    assert_eq!(max_diff(&read_output(&d.join("tiff_out.zarr")), &expected), 0.0);
 }
 
 #[test]
@@ -292,16 +252,12 @@ fn memory_blocks_regions_and_z_ranges_match_the_2d_prediction() {
         "100:450,37:555",
     ]));
     let got = read_output(&out);
-    let crop = expected
-        .slice(ndarray::s![1..3, 100..450, 37..555])
-        .to_owned();
+    let crop = expected.slice(ndarray::s![1..3, 100..450, 37..555]).to_owned();
     let diff = max_diff(&got, &crop);
     assert!(diff <= 1e-5, "region differs by {diff}");
-    let meta: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("zarr.json")).unwrap()).unwrap();
+    let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("zarr.json")).unwrap()).unwrap();
     assert_eq!(
-        meta["attributes"]["ome"]["multiscales"][0]["datasets"][0]["coordinateTransformations"][1]
-            ["translation"],
+        meta["attributes"]["ome"]["multiscales"][0]["datasets"][0]["coordinateTransformations"][1]["translation"],
         serde_json::json!([1.0, 100.0, 37.0])
     );
 }
@@ -335,21 +291,9 @@ fn three_shard_processes_fill_one_store_like_one_run() {
     for c in children {
         let out = c.wait_with_output().unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
         assert!(stdout.contains("of 4 blocks"), "{stdout}");
-        let n: usize = stdout
-            .split(" computed")
-            .next()
-            .unwrap()
-            .rsplit(' ')
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap();
+        let n: usize = stdout.split(" computed").next().unwrap().rsplit(' ').next().unwrap().parse().unwrap();
         computed += n;
     }
     assert_eq!(computed, 4, "the shards computed each block once");
@@ -359,19 +303,11 @@ fn three_shard_processes_fill_one_store_like_one_run() {
     assert!(a == b, "chunk files differ");
 
     // A shard resumed finds its blocks; another model is refused.
-    let stdout = run_ok(
-        predict_cmd(&model, &tif, &shared).args(["--slab", "2", "--shard", "3/3", "--resume"]),
-    );
+    let stdout = run_ok(predict_cmd(&model, &tif, &shared).args(["--slab", "2", "--shard", "3/3", "--resume"]));
     assert!(stdout.contains("0 computed, 2 skipped"), "{stdout}");
     let other = export_tiny(d, "other.onnx", 6);
-    run_fails(
-        predict_cmd(&other, &tif, &shared).args(["--slab", "2", "--shard", "1/3"]),
-        "other settings",
-    );
-    run_fails(
-        predict_cmd(&model, &tif, &shared).args(["--slab", "1", "--resume"]),
-        "other settings",
-    );
+    run_fails(predict_cmd(&other, &tif, &shared).args(["--slab", "2", "--shard", "1/3"]), "other settings");
+    run_fails(predict_cmd(&model, &tif, &shared).args(["--slab", "1", "--resume"]), "other settings");
 }
 
 #[cfg(unix)]
@@ -404,72 +340,31 @@ fn a_run_killed_with_sigkill_resumes_to_the_same_output() {
         .unwrap();
     let t0 = Instant::now();
     while chunk_files(&part).len() < 4 {
-        assert!(
-            t0.elapsed() < Duration::from_secs(120),
-            "no chunks appeared"
-        );
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the run ended before it was killed"
-        );
+        assert!(t0.elapsed() < Duration::from_secs(120), "no chunks appeared");
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before it was killed");
         std::thread::sleep(Duration::from_millis(20));
     }
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let before = chunk_files(&part);
-    assert!(
-        before.len() >= 4 && before.len() < z,
-        "{} chunks when killed",
-        before.len()
-    );
-    let stamps: Vec<_> = before
-        .keys()
-        .map(|k| (k.clone(), inode_and_mtime(&part.join(k))))
-        .collect();
+    assert!(before.len() >= 4 && before.len() < z, "{} chunks when killed", before.len());
+    let stamps: Vec<_> = before.keys().map(|k| (k.clone(), inode_and_mtime(&part.join(k)))).collect();
 
     // Without --resume the store is not touched.
-    run_fails(
-        predict_cmd(&model, &tif, &part).args(["--slab", "1"]),
-        "output exists",
-    );
+    run_fails(predict_cmd(&model, &tif, &part).args(["--slab", "1"]), "output exists");
     let stdout = run_ok(predict_cmd(&model, &tif, &part).args(["--slab", "1", "--resume"]));
-    assert!(
-        stdout.contains(&format!(
-            "{} computed, {} skipped",
-            z - before.len(),
-            before.len()
-        )),
-        "{stdout}"
-    );
+    assert!(stdout.contains(&format!("{} computed, {} skipped", z - before.len(), before.len())), "{stdout}");
     for (k, stamp) in stamps {
-        assert_eq!(
-            inode_and_mtime(&part.join(&k)),
-            stamp,
-            "{} was rewritten",
-            k.display()
-        );
+        assert_eq!(inode_and_mtime(&part.join(&k)), stamp, "{} was rewritten", k.display());
     }
     assert_eq!(max_diff(&read_output(&part), &read_output(&reference)), 0.0);
-    assert!(
-        chunk_files(&part) == chunk_files(&reference),
-        "chunk files differ"
-    );
+    assert!(chunk_files(&part) == chunk_files(&reference), "chunk files differ");
 }
 
 /// The peak resident memory the CLI printed.
 fn peak_bytes(stdout: &str) -> u64 {
-    let line = stdout
-        .lines()
-        .find(|l| l.starts_with("peak memory"))
-        .unwrap_or_else(|| panic!("{stdout}"));
-    line.rsplit('(')
-        .next()
-        .unwrap()
-        .split(' ')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
+    let line = stdout.lines().find(|l| l.starts_with("peak memory")).unwrap_or_else(|| panic!("{stdout}"));
+    line.rsplit('(').next().unwrap().split(' ').next().unwrap().parse().unwrap()
 }
 
 #[test]
@@ -479,20 +374,12 @@ fn a_volume_several_times_the_budget_stays_within_it() {
     let model = export_tiny(d, "unet.onnx", 4);
     let (h, w) = (512, 512);
     let budget: u64 = 32 << 20;
-    let args = [
-        "--memory-budget",
-        "32M",
-        "--threads",
-        "2",
-        "--report-peak-memory",
-    ];
+    let args = ["--memory-budget", "32M", "--threads", "2", "--report-peak-memory"];
 
     // The model's own memory: the same run on a two-slice volume.
     let small = d.join("small.tif");
     write_tiff(&small, &volume(2, h, w), h, w);
-    let base = peak_bytes(&run_ok(
-        predict_cmd(&model, &small, &d.join("small.zarr")).args(args),
-    ));
+    let base = peak_bytes(&run_ok(predict_cmd(&model, &small, &d.join("small.zarr")).args(args)));
 
     // 256 slices: 256 MiB of float32 probabilities, 8x the budget and well above the model's
     // own working memory (~110 MiB with the mimalloc allocator, which keeps freed pages).
@@ -520,10 +407,7 @@ fn a_volume_several_times_the_budget_stays_within_it() {
         peak <= base + budget + slack,
         "peak {peak} bytes exceeds the model's {base} + the budget {budget} (+ {slack} allocator slack)"
     );
-    assert!(
-        peak < volume_bytes,
-        "peak {peak} bytes: the volume was held in memory"
-    );
+    assert!(peak < volume_bytes, "peak {peak} bytes: the volume was held in memory");
 }
 
 #[test]
@@ -536,43 +420,16 @@ fn bad_volume_requests_fail_with_one_clean_line() {
     write_tiff(&tif, &volume(z, h, w), h, w);
     let out = d.join("out.zarr");
 
-    run_fails(
-        predict_cmd(&model, &tif, &out).args(["--shard", "5/3"]),
-        "5/3",
-    );
-    run_fails(
-        predict_cmd(&model, &tif, &out).args(["--shard", "0/3"]),
-        "numbered from 1",
-    );
-    run_fails(
-        &mut predict_cmd(&model, &d.join("missing.tif"), &out),
-        "missing.tif",
-    );
-    run_fails(
-        predict_cmd(&model, &tif, &out).args(["--z-range", "4:9"]),
-        "--z-range 4:9",
-    );
-    run_fails(
-        predict_cmd(&model, &tif, &out).args(["--roi", "0:80,0:10"]),
-        "--roi rows 0:80",
-    );
-    run_fails(
-        predict_cmd(&model, &tif, &d.join("out.tif")).args(["--shard", "1/2"]),
-        "--shard needs a .zarr",
-    );
-    run_fails(
-        &mut predict_cmd(&model, &tif, &d.join("out.png")),
-        "cannot write a volume",
-    );
-    run_fails(
-        predict_cmd(&model, &tif, &out).args(["--memory-budget", "64K"]),
-        "too small",
-    );
+    run_fails(predict_cmd(&model, &tif, &out).args(["--shard", "5/3"]), "5/3");
+    run_fails(predict_cmd(&model, &tif, &out).args(["--shard", "0/3"]), "numbered from 1");
+    run_fails(&mut predict_cmd(&model, &d.join("missing.tif"), &out), "missing.tif");
+    run_fails(predict_cmd(&model, &tif, &out).args(["--z-range", "4:9"]), "--z-range 4:9");
+    run_fails(predict_cmd(&model, &tif, &out).args(["--roi", "0:80,0:10"]), "--roi rows 0:80");
+    run_fails(predict_cmd(&model, &tif, &d.join("out.tif")).args(["--shard", "1/2"]), "--shard needs a .zarr");
+    run_fails(&mut predict_cmd(&model, &tif, &d.join("out.png")), "cannot write a volume");
+    run_fails(predict_cmd(&model, &tif, &out).args(["--memory-budget", "64K"]), "too small");
     let png = d.join("image.png");
     bioseg_data::write_gray_u8_png(&png, w as u32, h as u32, &volume(1, h, w)[0]).unwrap();
-    run_fails(
-        predict_cmd(&model, &png, &d.join("p.png")).args(["--z-range", "0:1"]),
-        "apply to volumes",
-    );
+    run_fails(predict_cmd(&model, &png, &d.join("p.png")).args(["--z-range", "0:1"]), "apply to volumes");
     assert!(!out.exists(), "a failed request left an output");
 }

@@ -1,8 +1,6 @@
 //! bioseg-suite: helpers shared by the end-to-end tests and benchmarks: locating (and if needed building) the workspace's
 //! binaries, and running them.
 
-
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -32,7 +32,7 @@ cargo build --release -q -p bioseg-train
 BIN=$ROOT/target/release/bioseg-train
 export RAYON_NUM_THREADS=$THREADS TF_NUM_INTRAOP_THREADS=$THREADS TF_NUM_INTEROP_THREADS=1
 
-"$BIN" bench -F 16 --size 64 -b 1 --steps 1 --peak 2>/dev/null | grep "peak" || true
+"$BIN" bench -F 16 --size 64 -b 1 --steps 1 --peak 2>/dev/null | sed -n 's/ (.*reached)//; /peak/p' || true
 first=1
 printf '\n%-18s %-16s %10s %9s %9s %8s\n' "config" "engine" "s/step" "images/s" "GFLOP/s" "ratio"
 for cfg in $CONFIGS; do

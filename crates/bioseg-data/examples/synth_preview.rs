@@ -13,31 +13,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let seed: u64 = args.next().map(|s| s.parse()).transpose()?.unwrap_or(1);
     std::fs::create_dir_all(&out)?;
     let scale: f32 = args.next().map(|s| s.parse()).transpose()?.unwrap_or(1.0);
-    let params = SynthParams {
-        width: size,
-        height: size,
-        ..SynthParams::default()
-    }
-    .scaled(scale);
+    let params = SynthParams { width: size, height: size, ..SynthParams::default() }.scaled(scale);
     let start = Instant::now();
     let s = generate(&params, seed)?;
-    println!(
-        "generated {size}x{size} in {:.1} ms",
-        start.elapsed().as_secs_f64() * 1e3
-    );
+    println!("generated {size}x{size} in {:.1} ms", start.elapsed().as_secs_f64() * 1e3);
     let n = size as u32;
-    write_gray_u8_png(
-        out.join("image.png"),
-        n,
-        n,
-        s.image.as_slice().unwrap_or(&[]),
-    )?;
-    write_gray_u8_png(
-        out.join("membrane.png"),
-        n,
-        n,
-        s.membrane.as_slice().unwrap_or(&[]),
-    )?;
+    write_gray_u8_png(out.join("image.png"), n, n, s.image.as_slice().unwrap_or(&[]))?;
+    write_gray_u8_png(out.join("membrane.png"), n, n, s.membrane.as_slice().unwrap_or(&[]))?;
     let overlay: Vec<u8> = s
         .image
         .iter()
@@ -50,12 +32,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .collect();
     write_rgb_u8_png(out.join("overlay.png"), n, n, &overlay)?;
     // A 3x close-up of 128x128 pixels around a mitochondrion.
-    let mito: Vec<(usize, usize)> = s
-        .classes
-        .indexed_iter()
-        .filter(|(_, c)| **c == 2)
-        .map(|(p, _)| p)
-        .collect();
+    let mito: Vec<(usize, usize)> = s.classes.indexed_iter().filter(|(_, c)| **c == 2).map(|(p, _)| p).collect();
     if let Some(&(cy, cx)) = mito.get(mito.len() / 2) {
         let half = 64.min(size / 2);
         let x0 = cx.saturating_sub(half).min(size - 2 * half);

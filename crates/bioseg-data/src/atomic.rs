@@ -54,23 +54,16 @@ where
     };
     #[cfg(unix)]
     builder.permissions(permissions);
-    let mut tmp = builder
-        .tempfile_in(&dir)
-        .map_err(|e| DataError::OutputFolder {
-            dir: dir.clone(),
-            reason: e.to_string(),
-        })?;
+    let mut tmp =
+        builder.tempfile_in(&dir).map_err(|e| DataError::OutputFolder { dir: dir.clone(), reason: e.to_string() })?;
 
     {
         let mut buffered = BufWriter::with_capacity(1 << 16, tmp.as_file_mut());
         write(&mut buffered).map_err(|e| DataError::write(path, e))?;
         buffered.flush().map_err(|e| DataError::write(path, e))?;
     }
-    tmp.as_file()
-        .sync_all()
-        .map_err(|e| DataError::write(path, e))?;
-    tmp.persist(path)
-        .map_err(|e| DataError::write(path, e.error))?;
+    tmp.as_file().sync_all().map_err(|e| DataError::write(path, e))?;
+    tmp.persist(path).map_err(|e| DataError::write(path, e.error))?;
     Ok(())
 }
 
@@ -84,21 +77,15 @@ pub fn write_bytes_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> Result<(), Da
 /// Returns [`DataError::OutputExists`] ("output exists: PATH (use --overwrite)") in that
 /// case; with `overwrite` set, or when nothing exists at `path`, returns `Ok(())` and
 /// deletes nothing (the atomic writers replace the file when they finish).
-pub fn ensure_absent_or_overwrite(
-    path: impl AsRef<Path>,
-    overwrite: bool,
-) -> Result<(), DataError> {
+pub fn ensure_absent_or_overwrite(path: impl AsRef<Path>, overwrite: bool) -> Result<(), DataError> {
     let path = path.as_ref();
     match std::fs::symlink_metadata(path) {
-        Ok(_) if !overwrite => Err(DataError::OutputExists {
-            path: path.to_path_buf(),
-        }),
+        Ok(_) if !overwrite => Err(DataError::OutputExists { path: path.to_path_buf() }),
         Ok(_) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotADirectory => Err(DataError::OutputFolder {
-            dir: parent_dir(path),
-            reason: "not a folder".into(),
-        }),
+        Err(e) if e.kind() == io::ErrorKind::NotADirectory => {
+            Err(DataError::OutputFolder { dir: parent_dir(path), reason: "not a folder".into() })
+        }
         Err(e) => Err(DataError::read(path, e)),
     }
 }
@@ -115,18 +102,11 @@ fn parent_dir(path: &Path) -> PathBuf {
 fn check_output_folder(dir: &Path) -> Result<(), DataError> {
     match std::fs::metadata(dir) {
         Ok(meta) if meta.is_dir() => Ok(()),
-        Ok(_) => Err(DataError::OutputFolder {
-            dir: dir.to_path_buf(),
-            reason: "not a folder".into(),
-        }),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(DataError::OutputFolder {
-            dir: dir.to_path_buf(),
-            reason: "folder does not exist".into(),
-        }),
-        Err(e) => Err(DataError::OutputFolder {
-            dir: dir.to_path_buf(),
-            reason: e.to_string(),
-        }),
+        Ok(_) => Err(DataError::OutputFolder { dir: dir.to_path_buf(), reason: "not a folder".into() }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            Err(DataError::OutputFolder { dir: dir.to_path_buf(), reason: "folder does not exist".into() })
+        }
+        Err(e) => Err(DataError::OutputFolder { dir: dir.to_path_buf(), reason: e.to_string() }),
     }
 }
 
@@ -216,10 +196,7 @@ mod tests {
         ensure_absent_or_overwrite(&p, false).unwrap();
         std::fs::write(&p, b"").unwrap();
         let err = ensure_absent_or_overwrite(&p, false).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            format!("output exists: {} (use --overwrite)", p.display())
-        );
+        assert_eq!(err.to_string(), format!("output exists: {} (use --overwrite)", p.display()));
         ensure_absent_or_overwrite(&p, true).unwrap();
         assert!(p.exists());
     }

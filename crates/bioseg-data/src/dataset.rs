@@ -59,9 +59,7 @@ pub struct SegmentationDataset {
 pub fn list_images(dir: impl AsRef<Path>) -> Result<Vec<PathBuf>, DataError> {
     let dir = dir.as_ref();
     if !dir.is_dir() {
-        return Err(DataError::MissingFolder {
-            path: dir.to_path_buf(),
-        });
+        return Err(DataError::MissingFolder { path: dir.to_path_buf() });
     }
     let entries = std::fs::read_dir(dir).map_err(|e| DataError::read(dir, e))?;
     let mut files = Vec::new();
@@ -76,18 +74,13 @@ pub fn list_images(dir: impl AsRef<Path>) -> Result<Vec<PathBuf>, DataError> {
         files.push(path);
     }
     if files.is_empty() {
-        return Err(DataError::EmptyFolder {
-            path: dir.to_path_buf(),
-        });
+        return Err(DataError::EmptyFolder { path: dir.to_path_buf() });
     }
     files.sort_by(|a, b| natural_cmp(&file_name(a), &file_name(b)));
     let mut seen: HashMap<String, &PathBuf> = HashMap::new();
     for f in &files {
         if let Some(prev) = seen.insert(stem(f), f) {
-            return Err(DataError::DuplicateStem {
-                first: prev.clone(),
-                second: f.clone(),
-            });
+            return Err(DataError::DuplicateStem { first: prev.clone(), second: f.clone() });
         }
     }
     Ok(files)
@@ -95,16 +88,12 @@ pub fn list_images(dir: impl AsRef<Path>) -> Result<Vec<PathBuf>, DataError> {
 
 /// A file's name as text (lossy for non-UTF-8 names).
 fn file_name(p: &Path) -> String {
-    p.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
+    p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
 /// A file's stem as text (lossy for non-UTF-8 names).
 fn stem(p: &Path) -> String {
-    p.file_stem()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
+    p.file_stem().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
 /// Reports the first of `root`, `root/class`, `root/class/split`, `.../image` that is missing.
@@ -130,11 +119,7 @@ struct Scanned {
 impl SegmentationDataset {
     /// Opens `root/object_class/split` and detects the label encoding
     /// (see the module documentation for what is checked).
-    pub fn open(
-        root: impl AsRef<Path>,
-        object_class: &str,
-        split: &str,
-    ) -> Result<Self, DataError> {
+    pub fn open(root: impl AsRef<Path>, object_class: &str, split: &str) -> Result<Self, DataError> {
         Self::open_impl(root.as_ref(), object_class, split, None)
     }
 
@@ -149,12 +134,7 @@ impl SegmentationDataset {
         Self::open_impl(root.as_ref(), object_class, split, Some(num_classes))
     }
 
-    fn open_impl(
-        root: &Path,
-        object_class: &str,
-        split: &str,
-        num_classes: Option<usize>,
-    ) -> Result<Self, DataError> {
+    fn open_impl(root: &Path, object_class: &str, split: &str, num_classes: Option<usize>) -> Result<Self, DataError> {
         check_folders(root, object_class, split)?;
         let dir = root.join(object_class).join(split);
         let image_dir = dir.join("image");
@@ -176,11 +156,8 @@ impl SegmentationDataset {
         let scanned: Vec<Result<Scanned, DataError>> = pairs.par_iter().map(scan_pair).collect();
         let scanned: Vec<Scanned> = scanned.into_iter().collect::<Result<_, _>>()?;
 
-        let named: Vec<(&Path, &LabelValues)> = pairs
-            .iter()
-            .zip(&scanned)
-            .map(|(p, s)| (p.label.as_path(), &s.values))
-            .collect();
+        let named: Vec<(&Path, &LabelValues)> =
+            pairs.iter().zip(&scanned).map(|(p, s)| (p.label.as_path(), &s.values)).collect();
         let encoding = MaskEncoding::detect_named(&named, num_classes)?;
         let num_classes = num_classes.unwrap_or_else(|| encoding.num_classes());
         let mut class_frequencies = vec![0u64; num_classes];
@@ -262,13 +239,7 @@ impl SegmentationDataset {
         let present = self.class_frequencies.iter().filter(|&&n| n > 0).count();
         self.class_frequencies
             .iter()
-            .map(|&n| {
-                if n == 0 {
-                    0.0
-                } else {
-                    (total as f64 / (present as f64 * n as f64)) as f32
-                }
-            })
+            .map(|&n| if n == 0 { 0.0 } else { (total as f64 / (present as f64 * n as f64)) as f32 })
             .collect()
     }
 
@@ -276,11 +247,7 @@ impl SegmentationDataset {
         if i < self.pairs.len() {
             Ok(())
         } else {
-            Err(DataError::IndexOutOfRange {
-                path: self.dir.clone(),
-                index: i,
-                len: self.pairs.len(),
-            })
+            Err(DataError::IndexOutOfRange { path: self.dir.clone(), index: i, len: self.pairs.len() })
         }
     }
 
@@ -334,10 +301,7 @@ fn pair_up(
 ) -> Result<Vec<SamplePair>, DataError> {
     let by_stem: HashMap<String, &PathBuf> = labels.iter().map(|l| (stem(l), l)).collect();
     let image_stems: HashMap<String, &PathBuf> = images.iter().map(|i| (stem(i), i)).collect();
-    let lonely_images: Vec<&PathBuf> = images
-        .iter()
-        .filter(|i| !by_stem.contains_key(&stem(i)))
-        .collect();
+    let lonely_images: Vec<&PathBuf> = images.iter().filter(|i| !by_stem.contains_key(&stem(i))).collect();
     if let Some(first) = lonely_images.first() {
         return Err(DataError::UnpairedImage {
             image: (*first).clone(),
@@ -345,10 +309,7 @@ fn pair_up(
             more: lonely_images.len() - 1,
         });
     }
-    let lonely_labels: Vec<&PathBuf> = labels
-        .iter()
-        .filter(|l| !image_stems.contains_key(&stem(l)))
-        .collect();
+    let lonely_labels: Vec<&PathBuf> = labels.iter().filter(|l| !image_stems.contains_key(&stem(l))).collect();
     if let Some(first) = lonely_labels.first() {
         return Err(DataError::UnpairedLabel {
             label: (*first).clone(),
@@ -360,11 +321,7 @@ fn pair_up(
         .iter()
         .map(|i| {
             let name = stem(i);
-            SamplePair {
-                label: by_stem[&name].clone(),
-                image: i.clone(),
-                name,
-            }
+            SamplePair { label: by_stem[&name].clone(), image: i.clone(), name }
         })
         .collect())
 }
@@ -384,10 +341,7 @@ fn scan_pair(pair: &SamplePair) -> Result<Scanned, DataError> {
             label_height: label.height(),
         });
     }
-    Ok(Scanned {
-        size: (w, h),
-        values: LabelValues::of(&label),
-    })
+    Ok(Scanned { size: (w, h), values: LabelValues::of(&label) })
 }
 
 #[cfg(test)]
@@ -421,19 +375,13 @@ mod tests {
         assert_eq!(ds.num_classes(), 2);
         assert_eq!(ds.class_frequencies(), &[12, 24]);
         let w = ds.class_weights();
-        assert!(
-            (w[0] - 1.5).abs() < 1e-6 && (w[1] - 0.75).abs() < 1e-6,
-            "{w:?}"
-        );
+        assert!((w[0] - 1.5).abs() < 1e-6 && (w[1] - 0.75).abs() < 1e-6, "{w:?}");
         let (img, mask) = ds.load_pair(2).unwrap();
         assert_eq!(img.data[[0, 1, 0]], 10.0); // "10" was written first (k = 0)
         assert_eq!(mask.classes[[0, 0]], 0);
         assert_eq!(mask.classes[[2, 3]], 1);
         assert_eq!(ds.size(0).unwrap(), (4, 3));
-        assert!(matches!(
-            ds.load_pair(3),
-            Err(DataError::IndexOutOfRange { .. })
-        ));
+        assert!(matches!(ds.load_pair(3), Err(DataError::IndexOutOfRange { .. })));
     }
 
     #[test]
@@ -455,19 +403,13 @@ mod tests {
     fn missing_and_empty_folders() {
         let d = tempfile::tempdir().unwrap();
         let err = SegmentationDataset::open(d.path(), "c", "train").unwrap_err();
-        assert!(
-            matches!(&err, DataError::MissingFolder { path } if path.ends_with("c")),
-            "{err}"
-        );
+        assert!(matches!(&err, DataError::MissingFolder { path } if path.ends_with("c")), "{err}");
         std::fs::create_dir_all(d.path().join("c/train/image")).unwrap();
         let err = SegmentationDataset::open(d.path(), "c", "train").unwrap_err();
         assert!(matches!(err, DataError::MissingLabelFolder { .. }), "{err}");
         std::fs::create_dir_all(d.path().join("c/train/label")).unwrap();
         let err = SegmentationDataset::open(d.path(), "c", "train").unwrap_err();
-        assert!(
-            matches!(&err, DataError::EmptyFolder { path } if path.ends_with("image")),
-            "{err}"
-        );
+        assert!(matches!(&err, DataError::EmptyFolder { path } if path.ends_with("image")), "{err}");
     }
 
     #[test]
@@ -476,20 +418,13 @@ mod tests {
         let dir = make(d.path(), &["1", "2", "3"], "label");
         std::fs::remove_file(dir.join("label/2.png")).unwrap();
         std::fs::remove_file(dir.join("label/3.png")).unwrap();
-        let err = SegmentationDataset::open(d.path(), "c", "train")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("image/2.png") && err.contains("(and 1 more)"),
-            "{err}"
-        );
+        let err = SegmentationDataset::open(d.path(), "c", "train").unwrap_err().to_string();
+        assert!(err.contains("image/2.png") && err.contains("(and 1 more)"), "{err}");
 
         let d = tempfile::tempdir().unwrap();
         let dir = make(d.path(), &["1", "2"], "label");
         std::fs::remove_file(dir.join("image/2.png")).unwrap();
-        let err = SegmentationDataset::open(d.path(), "c", "train")
-            .unwrap_err()
-            .to_string();
+        let err = SegmentationDataset::open(d.path(), "c", "train").unwrap_err().to_string();
         assert!(err.contains("label/2.png has no image"), "{err}");
     }
 
@@ -507,9 +442,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let dir = make(d.path(), &["3"], "label");
         write_gray_u8_png(dir.join("label/3.png"), 2, 2, &[0, 255, 0, 255]).unwrap();
-        let err = SegmentationDataset::open(d.path(), "c", "train")
-            .unwrap_err()
-            .to_string();
+        let err = SegmentationDataset::open(d.path(), "c", "train").unwrap_err().to_string();
         assert_eq!(
             err,
             format!(
@@ -526,31 +459,19 @@ mod tests {
         let dir = make(d.path(), &["1", "2"], "label");
         std::fs::write(dir.join("label/2.png"), b"\x89PNG\r\n\x1a\nxx").unwrap();
         let err = SegmentationDataset::open(d.path(), "c", "train").unwrap_err();
-        assert!(
-            matches!(&err, DataError::CorruptImage { path, .. } if path.ends_with("label/2.png")),
-            "{err}"
-        );
+        assert!(matches!(&err, DataError::CorruptImage { path, .. } if path.ends_with("label/2.png")), "{err}");
     }
 
     #[test]
     fn class_count_is_checked() {
         let d = tempfile::tempdir().unwrap();
         let dir = make(d.path(), &["1", "2"], "label");
-        write_gray_u8_png(
-            dir.join("label/2.png"),
-            4,
-            3,
-            &[0, 1, 2, 3, 4, 0, 0, 0, 0, 0, 0, 0],
-        )
-        .unwrap();
+        write_gray_u8_png(dir.join("label/2.png"), 4, 3, &[0, 1, 2, 3, 4, 0, 0, 0, 0, 0, 0, 0]).unwrap();
         write_gray_u8_png(dir.join("label/1.png"), 4, 3, &[0; 12]).unwrap();
         let err = SegmentationDataset::open_with_classes(d.path(), "c", "train", 3).unwrap_err();
         let msg = err.to_string();
         assert!(matches!(err, DataError::LabelValue { .. }), "{msg}");
-        assert!(
-            msg.contains("label/2.png") && msg.contains("value 3"),
-            "{msg}"
-        );
+        assert!(msg.contains("label/2.png") && msg.contains("value 3"), "{msg}");
         let ds = SegmentationDataset::open_with_classes(d.path(), "c", "train", 6).unwrap();
         assert_eq!(ds.num_classes(), 6);
         assert_eq!(ds.class_frequencies(), &[20, 1, 1, 1, 1, 0]);
@@ -583,15 +504,8 @@ mod tests {
             std::fs::write(d.path().join(n), b"").unwrap();
         }
         std::fs::create_dir(d.path().join("dir.png")).unwrap();
-        let names: Vec<String> = list_images(d.path())
-            .unwrap()
-            .iter()
-            .map(|p| file_name(p))
-            .collect();
+        let names: Vec<String> = list_images(d.path()).unwrap().iter().map(|p| file_name(p)).collect();
         assert_eq!(names, ["a.tiff", "b9.TIF", "b10.png"]);
-        assert!(matches!(
-            list_images(d.path().join("nope")),
-            Err(DataError::MissingFolder { .. })
-        ));
+        assert!(matches!(list_images(d.path().join("nope")), Err(DataError::MissingFolder { .. })));
     }
 }

@@ -106,10 +106,7 @@ mod tests {
         assert_eq!(natural_cmp("", "a"), Ordering::Less);
         assert_eq!(natural_cmp("x", "x1"), Ordering::Less);
         // Huge numbers do not overflow.
-        assert_eq!(
-            natural_cmp("99999999999999999999999", "100000000000000000000000"),
-            Ordering::Less
-        );
+        assert_eq!(natural_cmp("99999999999999999999999", "100000000000000000000000"), Ordering::Less);
         assert_eq!(natural_cmp("é2", "é10"), Ordering::Less);
     }
 

@@ -214,9 +214,7 @@ pub enum DataError {
     },
 
     /// Two label maps handed to a metric differ in shape (no file is involved).
-    #[error(
-        "shape mismatch: prediction is {pred_width}x{pred_height} but target is {target_width}x{target_height}"
-    )]
+    #[error("shape mismatch: prediction is {pred_width}x{pred_height} but target is {target_width}x{target_height}")]
     ShapeMismatch {
         /// Prediction width.
         pred_width: usize,
@@ -272,45 +270,28 @@ pub enum DataError {
 /// `value`'s text with line breaks (and runs of whitespace) folded into single
 /// spaces, so that a decoder's message fits the one-line error format.
 pub(crate) fn one_line(value: impl std::fmt::Display) -> String {
-    value
-        .to_string()
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
+    value.to_string().split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// Formats the "(and N more)" tail of the unpaired-file messages.
 fn more_suffix(more: usize) -> String {
-    if more == 0 {
-        String::new()
-    } else {
-        format!(" (and {more} more)")
-    }
+    if more == 0 { String::new() } else { format!(" (and {more} more)") }
 }
 
 impl DataError {
     /// A [`DataError::Read`] for `path`.
     pub(crate) fn read(path: impl Into<PathBuf>, error: io::Error) -> Self {
-        DataError::Read {
-            path: path.into(),
-            error,
-        }
+        DataError::Read { path: path.into(), error }
     }
 
     /// A [`DataError::Write`] for `path`.
     pub(crate) fn write(path: impl Into<PathBuf>, error: io::Error) -> Self {
-        DataError::Write {
-            path: path.into(),
-            error,
-        }
+        DataError::Write { path: path.into(), error }
     }
 
     /// A [`DataError::InvalidParameter`].
     pub(crate) fn param(name: &'static str, reason: impl Into<String>) -> Self {
-        DataError::InvalidParameter {
-            name,
-            reason: reason.into(),
-        }
+        DataError::InvalidParameter { name, reason: reason.into() }
     }
 }
 
@@ -328,47 +309,19 @@ mod tests {
             label_width: 256,
             label_height: 256,
         };
-        assert_eq!(
-            e.to_string(),
-            "size mismatch: image /a/3.png is 512x512 but label /a/label/3.png is 256x256"
-        );
-        let e = DataError::CorruptImage {
-            path: "/x/1.png".into(),
-            reason: "unexpected end of file".into(),
-        };
-        assert_eq!(
-            e.to_string(),
-            "corrupt image /x/1.png: unexpected end of file"
-        );
-        let e = DataError::OutputExists {
-            path: "/o/model.onnx".into(),
-        };
-        assert_eq!(
-            e.to_string(),
-            "output exists: /o/model.onnx (use --overwrite)"
-        );
+        assert_eq!(e.to_string(), "size mismatch: image /a/3.png is 512x512 but label /a/label/3.png is 256x256");
+        let e = DataError::CorruptImage { path: "/x/1.png".into(), reason: "unexpected end of file".into() };
+        assert_eq!(e.to_string(), "corrupt image /x/1.png: unexpected end of file");
+        let e = DataError::OutputExists { path: "/o/model.onnx".into() };
+        assert_eq!(e.to_string(), "output exists: /o/model.onnx (use --overwrite)");
     }
 
     #[test]
     fn unpaired_mentions_how_many_more() {
-        let e = DataError::UnpairedImage {
-            image: "/d/image/3.png".into(),
-            label_dir: "/d/label".into(),
-            more: 2,
-        };
-        assert_eq!(
-            e.to_string(),
-            "image /d/image/3.png has no label in /d/label (and 2 more)"
-        );
-        let e = DataError::UnpairedLabel {
-            label: "/d/label/4.png".into(),
-            image_dir: "/d/image".into(),
-            more: 0,
-        };
-        assert_eq!(
-            e.to_string(),
-            "label /d/label/4.png has no image in /d/image"
-        );
+        let e = DataError::UnpairedImage { image: "/d/image/3.png".into(), label_dir: "/d/label".into(), more: 2 };
+        assert_eq!(e.to_string(), "image /d/image/3.png has no label in /d/label (and 2 more)");
+        let e = DataError::UnpairedLabel { label: "/d/label/4.png".into(), image_dir: "/d/image".into(), more: 0 };
+        assert_eq!(e.to_string(), "label /d/label/4.png has no image in /d/image");
     }
 
     #[test]

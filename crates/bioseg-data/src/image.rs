@@ -59,18 +59,12 @@ pub struct Image {
 impl Image {
     /// A one-channel 8-bit image from a `[height, width]` array.
     pub fn from_gray_u8(gray: ArrayView2<'_, u8>) -> Self {
-        Image {
-            data: gray.mapv(f32::from).insert_axis(ndarray::Axis(2)),
-            depth: SampleDepth::U8,
-        }
+        Image { data: gray.mapv(f32::from).insert_axis(ndarray::Axis(2)), depth: SampleDepth::U8 }
     }
 
     /// A one-channel image from a `[height, width]` array of `f32` samples.
     pub fn from_gray_f32(gray: Array2<f32>, depth: SampleDepth) -> Self {
-        Image {
-            data: gray.insert_axis(ndarray::Axis(2)),
-            depth,
-        }
+        Image { data: gray.insert_axis(ndarray::Axis(2)), depth }
     }
 
     /// Width in pixels.
@@ -94,13 +88,8 @@ impl Image {
     pub fn to_gray(&self) -> Array2<f32> {
         match self.channels() {
             1 => self.data.index_axis(ndarray::Axis(2), 0).to_owned(),
-            3 => self.data.map_axis(ndarray::Axis(2), |p| {
-                0.299 * p[0] + 0.587 * p[1] + 0.114 * p[2]
-            }),
-            _ => self
-                .data
-                .mean_axis(ndarray::Axis(2))
-                .unwrap_or_else(|| Array2::zeros((self.height(), self.width()))),
+            3 => self.data.map_axis(ndarray::Axis(2), |p| 0.299 * p[0] + 0.587 * p[1] + 0.114 * p[2]),
+            _ => self.data.mean_axis(ndarray::Axis(2)).unwrap_or_else(|| Array2::zeros((self.height(), self.width()))),
         }
     }
 
@@ -127,17 +116,11 @@ impl ImageFormat {
     /// The format named by `path`'s extension (case-insensitive), or
     /// [`DataError::UnsupportedFormat`].
     pub fn from_path(path: &Path) -> Result<Self, DataError> {
-        let ext = path
-            .extension()
-            .and_then(|e| e.to_str())
-            .map(str::to_ascii_lowercase);
+        let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
         match ext.as_deref() {
             Some("png") => Ok(ImageFormat::Png),
             Some("tif" | "tiff") => Ok(ImageFormat::Tiff),
-            _ => Err(DataError::UnsupportedFormat {
-                path: path.to_path_buf(),
-                expected: ".png, .tif or .tiff",
-            }),
+            _ => Err(DataError::UnsupportedFormat { path: path.to_path_buf(), expected: ".png, .tif or .tiff" }),
         }
     }
 
@@ -167,14 +150,12 @@ pub fn image_dimensions(path: impl AsRef<Path>) -> Result<(u32, u32), DataError>
     let (format, reader) = open_image(path)?;
     let (w, h) = match format {
         ImageFormat::Png => {
-            let decoder =
-                image::codecs::png::PngDecoder::with_limits(reader, image::Limits::no_limits())
-                    .map_err(|e| image_error(path, e))?;
+            let decoder = image::codecs::png::PngDecoder::with_limits(reader, image::Limits::no_limits())
+                .map_err(|e| image_error(path, e))?;
             decoder.dimensions()
         }
         ImageFormat::Tiff => {
-            let mut decoder =
-                tiff::decoder::Decoder::new(reader).map_err(|e| tiff_error(path, e))?;
+            let mut decoder = tiff::decoder::Decoder::new(reader).map_err(|e| tiff_error(path, e))?;
             decoder.dimensions().map_err(|e| tiff_error(path, e))?
         }
     };
@@ -188,9 +169,7 @@ fn open_image(path: &Path) -> Result<(ImageFormat, BufReader<File>), DataError> 
     let mut reader = BufReader::new(file);
     let mut magic = [0u8; 8];
     let n = read_up_to(&mut reader, &mut magic).map_err(|e| DataError::read(path, e))?;
-    reader
-        .seek(io::SeekFrom::Start(0))
-        .map_err(|e| DataError::read(path, e))?;
+    reader.seek(io::SeekFrom::Start(0)).map_err(|e| DataError::read(path, e))?;
     let magic = &magic[..n];
     let format = if magic.starts_with(b"\x89PNG\r\n\x1a\n") {
         ImageFormat::Png
@@ -201,20 +180,11 @@ fn open_image(path: &Path) -> Result<(ImageFormat, BufReader<File>), DataError> 
     {
         ImageFormat::Tiff
     } else if ImageFormat::is_image_path(path) {
-        let reason = if n == 0 {
-            "file is empty".to_string()
-        } else {
-            "not a PNG or TIFF file (bad signature)".to_string()
-        };
-        return Err(DataError::CorruptImage {
-            path: path.to_path_buf(),
-            reason,
-        });
+        let reason =
+            if n == 0 { "file is empty".to_string() } else { "not a PNG or TIFF file (bad signature)".to_string() };
+        return Err(DataError::CorruptImage { path: path.to_path_buf(), reason });
     } else {
-        return Err(DataError::UnsupportedFormat {
-            path: path.to_path_buf(),
-            expected: ".png, .tif or .tiff",
-        });
+        return Err(DataError::UnsupportedFormat { path: path.to_path_buf(), expected: ".png, .tif or .tiff" });
     };
     Ok((format, reader))
 }
@@ -242,53 +212,32 @@ fn check_dimensions(path: &Path, width: u64, height: u64) -> Result<(), DataErro
     } else {
         return Ok(());
     };
-    Err(DataError::BadDimensions {
-        path: path.to_path_buf(),
-        width,
-        height,
-        reason,
-    })
+    Err(DataError::BadDimensions { path: path.to_path_buf(), width, height, reason })
 }
 
 /// Maps an `image` crate error to a [`DataError`] for `path`.
 fn image_error(path: &Path, e: ImageError) -> DataError {
     match e {
-        ImageError::Unsupported(u) => DataError::UnsupportedImage {
-            path: path.to_path_buf(),
-            reason: one_line(u),
-        },
-        ImageError::IoError(io) if io.kind() != io::ErrorKind::UnexpectedEof => {
-            DataError::read(path, io)
+        ImageError::Unsupported(u) => DataError::UnsupportedImage { path: path.to_path_buf(), reason: one_line(u) },
+        ImageError::IoError(io) if io.kind() != io::ErrorKind::UnexpectedEof => DataError::read(path, io),
+        ImageError::IoError(_) => {
+            DataError::CorruptImage { path: path.to_path_buf(), reason: "file is truncated".into() }
         }
-        ImageError::IoError(_) => DataError::CorruptImage {
-            path: path.to_path_buf(),
-            reason: "file is truncated".into(),
-        },
-        other => DataError::CorruptImage {
-            path: path.to_path_buf(),
-            reason: one_line(other),
-        },
+        other => DataError::CorruptImage { path: path.to_path_buf(), reason: one_line(other) },
     }
 }
 
 /// Maps a `tiff` crate error to a [`DataError`] for `path`.
 fn tiff_error(path: &Path, e: tiff::TiffError) -> DataError {
     match e {
-        tiff::TiffError::UnsupportedError(u) => DataError::UnsupportedImage {
-            path: path.to_path_buf(),
-            reason: one_line(u),
-        },
+        tiff::TiffError::UnsupportedError(u) => {
+            DataError::UnsupportedImage { path: path.to_path_buf(), reason: one_line(u) }
+        }
         tiff::TiffError::IoError(io) if io.kind() == io::ErrorKind::UnexpectedEof => {
-            DataError::CorruptImage {
-                path: path.to_path_buf(),
-                reason: "file is truncated".into(),
-            }
+            DataError::CorruptImage { path: path.to_path_buf(), reason: "file is truncated".into() }
         }
         tiff::TiffError::IoError(io) => DataError::read(path, io),
-        other => DataError::CorruptImage {
-            path: path.to_path_buf(),
-            reason: one_line(other),
-        },
+        other => DataError::CorruptImage { path: path.to_path_buf(), reason: one_line(other) },
     }
 }
 
@@ -379,46 +328,36 @@ fn read_png(path: &Path, mut reader: BufReader<File>) -> Result<Image, DataError
     let img = DynamicImage::from_decoder(decoder).map_err(|e| image_error(path, e))?;
     let (w, h) = (w as usize, h as usize);
     let image = match img {
-        DynamicImage::ImageLuma8(b) => Image {
-            data: interleaved_to_array(b.as_raw(), w, h, 1, 1, f32::from),
-            depth: SampleDepth::U8,
-        },
-        DynamicImage::ImageLumaA8(b) => Image {
-            data: interleaved_to_array(b.as_raw(), w, h, 2, 1, f32::from),
-            depth: SampleDepth::U8,
-        },
-        DynamicImage::ImageRgb8(b) => Image {
-            data: interleaved_to_array(b.as_raw(), w, h, 3, 3, f32::from),
-            depth: SampleDepth::U8,
-        },
-        DynamicImage::ImageRgba8(b) => Image {
-            data: interleaved_to_array(b.as_raw(), w, h, 4, 3, f32::from),
-            depth: SampleDepth::U8,
-        },
-        DynamicImage::ImageLuma16(b) => Image {
-            data: interleaved_to_array(b.as_raw(), w, h, 1, 1, f32::from),
-            depth: SampleDepth::U16,
-        },
-        DynamicImage::ImageLumaA16(b) => Image {
-            data: interleaved_to_array(b.as_raw(), w, h, 2, 1, f32::from),
-            depth: SampleDepth::U16,
-        },
-        DynamicImage::ImageRgb16(b) => Image {
-            data: interleaved_to_array(b.as_raw(), w, h, 3, 3, f32::from),
-            depth: SampleDepth::U16,
-        },
-        DynamicImage::ImageRgba16(b) => Image {
-            data: interleaved_to_array(b.as_raw(), w, h, 4, 3, f32::from),
-            depth: SampleDepth::U16,
-        },
-        DynamicImage::ImageRgb32F(b) => Image {
-            data: interleaved_to_array(b.as_raw(), w, h, 3, 3, |v| v),
-            depth: SampleDepth::F32,
-        },
-        DynamicImage::ImageRgba32F(b) => Image {
-            data: interleaved_to_array(b.as_raw(), w, h, 4, 3, |v| v),
-            depth: SampleDepth::F32,
-        },
+        DynamicImage::ImageLuma8(b) => {
+            Image { data: interleaved_to_array(b.as_raw(), w, h, 1, 1, f32::from), depth: SampleDepth::U8 }
+        }
+        DynamicImage::ImageLumaA8(b) => {
+            Image { data: interleaved_to_array(b.as_raw(), w, h, 2, 1, f32::from), depth: SampleDepth::U8 }
+        }
+        DynamicImage::ImageRgb8(b) => {
+            Image { data: interleaved_to_array(b.as_raw(), w, h, 3, 3, f32::from), depth: SampleDepth::U8 }
+        }
+        DynamicImage::ImageRgba8(b) => {
+            Image { data: interleaved_to_array(b.as_raw(), w, h, 4, 3, f32::from), depth: SampleDepth::U8 }
+        }
+        DynamicImage::ImageLuma16(b) => {
+            Image { data: interleaved_to_array(b.as_raw(), w, h, 1, 1, f32::from), depth: SampleDepth::U16 }
+        }
+        DynamicImage::ImageLumaA16(b) => {
+            Image { data: interleaved_to_array(b.as_raw(), w, h, 2, 1, f32::from), depth: SampleDepth::U16 }
+        }
+        DynamicImage::ImageRgb16(b) => {
+            Image { data: interleaved_to_array(b.as_raw(), w, h, 3, 3, f32::from), depth: SampleDepth::U16 }
+        }
+        DynamicImage::ImageRgba16(b) => {
+            Image { data: interleaved_to_array(b.as_raw(), w, h, 4, 3, f32::from), depth: SampleDepth::U16 }
+        }
+        DynamicImage::ImageRgb32F(b) => {
+            Image { data: interleaved_to_array(b.as_raw(), w, h, 3, 3, |v| v), depth: SampleDepth::F32 }
+        }
+        DynamicImage::ImageRgba32F(b) => {
+            Image { data: interleaved_to_array(b.as_raw(), w, h, 4, 3, |v| v), depth: SampleDepth::F32 }
+        }
         other => {
             return Err(DataError::UnsupportedImage {
                 path: path.to_path_buf(),
@@ -434,27 +373,21 @@ fn read_tiff(path: &Path, reader: BufReader<File>) -> Result<Image, DataError> {
     let mut limits = tiff::decoder::Limits::default();
     limits.decoding_buffer_size = usize::MAX;
     limits.intermediate_buffer_size = usize::MAX;
-    let mut decoder = tiff::decoder::Decoder::new(reader)
-        .map_err(|e| tiff_error(path, e))?
-        .with_limits(limits);
+    let mut decoder = tiff::decoder::Decoder::new(reader).map_err(|e| tiff_error(path, e))?.with_limits(limits);
     let (w, h) = decoder.dimensions().map_err(|e| tiff_error(path, e))?;
     check_dimensions(path, u64::from(w), u64::from(h))?;
     let colortype = decoder.colortype().map_err(|e| tiff_error(path, e))?;
     let Some((in_channels, out_channels)) = tiff_channels(colortype) else {
         return Err(DataError::UnsupportedImage {
             path: path.to_path_buf(),
-            reason: format!(
-                "TIFF color type {colortype:?} (expected gray, gray+alpha, RGB or RGBA)"
-            ),
+            reason: format!("TIFF color type {colortype:?} (expected gray, gray+alpha, RGB or RGBA)"),
         });
     };
     let bits = colortype.bit_depth();
     if ![8, 16, 32, 64].contains(&bits) {
         return Err(DataError::UnsupportedImage {
             path: path.to_path_buf(),
-            reason: format!(
-                "{bits}-bit TIFF samples (expected 8, 16, 32-bit float or 64-bit float)"
-            ),
+            reason: format!("{bits}-bit TIFF samples (expected 8, 16, 32-bit float or 64-bit float)"),
         });
     }
     let decoded = decoder.read_image().map_err(|e| tiff_error(path, e))?;
@@ -464,9 +397,7 @@ fn read_tiff(path: &Path, reader: BufReader<File>) -> Result<Image, DataError> {
         if len < expected {
             Err(DataError::UnsupportedImage {
                 path: path.to_path_buf(),
-                reason: format!(
-                    "decoded {len} samples but {w}x{h}x{in_channels} needs {expected} (planar TIFF?)"
-                ),
+                reason: format!("decoded {len} samples but {w}x{h}x{in_channels} needs {expected} (planar TIFF?)"),
             })
         } else {
             Ok(())
@@ -475,10 +406,7 @@ fn read_tiff(path: &Path, reader: BufReader<File>) -> Result<Image, DataError> {
     let image = match decoded {
         DecodingResult::U8(v) => {
             check_len(v.len())?;
-            Image {
-                data: interleaved_to_array(&v, w, h, in_channels, out_channels, f32::from),
-                depth: SampleDepth::U8,
-            }
+            Image { data: interleaved_to_array(&v, w, h, in_channels, out_channels, f32::from), depth: SampleDepth::U8 }
         }
         DecodingResult::U16(v) => {
             check_len(v.len())?;
@@ -489,10 +417,7 @@ fn read_tiff(path: &Path, reader: BufReader<File>) -> Result<Image, DataError> {
         }
         DecodingResult::F32(v) => {
             check_len(v.len())?;
-            Image {
-                data: interleaved_to_array(&v, w, h, in_channels, out_channels, |x| x),
-                depth: SampleDepth::F32,
-            }
+            Image { data: interleaved_to_array(&v, w, h, in_channels, out_channels, |x| x), depth: SampleDepth::F32 }
         }
         DecodingResult::F64(v) => {
             check_len(v.len())?;
@@ -504,10 +429,7 @@ fn read_tiff(path: &Path, reader: BufReader<File>) -> Result<Image, DataError> {
         other => {
             return Err(DataError::UnsupportedImage {
                 path: path.to_path_buf(),
-                reason: format!(
-                    "TIFF sample format {} (expected unsigned 8/16-bit or float)",
-                    sample_kind(&other)
-                ),
+                reason: format!("TIFF sample format {} (expected unsigned 8/16-bit or float)", sample_kind(&other)),
             });
         }
     };
@@ -575,10 +497,7 @@ fn write_samples(
     if samples.len() != expected {
         return Err(DataError::BadBuffer {
             path: path.to_path_buf(),
-            reason: format!(
-                "buffer has {} samples but {width}x{height}x{channels} needs {expected}",
-                samples.len()
-            ),
+            reason: format!("buffer has {} samples but {width}x{height}x{channels} needs {expected}", samples.len()),
         });
     }
     match format {
@@ -591,10 +510,7 @@ fn write_samples(
                 (s, c) => {
                     return Err(DataError::BadBuffer {
                         path: path.to_path_buf(),
-                        reason: format!(
-                            "PNG cannot store {} samples with {c} channels (use .tif)",
-                            s.kind()
-                        ),
+                        reason: format!("PNG cannot store {} samples with {c} channels (use .tif)", s.kind()),
                     });
                 }
             };
@@ -660,24 +576,14 @@ fn require_format(path: &Path, format: ImageFormat) -> Result<(), DataError> {
 }
 
 /// Writes an 8-bit gray PNG (row-major `width * height` samples). `path` must end in `.png`.
-pub fn write_gray_u8_png(
-    path: impl AsRef<Path>,
-    width: u32,
-    height: u32,
-    data: &[u8],
-) -> Result<(), DataError> {
+pub fn write_gray_u8_png(path: impl AsRef<Path>, width: u32, height: u32, data: &[u8]) -> Result<(), DataError> {
     let path = path.as_ref();
     require_format(path, ImageFormat::Png)?;
     write_samples(path, ImageFormat::Png, width, height, 1, Samples::U8(data))
 }
 
 /// Writes a 16-bit gray PNG (row-major `width * height` samples). `path` must end in `.png`.
-pub fn write_gray_u16_png(
-    path: impl AsRef<Path>,
-    width: u32,
-    height: u32,
-    data: &[u16],
-) -> Result<(), DataError> {
+pub fn write_gray_u16_png(path: impl AsRef<Path>, width: u32, height: u32, data: &[u16]) -> Result<(), DataError> {
     let path = path.as_ref();
     require_format(path, ImageFormat::Png)?;
     write_samples(path, ImageFormat::Png, width, height, 1, Samples::U16(data))
@@ -685,12 +591,7 @@ pub fn write_gray_u16_png(
 
 /// Writes an 8-bit RGB PNG (row-major, interleaved `width * height * 3` samples).
 /// `path` must end in `.png`.
-pub fn write_rgb_u8_png(
-    path: impl AsRef<Path>,
-    width: u32,
-    height: u32,
-    data: &[u8],
-) -> Result<(), DataError> {
+pub fn write_rgb_u8_png(path: impl AsRef<Path>, width: u32, height: u32, data: &[u8]) -> Result<(), DataError> {
     let path = path.as_ref();
     require_format(path, ImageFormat::Png)?;
     write_samples(path, ImageFormat::Png, width, height, 3, Samples::U8(data))
@@ -698,56 +599,29 @@ pub fn write_rgb_u8_png(
 
 /// Writes a 32-bit float gray TIFF (row-major `width * height` samples).
 /// `path` must end in `.tif` or `.tiff`.
-pub fn write_gray_f32_tiff(
-    path: impl AsRef<Path>,
-    width: u32,
-    height: u32,
-    data: &[f32],
-) -> Result<(), DataError> {
+pub fn write_gray_f32_tiff(path: impl AsRef<Path>, width: u32, height: u32, data: &[f32]) -> Result<(), DataError> {
     let path = path.as_ref();
     require_format(path, ImageFormat::Tiff)?;
-    write_samples(
-        path,
-        ImageFormat::Tiff,
-        width,
-        height,
-        1,
-        Samples::F32(data),
-    )
+    write_samples(path, ImageFormat::Tiff, width, height, 1, Samples::F32(data))
 }
 
 /// Writes an 8-bit gray TIFF (row-major `width * height` samples).
 /// `path` must end in `.tif` or `.tiff`.
-pub fn write_gray_u8_tiff(
-    path: impl AsRef<Path>,
-    width: u32,
-    height: u32,
-    data: &[u8],
-) -> Result<(), DataError> {
+pub fn write_gray_u8_tiff(path: impl AsRef<Path>, width: u32, height: u32, data: &[u8]) -> Result<(), DataError> {
     let path = path.as_ref();
     require_format(path, ImageFormat::Tiff)?;
     write_samples(path, ImageFormat::Tiff, width, height, 1, Samples::U8(data))
 }
 
 /// Writes an 8-bit gray image as PNG or TIFF, chosen by `path`'s extension.
-pub fn write_gray_u8(
-    path: impl AsRef<Path>,
-    width: u32,
-    height: u32,
-    data: &[u8],
-) -> Result<(), DataError> {
+pub fn write_gray_u8(path: impl AsRef<Path>, width: u32, height: u32, data: &[u8]) -> Result<(), DataError> {
     let path = path.as_ref();
     let format = ImageFormat::from_path(path)?;
     write_samples(path, format, width, height, 1, Samples::U8(data))
 }
 
 /// Writes a 16-bit gray image as PNG or TIFF, chosen by `path`'s extension.
-pub fn write_gray_u16(
-    path: impl AsRef<Path>,
-    width: u32,
-    height: u32,
-    data: &[u16],
-) -> Result<(), DataError> {
+pub fn write_gray_u16(path: impl AsRef<Path>, width: u32, height: u32, data: &[u16]) -> Result<(), DataError> {
     let path = path.as_ref();
     let format = ImageFormat::from_path(path)?;
     write_samples(path, format, width, height, 1, Samples::U16(data))
@@ -828,10 +702,7 @@ mod tests {
         write_gray_u16_png(&p, 2, 2, &data).unwrap();
         let img = read_image(&p).unwrap();
         assert_eq!(img.depth, SampleDepth::U16);
-        assert_eq!(
-            img.data.iter().copied().collect::<Vec<_>>(),
-            [0.0, 1000.0, 40000.0, 65535.0]
-        );
+        assert_eq!(img.data.iter().copied().collect::<Vec<_>>(), [0.0, 1000.0, 40000.0, 65535.0]);
     }
 
     #[test]
@@ -854,10 +725,7 @@ mod tests {
         let buf = image::RgbaImage::from_raw(1, 1, vec![10, 20, 30, 40]).unwrap();
         buf.save(&p).unwrap();
         let img = read_image(&p).unwrap();
-        assert_eq!(
-            img.data.iter().copied().collect::<Vec<_>>(),
-            [10.0, 20.0, 30.0]
-        );
+        assert_eq!(img.data.iter().copied().collect::<Vec<_>>(), [10.0, 20.0, 30.0]);
         let p = d.path().join("la.png");
         let buf = image::GrayAlphaImage::from_raw(1, 1, vec![7, 0]).unwrap();
         buf.save(&p).unwrap();
@@ -894,10 +762,7 @@ mod tests {
         assert_eq!(img.depth, SampleDepth::U16);
         assert_eq!(img.data[[0, 1, 0]], 60000.0);
 
-        let rgb = Image {
-            data: array![[[1.0f32, 2.0, 3.0], [4.0, 5.0, 6.0]]],
-            depth: SampleDepth::U8,
-        };
+        let rgb = Image { data: array![[[1.0f32, 2.0, 3.0], [4.0, 5.0, 6.0]]], depth: SampleDepth::U8 };
         let p = d.path().join("rgb.tif");
         write_image(&p, &rgb).unwrap();
         assert_eq!(read_image(&p).unwrap(), rgb);
@@ -960,10 +825,7 @@ mod tests {
         for cut in [4, 20, 60, bytes.len() / 2, bytes.len() - 5] {
             std::fs::write(&p, &bytes[..cut]).unwrap();
             let err = read_image(&p).unwrap_err();
-            assert!(
-                matches!(err, DataError::CorruptImage { .. }),
-                "cut {cut}: {err:?}"
-            );
+            assert!(matches!(err, DataError::CorruptImage { .. }), "cut {cut}: {err:?}");
             assert!(err.to_string().contains("t.png"), "{err}");
         }
         let p = d.path().join("z.tif");

@@ -43,24 +43,22 @@ pub use dataset::{SamplePair, SegmentationDataset, list_images};
 pub use env::{isbi2012_dir, natural_cmp};
 pub use error::DataError;
 pub use image::{
-    Image, ImageFormat, SampleDepth, image_dimensions, read_image, write_gray_f32_tiff,
-    write_gray_u8, write_gray_u8_png, write_gray_u8_tiff, write_gray_u16, write_gray_u16_png,
-    write_image, write_rgb_u8_png,
+    Image, ImageFormat, SampleDepth, image_dimensions, read_image, write_gray_f32_tiff, write_gray_u8,
+    write_gray_u8_png, write_gray_u8_tiff, write_gray_u16, write_gray_u16_png, write_image, write_rgb_u8_png,
 };
 pub use mask::{LabelValues, Mask, MaskEncoding};
 pub use metrics::{
-    ClassScores, ConfusionMatrix, SegmentationScores, confusion_matrix, dice, iou, pixel_error,
-    segmentation_scores,
+    ClassScores, ConfusionMatrix, SegmentationScores, confusion_matrix, dice, iou, pixel_error, segmentation_scores,
 };
 pub use pages::{read_image_pages, write_gray_u8_pages};
 pub use segmentation_scores::{
-    AdaptedRand, ContingencyTable, IsbiScores, adapted_rand_error, cells, class_regions,
-    connected_components, isbi_scores, isbi_scores_with_alpha, variation_of_information,
+    AdaptedRand, ContingencyTable, IsbiScores, adapted_rand_error, cells, class_regions, connected_components,
+    isbi_scores, isbi_scores_with_alpha, variation_of_information,
 };
 pub use synth::{SynthParams, SynthSample, generate, write_dataset};
 pub use tensor_file::{TensorFormat, read_tensor, write_tensor};
 pub use volume::{
-    AtomicFilesystemStore, CreateMode, SliceFolderVolume, SliceFolderWriter, TiffStackWriter,
-    TiffVolume, VolumeDType, VolumeFormat, VolumeInfo, VolumeReader, VolumeSample, ZarrVolume,
-    ZarrVolumeSpec, ZarrVolumeWriter, detect_volume_format, open_volume, tiff_page_count,
+    AtomicFilesystemStore, CreateMode, SliceFolderVolume, SliceFolderWriter, TiffStackWriter, TiffVolume, VolumeDType,
+    VolumeFormat, VolumeInfo, VolumeReader, VolumeSample, ZarrVolume, ZarrVolumeSpec, ZarrVolumeWriter,
+    detect_volume_format, open_volume, tiff_page_count,
 };

@@ -191,19 +191,14 @@ impl LabelValues {
             if let Some((lk, n)) = last {
                 *map.entry(lk).or_default() += n;
             }
-            out.values = map
-                .into_iter()
-                .map(|(k, n)| ([unkey(k[0]), unkey(k[1]), unkey(k[2])], n))
-                .collect();
+            out.values = map.into_iter().map(|(k, n)| ([unkey(k[0]), unkey(k[1]), unkey(k[2])], n)).collect();
         }
         out
     }
 
     /// True when every value is gray (`r = g = b`).
     pub fn is_gray(&self) -> bool {
-        self.values
-            .iter()
-            .all(|(c, _)| c[0] == c[1] && c[1] == c[2])
+        self.values.iter().all(|(c, _)| c[0] == c[1] && c[1] == c[2])
     }
 
     /// True when some value is exactly `color`.
@@ -259,26 +254,16 @@ impl fmt::Display for MaskEncoding {
 
 /// Formats a value for error messages: a gray level as one number, else `r,g,b`.
 fn show(c: &LabelColor) -> String {
-    if c[0] == c[1] && c[1] == c[2] {
-        format!("{}", c[0])
-    } else {
-        format!("{},{},{}", c[0], c[1], c[2])
-    }
+    if c[0] == c[1] && c[1] == c[2] { format!("{}", c[0]) } else { format!("{},{},{}", c[0], c[1], c[2]) }
 }
 
 impl MaskEncoding {
     /// Detects the encoding of in-memory label images (see [`Self::detect_named`]);
     /// error messages call the images `<label N>`.
     pub fn detect(labels: &[&Image]) -> Result<Self, DataError> {
-        let names: Vec<PathBuf> = (0..labels.len())
-            .map(|i| PathBuf::from(format!("<label {i}>")))
-            .collect();
+        let names: Vec<PathBuf> = (0..labels.len()).map(|i| PathBuf::from(format!("<label {i}>"))).collect();
         let values: Vec<LabelValues> = labels.iter().map(|l| LabelValues::of(l)).collect();
-        let named: Vec<(&Path, &LabelValues)> = names
-            .iter()
-            .map(PathBuf::as_path)
-            .zip(values.iter())
-            .collect();
+        let named: Vec<(&Path, &LabelValues)> = names.iter().map(PathBuf::as_path).zip(values.iter()).collect();
         Self::detect_named(&named, None)
     }
 
@@ -289,10 +274,7 @@ impl MaskEncoding {
     /// file holding it. Without it, at most [`AUTO_MAX_CLASSES`] gray levels or
     /// colors are accepted. Labels with NaN samples, channel counts other than 1
     /// or 3, or too many distinct values give [`DataError::MaskEncoding`].
-    pub fn detect_named(
-        labels: &[(&Path, &LabelValues)],
-        num_classes: Option<usize>,
-    ) -> Result<Self, DataError> {
+    pub fn detect_named(labels: &[(&Path, &LabelValues)], num_classes: Option<usize>) -> Result<Self, DataError> {
         let Some(first) = labels.first() else {
             return Err(DataError::MaskEncoding {
                 path: PathBuf::from("<no labels>"),
@@ -313,17 +295,12 @@ impl MaskEncoding {
             } else if v.has_nan {
                 Some("NaN samples".to_string())
             } else if v.overflow {
-                Some(format!(
-                    "more than {MAX_DISTINCT_VALUES} distinct values; this does not look like a label image"
-                ))
+                Some(format!("more than {MAX_DISTINCT_VALUES} distinct values; this does not look like a label image"))
             } else {
                 None
             };
             if let Some(reason) = problem {
-                return Err(DataError::MaskEncoding {
-                    path: path.to_path_buf(),
-                    reason,
-                });
+                return Err(DataError::MaskEncoding { path: path.to_path_buf(), reason });
             }
         }
         // The union of all values, sorted.
@@ -333,16 +310,9 @@ impl MaskEncoding {
                 union.insert([key(c[0]), key(c[1]), key(c[2])], ());
             }
         }
-        let union: Vec<LabelColor> = union
-            .into_keys()
-            .map(|k| [unkey(k[0]), unkey(k[1]), unkey(k[2])])
-            .collect();
+        let union: Vec<LabelColor> = union.into_keys().map(|k| [unkey(k[0]), unkey(k[1]), unkey(k[2])]).collect();
         let first_with = |c: &LabelColor| -> PathBuf {
-            labels
-                .iter()
-                .find(|(_, v)| v.contains(c))
-                .map(|(p, _)| p.to_path_buf())
-                .unwrap_or_default()
+            labels.iter().find(|(_, v)| v.contains(c)).map(|(p, _)| p.to_path_buf()).unwrap_or_default()
         };
         let limit = num_classes.unwrap_or(AUTO_MAX_CLASSES);
         let too_many = |what: &str, count: usize, offending: &LabelColor| -> DataError {
@@ -350,9 +320,7 @@ impl MaskEncoding {
                 Some(n) => DataError::LabelValue {
                     path: first_with(offending),
                     value: show(offending),
-                    reason: format!(
-                        "the labels hold {count} distinct {what} but {n} classes are expected"
-                    ),
+                    reason: format!("the labels hold {count} distinct {what} but {n} classes are expected"),
                 },
                 None => DataError::MaskEncoding {
                     path: first_with(offending),
@@ -383,20 +351,14 @@ impl MaskEncoding {
             let all_int = levels.iter().all(|&v| v >= 0.0 && v.fract() == 0.0);
             let top = levels.last().copied().unwrap_or(0.0);
             if all_int && (top as usize) < limit {
-                return Ok(MaskEncoding::Indexed {
-                    num_classes: num_classes.unwrap_or(top as usize + 1),
-                });
+                return Ok(MaskEncoding::Indexed { num_classes: num_classes.unwrap_or(top as usize + 1) });
             }
             if levels.len() <= limit {
                 return Ok(MaskEncoding::GrayLevels { levels });
             }
             let offending = if all_int {
                 // The smallest index that does not fit.
-                let v = levels
-                    .iter()
-                    .copied()
-                    .find(|&v| v as usize >= limit)
-                    .unwrap_or(top);
+                let v = levels.iter().copied().find(|&v| v as usize >= limit).unwrap_or(top);
                 [v; 3]
             } else {
                 [top; 3]
@@ -412,25 +374,17 @@ impl MaskEncoding {
         }
 
         // RGB: one-hot?
-        let max = union
-            .iter()
-            .flat_map(|c| c.iter().copied())
-            .fold(f32::MIN, f32::max);
-        let is_unit = |c: &LabelColor| {
-            c.iter().filter(|&&v| v == max).count() == 1 && c.iter().all(|&v| v == max || v == 0.0)
-        };
+        let max = union.iter().flat_map(|c| c.iter().copied()).fold(f32::MIN, f32::max);
+        let is_unit =
+            |c: &LabelColor| c.iter().filter(|&&v| v == max).count() == 1 && c.iter().all(|&v| v == max || v == 0.0);
         if max > 0.0 && union.iter().all(is_unit) {
             if let Some(n) = num_classes
-                && let Some(c) = union
-                    .iter()
-                    .find(|c| c.iter().position(|&v| v == max).unwrap_or(0) >= n)
+                && let Some(c) = union.iter().find(|c| c.iter().position(|&v| v == max).unwrap_or(0) >= n)
             {
                 return Err(DataError::LabelValue {
                     path: first_with(c),
                     value: show(c),
-                    reason: format!(
-                        "one-hot channel is a class index at or above the {n} expected classes"
-                    ),
+                    reason: format!("one-hot channel is a class index at or above the {n} expected classes"),
                 });
             }
             return Ok(MaskEncoding::OneHot { max });
@@ -455,12 +409,7 @@ impl MaskEncoding {
 
     /// True for the encodings of gray labels.
     fn is_gray(&self) -> bool {
-        matches!(
-            self,
-            MaskEncoding::Binary { .. }
-                | MaskEncoding::Indexed { .. }
-                | MaskEncoding::GrayLevels { .. }
-        )
+        matches!(self, MaskEncoding::Binary { .. } | MaskEncoding::Indexed { .. } | MaskEncoding::GrayLevels { .. })
     }
 
     /// The class of one pixel value, or `None` when the value is not part of the encoding.
@@ -484,13 +433,11 @@ impl MaskEncoding {
                     return None;
                 }
             }
-            MaskEncoding::GrayLevels { levels } if gray => levels
-                .binary_search_by(|l| l.total_cmp(&(c[0] + 0.0)))
-                .ok()?,
+            MaskEncoding::GrayLevels { levels } if gray => {
+                levels.binary_search_by(|l| l.total_cmp(&(c[0] + 0.0))).ok()?
+            }
             MaskEncoding::OneHot { max } => {
-                if c.iter().filter(|&&v| v == *max).count() != 1
-                    || !c.iter().all(|&v| v == *max || v == 0.0)
-                {
+                if c.iter().filter(|&&v| v == *max).count() != 1 || !c.iter().all(|&v| v == *max || v == 0.0) {
                     return None;
                 }
                 c.iter().position(|v| v == max)?
@@ -551,9 +498,7 @@ impl MaskEncoding {
         if !channels_ok {
             return Err(DataError::MaskEncoding {
                 path: path.to_path_buf(),
-                reason: format!(
-                    "label has {channels} channels but the dataset's encoding is {self}"
-                ),
+                reason: format!("label has {channels} channels but the dataset's encoding is {self}"),
             });
         }
         let mut classes = Array2::<u8>::zeros((h, w));
@@ -564,11 +509,7 @@ impl MaskEncoding {
                 let v = label.data[[y, x, 0]];
                 [v, v, v]
             } else {
-                [
-                    label.data[[y, x, 0]],
-                    label.data[[y, x, 1]],
-                    label.data[[y, x, 2]],
-                ]
+                [label.data[[y, x, 0]], label.data[[y, x, 1]], label.data[[y, x, 2]]]
             };
             let class = match last {
                 Some((lc, k)) if lc == c => k,
@@ -584,10 +525,7 @@ impl MaskEncoding {
             };
             *out = class;
         }
-        Ok(Mask {
-            classes,
-            num_classes: self.num_classes(),
-        })
+        Ok(Mask { classes, num_classes: self.num_classes() })
     }
 }
 
@@ -597,18 +535,12 @@ mod tests {
     use ndarray::{Array3, array};
 
     fn gray(v: &[f32], depth: SampleDepth) -> Image {
-        Image {
-            data: Array3::from_shape_vec((1, v.len(), 1), v.to_vec()).unwrap(),
-            depth,
-        }
+        Image { data: Array3::from_shape_vec((1, v.len(), 1), v.to_vec()).unwrap(), depth }
     }
 
     fn rgb(px: &[[f32; 3]]) -> Image {
         let flat: Vec<f32> = px.iter().flatten().copied().collect();
-        Image {
-            data: Array3::from_shape_vec((1, px.len(), 3), flat).unwrap(),
-            depth: SampleDepth::U8,
-        }
+        Image { data: Array3::from_shape_vec((1, px.len(), 3), flat).unwrap(), depth: SampleDepth::U8 }
     }
 
     fn p() -> &'static Path {
@@ -627,19 +559,13 @@ mod tests {
         // A stray value is an error naming file and value.
         let bad = gray(&[0.0, 128.0], SampleDepth::U8);
         let err = e.decode(&bad, p()).unwrap_err().to_string();
-        assert!(
-            err.contains("/l/1.png") && err.contains("128") && err.contains("x=1"),
-            "{err}"
-        );
+        assert!(err.contains("/l/1.png") && err.contains("128") && err.contains("x=1"), "{err}");
     }
 
     #[test]
     fn binary_16_bit() {
         let a = gray(&[0.0, 65535.0], SampleDepth::U16);
-        assert_eq!(
-            MaskEncoding::detect(&[&a]).unwrap(),
-            MaskEncoding::Binary { max: 65535.0 }
-        );
+        assert_eq!(MaskEncoding::detect(&[&a]).unwrap(), MaskEncoding::Binary { max: 65535.0 });
     }
 
     #[test]
@@ -654,10 +580,7 @@ mod tests {
         assert_eq!(MaskEncoding::detect(&[&c]).unwrap().num_classes(), 2);
         // An all-zero mask is a single class.
         let z = gray(&[0.0], SampleDepth::U8);
-        assert_eq!(
-            MaskEncoding::detect(&[&z]).unwrap(),
-            MaskEncoding::Indexed { num_classes: 1 }
-        );
+        assert_eq!(MaskEncoding::detect(&[&z]).unwrap(), MaskEncoding::Indexed { num_classes: 1 });
     }
 
     #[test]
@@ -665,12 +588,7 @@ mod tests {
         let a = gray(&[255.0, 0.0], SampleDepth::U8);
         let b = gray(&[128.0, 0.0], SampleDepth::U8);
         let e = MaskEncoding::detect(&[&a, &b]).unwrap();
-        assert_eq!(
-            e,
-            MaskEncoding::GrayLevels {
-                levels: vec![0.0, 128.0, 255.0]
-            }
-        );
+        assert_eq!(e, MaskEncoding::GrayLevels { levels: vec![0.0, 128.0, 255.0] });
         assert_eq!(e.decode(&a, p()).unwrap().classes, array![[2u8, 0]]);
         assert_eq!(e.decode(&b, p()).unwrap().classes, array![[1u8, 0]]);
     }
@@ -682,10 +600,7 @@ mod tests {
         assert_eq!(e, MaskEncoding::OneHot { max: 255.0 });
         assert_eq!(e.decode(&a, p()).unwrap().classes, array![[0u8, 1, 2]]);
         let bad = rgb(&[[255.0, 255.0, 0.0]]);
-        assert!(matches!(
-            e.decode(&bad, p()),
-            Err(DataError::LabelValue { .. })
-        ));
+        assert!(matches!(e.decode(&bad, p()), Err(DataError::LabelValue { .. })));
     }
 
     #[test]
@@ -730,10 +645,7 @@ mod tests {
         assert!(matches!(err, DataError::MaskEncoding { .. }), "{err}");
         let ramp: Vec<f32> = (0..100).map(|i| i as f32 * 2.0).collect();
         let err = MaskEncoding::detect(&[&gray(&ramp, SampleDepth::U8)]).unwrap_err();
-        assert!(
-            err.to_string().contains("100 distinct gray levels"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("100 distinct gray levels"), "{err}");
         let nan = gray(&[0.0, f32::NAN], SampleDepth::F32);
         assert!(MaskEncoding::detect(&[&nan]).is_err());
         assert!(MaskEncoding::detect(&[]).is_err());
@@ -743,12 +655,7 @@ mod tests {
     fn float_labels() {
         let a = gray(&[0.0, 0.5, 1.0], SampleDepth::F32);
         let e = MaskEncoding::detect(&[&a]).unwrap();
-        assert_eq!(
-            e,
-            MaskEncoding::GrayLevels {
-                levels: vec![0.0, 0.5, 1.0]
-            }
-        );
+        assert_eq!(e, MaskEncoding::GrayLevels { levels: vec![0.0, 0.5, 1.0] });
         let b = gray(&[-0.0, 1.0], SampleDepth::F32);
         let e = MaskEncoding::detect(&[&b]).unwrap();
         assert_eq!(e.decode(&b, p()).unwrap().classes, array![[0u8, 1]]);
@@ -758,13 +665,8 @@ mod tests {
     fn label_values_counts() {
         let a = gray(&[0.0, 0.0, 255.0, 0.5, 0.5], SampleDepth::F32);
         let v = LabelValues::of(&a);
-        assert_eq!(
-            v.values,
-            vec![([0.0; 3], 2), ([0.5; 3], 2), ([255.0; 3], 1)]
-        );
-        let e = MaskEncoding::GrayLevels {
-            levels: vec![0.0, 0.5, 255.0],
-        };
+        assert_eq!(v.values, vec![([0.0; 3], 2), ([0.5; 3], 2), ([255.0; 3], 1)]);
+        let e = MaskEncoding::GrayLevels { levels: vec![0.0, 0.5, 255.0] };
         assert_eq!(e.class_counts(&v, p()).unwrap(), vec![2, 2, 1]);
         let e = MaskEncoding::Binary { max: 255.0 };
         assert!(e.class_counts(&v, p()).is_err());
@@ -777,18 +679,12 @@ mod tests {
         assert!(e.decode(&a, p()).is_err());
         let one_hot = MaskEncoding::OneHot { max: 255.0 };
         let g = gray(&[255.0], SampleDepth::U8);
-        assert!(matches!(
-            one_hot.decode(&g, p()),
-            Err(DataError::MaskEncoding { .. })
-        ));
+        assert!(matches!(one_hot.decode(&g, p()), Err(DataError::MaskEncoding { .. })));
     }
 
     #[test]
     fn mask_counts() {
-        let m = Mask {
-            classes: array![[0u8, 1], [1, 2]],
-            num_classes: 3,
-        };
+        let m = Mask { classes: array![[0u8, 1], [1, 2]], num_classes: 3 };
         assert_eq!(m.class_counts(), vec![1, 2, 1]);
         assert_eq!((m.width(), m.height()), (2, 2));
     }

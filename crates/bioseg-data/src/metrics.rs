@@ -61,11 +61,7 @@ impl SegmentationScores {
 /// Mean of `f` over the present classes.
 fn mean_present(classes: &[ClassScores], f: impl Fn(&ClassScores) -> f64) -> f64 {
     let present: Vec<f64> = classes.iter().filter(|c| c.is_present()).map(f).collect();
-    if present.is_empty() {
-        1.0
-    } else {
-        present.iter().sum::<f64>() / present.len() as f64
-    }
+    if present.is_empty() { 1.0 } else { present.iter().sum::<f64>() / present.len() as f64 }
 }
 
 /// Pixel counts by (target class, predicted class), accumulated over any number of images.
@@ -80,15 +76,9 @@ impl ConfusionMatrix {
     /// An empty matrix for `num_classes` classes (1 to 256).
     pub fn new(num_classes: usize) -> Result<Self, DataError> {
         if !(1..=256).contains(&num_classes) {
-            return Err(DataError::param(
-                "num_classes",
-                format!("{num_classes} (label maps hold 1 to 256 classes)"),
-            ));
+            return Err(DataError::param("num_classes", format!("{num_classes} (label maps hold 1 to 256 classes)")));
         }
-        Ok(ConfusionMatrix {
-            num_classes,
-            counts: vec![0; num_classes * num_classes],
-        })
+        Ok(ConfusionMatrix { num_classes, counts: vec![0; num_classes * num_classes] })
     }
 
     /// Number of classes.
@@ -113,28 +103,16 @@ impl ConfusionMatrix {
     /// Adds one prediction/target pair of equal shape. Nothing is added when the
     /// shapes differ ([`DataError::ShapeMismatch`]) or a class index is
     /// `>= num_classes` ([`DataError::ClassOutOfRange`]).
-    pub fn add(
-        &mut self,
-        prediction: ArrayView2<'_, u8>,
-        target: ArrayView2<'_, u8>,
-    ) -> Result<(), DataError> {
+    pub fn add(&mut self, prediction: ArrayView2<'_, u8>, target: ArrayView2<'_, u8>) -> Result<(), DataError> {
         check_shapes(prediction, target)?;
         let n = self.num_classes;
         let mut local = vec![0u64; n * n];
         for (&p, &t) in prediction.iter().zip(target.iter()) {
             if p as usize >= n {
-                return Err(DataError::ClassOutOfRange {
-                    which: "prediction",
-                    value: p,
-                    num_classes: n,
-                });
+                return Err(DataError::ClassOutOfRange { which: "prediction", value: p, num_classes: n });
             }
             if t as usize >= n {
-                return Err(DataError::ClassOutOfRange {
-                    which: "target",
-                    value: t,
-                    num_classes: n,
-                });
+                return Err(DataError::ClassOutOfRange { which: "target", value: t, num_classes: n });
             }
             local[t as usize * n + p as usize] += 1;
         }
@@ -149,10 +127,7 @@ impl ConfusionMatrix {
         if other.num_classes != self.num_classes {
             return Err(DataError::param(
                 "other",
-                format!(
-                    "confusion matrix has {} classes, expected {}",
-                    other.num_classes, self.num_classes
-                ),
+                format!("confusion matrix has {} classes, expected {}", other.num_classes, self.num_classes),
             ));
         }
         for (c, o) in self.counts.iter_mut().zip(&other.counts) {
@@ -177,36 +152,18 @@ impl ConfusionMatrix {
                 let (dice, iou) = if tp + fp + fn_ == 0 {
                     (1.0, 1.0)
                 } else {
-                    (
-                        2.0 * tp as f64 / (2 * tp + fp + fn_) as f64,
-                        tp as f64 / (tp + fp + fn_) as f64,
-                    )
+                    (2.0 * tp as f64 / (2 * tp + fp + fn_) as f64, tp as f64 / (tp + fp + fn_) as f64)
                 };
-                ClassScores {
-                    dice,
-                    iou,
-                    support,
-                    predicted,
-                }
+                ClassScores { dice, iou, support, predicted }
             })
             .collect();
-        let pixel_error = if total == 0 {
-            0.0
-        } else {
-            (total - correct) as f64 / total as f64
-        };
-        SegmentationScores {
-            per_class,
-            pixel_error,
-        }
+        let pixel_error = if total == 0 { 0.0 } else { (total - correct) as f64 / total as f64 };
+        SegmentationScores { per_class, pixel_error }
     }
 }
 
 /// Errors unless both maps have the same shape.
-fn check_shapes(
-    prediction: ArrayView2<'_, u8>,
-    target: ArrayView2<'_, u8>,
-) -> Result<(), DataError> {
+fn check_shapes(prediction: ArrayView2<'_, u8>, target: ArrayView2<'_, u8>) -> Result<(), DataError> {
     if prediction.dim() != target.dim() {
         return Err(DataError::ShapeMismatch {
             pred_width: prediction.ncols(),
@@ -240,49 +197,26 @@ pub fn segmentation_scores(
 
 /// Fraction of pixels where `prediction` and `target` differ (any class values;
 /// 0 for empty maps).
-pub fn pixel_error(
-    prediction: ArrayView2<'_, u8>,
-    target: ArrayView2<'_, u8>,
-) -> Result<f64, DataError> {
+pub fn pixel_error(prediction: ArrayView2<'_, u8>, target: ArrayView2<'_, u8>) -> Result<f64, DataError> {
     check_shapes(prediction, target)?;
     let total = prediction.len();
     if total == 0 {
         return Ok(0.0);
     }
-    let wrong = prediction
-        .iter()
-        .zip(target.iter())
-        .filter(|(p, t)| p != t)
-        .count();
+    let wrong = prediction.iter().zip(target.iter()).filter(|(p, t)| p != t).count();
     Ok(wrong as f64 / total as f64)
 }
 
 /// Dice coefficient of one class (1 when the class is absent from both maps).
-pub fn dice(
-    prediction: ArrayView2<'_, u8>,
-    target: ArrayView2<'_, u8>,
-    class: u8,
-) -> Result<f64, DataError> {
+pub fn dice(prediction: ArrayView2<'_, u8>, target: ArrayView2<'_, u8>, class: u8) -> Result<f64, DataError> {
     let (tp, fp, fn_) = class_counts(prediction, target, class)?;
-    Ok(if tp + fp + fn_ == 0 {
-        1.0
-    } else {
-        2.0 * tp as f64 / (2 * tp + fp + fn_) as f64
-    })
+    Ok(if tp + fp + fn_ == 0 { 1.0 } else { 2.0 * tp as f64 / (2 * tp + fp + fn_) as f64 })
 }
 
 /// IoU of one class (1 when the class is absent from both maps).
-pub fn iou(
-    prediction: ArrayView2<'_, u8>,
-    target: ArrayView2<'_, u8>,
-    class: u8,
-) -> Result<f64, DataError> {
+pub fn iou(prediction: ArrayView2<'_, u8>, target: ArrayView2<'_, u8>, class: u8) -> Result<f64, DataError> {
     let (tp, fp, fn_) = class_counts(prediction, target, class)?;
-    Ok(if tp + fp + fn_ == 0 {
-        1.0
-    } else {
-        tp as f64 / (tp + fp + fn_) as f64
-    })
+    Ok(if tp + fp + fn_ == 0 { 1.0 } else { tp as f64 / (tp + fp + fn_) as f64 })
 }
 
 /// `(tp, fp, fn)` of one class.
@@ -377,12 +311,9 @@ mod tests {
     fn accumulates_over_images() {
         let mut m = ConfusionMatrix::new(2).unwrap();
         m.add(array![[1u8]].view(), array![[1u8]].view()).unwrap();
-        m.add(array![[0u8, 1]].view(), array![[1u8, 1]].view())
-            .unwrap();
+        m.add(array![[0u8, 1]].view(), array![[1u8, 1]].view()).unwrap();
         let mut other = ConfusionMatrix::new(2).unwrap();
-        other
-            .add(array![[0u8]].view(), array![[0u8]].view())
-            .unwrap();
+        other.add(array![[0u8]].view(), array![[0u8]].view()).unwrap();
         m.merge(&other).unwrap();
         assert_eq!(m.total(), 4);
         let s = m.scores();
@@ -396,22 +327,12 @@ mod tests {
         let a = array![[0u8, 1]];
         let b = array![[0u8], [1]];
         let err = segmentation_scores(a.view(), b.view(), 2).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "shape mismatch: prediction is 2x1 but target is 1x2"
-        );
+        assert_eq!(err.to_string(), "shape mismatch: prediction is 2x1 but target is 1x2");
         assert!(pixel_error(a.view(), b.view()).is_err());
         assert!(dice(a.view(), b.view(), 0).is_err());
         let c = array![[0u8, 5]];
         let err = segmentation_scores(c.view(), a.view(), 2).unwrap_err();
-        assert!(matches!(
-            err,
-            DataError::ClassOutOfRange {
-                which: "prediction",
-                value: 5,
-                ..
-            }
-        ));
+        assert!(matches!(err, DataError::ClassOutOfRange { which: "prediction", value: 5, .. }));
         let mut m = ConfusionMatrix::new(2).unwrap();
         assert!(m.add(a.view(), c.view()).is_err());
         assert_eq!(m.total(), 0, "nothing is added on error");

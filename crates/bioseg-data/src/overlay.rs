@@ -26,23 +26,14 @@ pub fn overlay_labels(image: &ArrayView2<u8>, labels: &ArrayView2<u8>, alpha: f3
     Array3::from_shape_fn((h, w, 3), |(y, x, k)| {
         let g = image[[y, x]] as f32;
         let c = labels.get([y, x]).copied().unwrap_or(0);
-        if c == 0 {
-            g as u8
-        } else {
-            ((1.0 - a) * g + a * class_color(c)[k] as f32).round() as u8
-        }
+        if c == 0 { g as u8 } else { ((1.0 - a) * g + a * class_color(c)[k] as f32).round() as u8 }
     })
 }
 
 /// RGB error map `[H, W, 3]`: the gray image with false positives (predicted foreground, true
 /// background) in magenta, false negatives (missed foreground) in green and other
 /// confusions in amber. Pixels outside `pred` or `truth` are drawn as correct (no panic).
-pub fn error_map(
-    image: &ArrayView2<u8>,
-    pred: &ArrayView2<u8>,
-    truth: &ArrayView2<u8>,
-    alpha: f32,
-) -> Array3<u8> {
+pub fn error_map(image: &ArrayView2<u8>, pred: &ArrayView2<u8>, truth: &ArrayView2<u8>, alpha: f32) -> Array3<u8> {
     let (h, w) = image.dim();
     let a = alpha.clamp(0.0, 1.0);
     Array3::from_shape_fn((h, w, 3), |(y, x, k)| {
@@ -78,16 +69,8 @@ mod tests {
         let lab = array![[0u8, 1], [0, 2]];
         let o = overlay_labels(&img.view(), &lab.view(), 1.0);
         assert_eq!(o.slice(ndarray::s![0, 0, ..]).to_vec(), vec![100, 100, 100]);
-        assert_eq!(
-            o.slice(ndarray::s![0, 1, ..]).to_vec(),
-            class_color(1).to_vec()
-        );
-        let e = error_map(
-            &img.view(),
-            &array![[1u8, 0], [0, 0]].view(),
-            &array![[0u8, 1], [0, 0]].view(),
-            1.0,
-        );
+        assert_eq!(o.slice(ndarray::s![0, 1, ..]).to_vec(), class_color(1).to_vec());
+        let e = error_map(&img.view(), &array![[1u8, 0], [0, 0]].view(), &array![[0u8, 1], [0, 0]].view(), 1.0);
         assert_eq!(e.slice(ndarray::s![0, 0, ..]).to_vec(), vec![255, 0, 255]);
         assert_eq!(e.slice(ndarray::s![0, 1, ..]).to_vec(), vec![0, 220, 0]);
     }

@@ -24,29 +24,18 @@ use crate::image::{Image, ImageFormat, SampleDepth, read_image};
 /// Pages may differ in size; callers that need equal sizes check them.
 pub fn read_image_pages(path: impl AsRef<Path>) -> Result<Vec<Image>, DataError> {
     let path = path.as_ref();
-    let file = File::open(path).map_err(|e| DataError::Read {
-        path: path.to_path_buf(),
-        error: e,
-    })?;
+    let file = File::open(path).map_err(|e| DataError::Read { path: path.to_path_buf(), error: e })?;
     let mut magic = [0u8; 4];
     {
         use std::io::Read;
         let mut f = &file;
         let n = f.read(&mut magic).unwrap_or(0);
-        if n < 4
-            || !(magic == *b"II*\0"
-                || magic == *b"MM\0*"
-                || magic == *b"II+\0"
-                || magic == *b"MM\0+")
-        {
+        if n < 4 || !(magic == *b"II*\0" || magic == *b"MM\0*" || magic == *b"II+\0" || magic == *b"MM\0+") {
             // Not a TIFF: PNG (or an error naming the file) through the single-image reader.
             return Ok(vec![read_image(path)?]);
         }
     }
-    let file = File::open(path).map_err(|e| DataError::Read {
-        path: path.to_path_buf(),
-        error: e,
-    })?;
+    let file = File::open(path).map_err(|e| DataError::Read { path: path.to_path_buf(), error: e })?;
     let mut limits = Limits::default();
     limits.decoding_buffer_size = usize::MAX;
     limits.intermediate_buffer_size = usize::MAX;
@@ -63,20 +52,14 @@ pub fn read_image_pages(path: impl AsRef<Path>) -> Result<Vec<Image>, DataError>
         // The next page's directory with the default limits, which bound its value arrays
         // (see `tiff_page_count` in volume.rs); its pixels with the lifted ones.
         decoder = decoder.with_limits(Limits::default());
-        decoder
-            .next_image()
-            .map_err(|e| crate::volume::tiff_err(path, page + 1, e))?;
+        decoder.next_image().map_err(|e| crate::volume::tiff_err(path, page + 1, e))?;
         decoder = decoder.with_limits(limits.clone());
     }
     Ok(pages)
 }
 
 /// Decodes the decoder's current page.
-fn read_page(
-    path: &Path,
-    page: usize,
-    decoder: &mut Decoder<BufReader<File>>,
-) -> Result<Image, DataError> {
+fn read_page(path: &Path, page: usize, decoder: &mut Decoder<BufReader<File>>) -> Result<Image, DataError> {
     let unsupported = |reason: String| DataError::UnsupportedImage {
         path: path.to_path_buf(),
         reason: format!("page {page}: {reason}"),
@@ -84,18 +67,14 @@ fn read_page(
     // Dimensions, channel layout and unsupported layouts: the volume reader's checks.
     let layout = crate::volume::page_layout(path, page, decoder)?;
     let (w, h, cin, cout) = (layout.width, layout.height, layout.samples, layout.channels);
-    let decoded = decoder
-        .read_image()
-        .map_err(|e| crate::volume::tiff_err(path, page, e))?;
+    let decoded = decoder.read_image().map_err(|e| crate::volume::tiff_err(path, page, e))?;
     let (samples, depth): (Vec<f32>, SampleDepth) = match decoded {
         DecodingResult::U8(v) => (v.into_iter().map(f32::from).collect(), SampleDepth::U8),
         DecodingResult::U16(v) => (v.into_iter().map(f32::from).collect(), SampleDepth::U16),
         DecodingResult::F32(v) => (v, SampleDepth::F32),
         DecodingResult::F64(v) => (v.into_iter().map(|x| x as f32).collect(), SampleDepth::F32),
         _ => {
-            return Err(unsupported(
-                "sample format (expected unsigned 8/16-bit or float)".into(),
-            ));
+            return Err(unsupported("sample format (expected unsigned 8/16-bit or float)".into()));
         }
     };
     if samples.len() < w * h * cin {
@@ -105,11 +84,7 @@ fn read_page(
             w * h * cin
         )));
     }
-    let data: Vec<f32> = samples
-        .chunks_exact(cin)
-        .take(w * h)
-        .flat_map(|px| px[..cout].to_vec())
-        .collect();
+    let data: Vec<f32> = samples.chunks_exact(cin).take(w * h).flat_map(|px| px[..cout].to_vec()).collect();
     let data = Array3::from_shape_vec((h, w, cout), data).map_err(|e| unsupported(one_line(e)))?;
     Ok(Image { data, depth })
 }
@@ -124,35 +99,25 @@ pub fn write_gray_u8_pages(
 ) -> Result<(), DataError> {
     let path = path.as_ref();
     if ImageFormat::from_path(path)? != ImageFormat::Tiff {
-        return Err(DataError::UnsupportedFormat {
-            path: path.to_path_buf(),
-            expected: ".tif or .tiff",
-        });
+        return Err(DataError::UnsupportedFormat { path: path.to_path_buf(), expected: ".tif or .tiff" });
     }
     let n = width as usize * height as usize;
     if width == 0 || height == 0 || pages.is_empty() {
         return Err(DataError::BadBuffer {
             path: path.to_path_buf(),
-            reason: format!(
-                "{} page(s) of {width}x{height}: nothing to write",
-                pages.len()
-            ),
+            reason: format!("{} page(s) of {width}x{height}: nothing to write", pages.len()),
         });
     }
     if let Some((i, p)) = pages.iter().enumerate().find(|(_, p)| p.len() != n) {
         return Err(DataError::BadBuffer {
             path: path.to_path_buf(),
-            reason: format!(
-                "page {i} has {} samples, expected {width}x{height} = {n}",
-                p.len()
-            ),
+            reason: format!("page {i} has {} samples, expected {width}x{height} = {n}", p.len()),
         });
     }
     write_atomic_seekable(path, |w| {
         let mut enc = TiffEncoder::new(w).map_err(std::io::Error::other)?;
         for p in pages {
-            enc.write_image::<colortype::Gray8>(width, height, p)
-                .map_err(std::io::Error::other)?;
+            enc.write_image::<colortype::Gray8>(width, height, p).map_err(std::io::Error::other)?;
         }
         Ok(())
     })
@@ -166,9 +131,7 @@ mod tests {
     fn stack_round_trip_and_png_is_one_page() {
         let dir = tempfile::tempdir().unwrap();
         let tif = dir.path().join("s.tif");
-        let pages: Vec<Vec<u8>> = (0..3u8)
-            .map(|k| (0..6u8).map(|v| v * 10 + k).collect())
-            .collect();
+        let pages: Vec<Vec<u8>> = (0..3u8).map(|k| (0..6u8).map(|v| v * 10 + k).collect()).collect();
         write_gray_u8_pages(&tif, 3, 2, &pages).unwrap();
         let read = read_image_pages(&tif).unwrap();
         assert_eq!(read.len(), 3);

@@ -128,16 +128,10 @@ fn check_shapes(a: &[usize], b: &[usize]) -> Result<(), DataError> {
         return Ok(());
     }
     match (a, b) {
-        ([ah, aw], [bh, bw]) => Err(DataError::ShapeMismatch {
-            pred_width: *aw,
-            pred_height: *ah,
-            target_width: *bw,
-            target_height: *bh,
-        }),
-        _ => Err(DataError::param(
-            "labels",
-            format!("label images differ in shape: {a:?} and {b:?}"),
-        )),
+        ([ah, aw], [bh, bw]) => {
+            Err(DataError::ShapeMismatch { pred_width: *aw, pred_height: *ah, target_width: *bw, target_height: *bh })
+        }
+        _ => Err(DataError::param("labels", format!("label images differ in shape: {a:?} and {b:?}"))),
     }
 }
 
@@ -145,11 +139,7 @@ fn check_shapes(a: &[usize], b: &[usize]) -> Result<(), DataError> {
 /// the components in the raster order of their first pixel. Returns the labels and the
 /// number of components.
 pub fn connected_components(foreground: ArrayView2<'_, bool>) -> (Array2<u32>, usize) {
-    label_regions(
-        foreground.dim(),
-        |y, x| foreground[[y, x]],
-        |a, b| foreground[a] == foreground[b],
-    )
+    label_regions(foreground.dim(), |y, x| foreground[[y, x]], |a, b| foreground[a] == foreground[b])
 }
 
 /// The ISBI cells of a boundary map: pixels with a value above `threshold` are cell interior
@@ -168,11 +158,7 @@ pub fn cells(map: ArrayView2<'_, f32>, threshold: f32) -> (Array2<u32>, usize) {
 /// classes are different segments. For a binary map with `boundary = 0` this is [`cells`].
 /// Returns the labels and the number of segments.
 pub fn class_regions(classes: ArrayView2<'_, u8>, boundary: u8) -> (Array2<u32>, usize) {
-    label_regions(
-        classes.dim(),
-        |y, x| classes[[y, x]] != boundary,
-        |a, b| classes[a] == classes[b],
-    )
+    label_regions(classes.dim(), |y, x| classes[[y, x]] != boundary, |a, b| classes[a] == classes[b])
 }
 
 /// Flood-fills the pixels where `inside` holds into regions of 4-neighbours for which `same`
@@ -194,19 +180,9 @@ fn label_regions(
             labels[[y0, x0]] = next;
             stack.push((y0, x0));
             while let Some((y, x)) = stack.pop() {
-                let neighbours = [
-                    (y.wrapping_sub(1), x),
-                    (y + 1, x),
-                    (y, x.wrapping_sub(1)),
-                    (y, x + 1),
-                ];
+                let neighbours = [(y.wrapping_sub(1), x), (y + 1, x), (y, x.wrapping_sub(1)), (y, x + 1)];
                 for (ny, nx) in neighbours {
-                    if ny < h
-                        && nx < w
-                        && labels[[ny, nx]] == 0
-                        && inside(ny, nx)
-                        && same([y, x], [ny, nx])
-                    {
+                    if ny < h && nx < w && labels[[ny, nx]] == 0 && inside(ny, nx) && same([y, x], [ny, nx]) {
                         labels[[ny, nx]] = next;
                         stack.push((ny, nx));
                     }
@@ -235,10 +211,7 @@ pub struct IsbiScores {
 }
 
 /// [`isbi_scores_with_alpha`] with the challenge's α = 0.5.
-pub fn isbi_scores(
-    proposal: ArrayView2<'_, u32>,
-    truth: ArrayView2<'_, u32>,
-) -> Result<IsbiScores, DataError> {
+pub fn isbi_scores(proposal: ArrayView2<'_, u32>, truth: ArrayView2<'_, u32>) -> Result<IsbiScores, DataError> {
     isbi_scores_with_alpha(proposal, truth, ISBI_ALPHA)
 }
 
@@ -311,11 +284,7 @@ pub fn isbi_scores_with_alpha(
 /// `a / b`, 1 when `b` is 0 (both are 0 then for every score here), clamped to 0..=1 against
 /// rounding.
 fn ratio(a: f64, b: f64) -> f64 {
-    if b <= 0.0 {
-        1.0
-    } else {
-        (a / b).clamp(0.0, 1.0)
-    }
+    if b <= 0.0 { 1.0 } else { (a / b).clamp(0.0, 1.0) }
 }
 
 /// Errors unless `alpha` is within 0..=1.
@@ -323,10 +292,7 @@ fn check_alpha(alpha: f64) -> Result<(), DataError> {
     if (0.0..=1.0).contains(&alpha) {
         Ok(())
     } else {
-        Err(DataError::param(
-            "alpha",
-            format!("{alpha} (must be within 0..=1)"),
-        ))
+        Err(DataError::param("alpha", format!("{alpha} (must be within 0..=1)")))
     }
 }
 
@@ -411,18 +377,11 @@ mod tests {
     #[test]
     fn components_are_four_connected() {
         // Diagonal neighbours are separate cells.
-        let fg = array![
-            [true, false, true],
-            [false, true, false],
-            [true, true, false]
-        ];
+        let fg = array![[true, false, true], [false, true, false], [true, true, false]];
         let (l, n) = connected_components(fg.view());
         assert_eq!(n, 3);
         assert_eq!(l, array![[1, 0, 2], [0, 3, 0], [3, 3, 0]]);
-        let (l, n) = cells(
-            array![[0.0f32, 255.0, 255.0], [255.0, 0.0, f32::NAN]].view(),
-            127.5,
-        );
+        let (l, n) = cells(array![[0.0f32, 255.0, 255.0], [255.0, 0.0, f32::NAN]].view(), 127.5);
         assert_eq!(n, 2);
         assert_eq!(l, array![[0, 1, 1], [2, 0, 0]]);
     }
@@ -543,12 +502,10 @@ mod tests {
         assert!(close(a.precision, 2.0 / 6.0));
         assert!(close(a.recall, 1.0));
         // Test label 0 is an ordinary segment here.
-        let a =
-            adapted_rand_error(array![[1u32, 1]].view(), array![[0u32, 0]].view(), &[0]).unwrap();
+        let a = adapted_rand_error(array![[1u32, 1]].view(), array![[0u32, 0]].view(), &[0]).unwrap();
         assert!(close(a.error, 0.0));
         // Nothing counted: 0/0 → perfect.
-        let a =
-            adapted_rand_error(array![[0u32, 0]].view(), array![[3u32, 4]].view(), &[0]).unwrap();
+        let a = adapted_rand_error(array![[0u32, 0]].view(), array![[3u32, 4]].view(), &[0]).unwrap();
         assert!(close(a.error, 0.0));
     }
 
@@ -567,16 +524,9 @@ mod tests {
         let p3 = p.clone().into_shape_with_order((1, 1, 4)).unwrap();
         let (a3, b3) = variation_of_information(t3.view(), p3.view(), &[]).unwrap();
         assert!(close(a3, a) && close(b3, b));
-        let err = variation_of_information(
-            t3.view(),
-            p3.view().into_shape_with_order((1, 4, 1)).unwrap(),
-            &[],
-        );
+        let err = variation_of_information(t3.view(), p3.view().into_shape_with_order((1, 4, 1)).unwrap(), &[]);
         assert!(err.is_err());
-        assert_eq!(
-            variation_of_information(t.view(), p.view(), &[1, 2]).unwrap(),
-            (0.0, 0.0)
-        );
+        assert_eq!(variation_of_information(t.view(), p.view(), &[1, 2]).unwrap(), (0.0, 0.0));
     }
 
     #[test]

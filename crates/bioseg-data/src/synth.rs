@@ -154,41 +154,21 @@ impl SynthParams {
         ];
         for (name, v) in finite {
             if !v.is_finite() {
-                return Err(DataError::param(
-                    name,
-                    format!("{v} is not a finite number"),
-                ));
+                return Err(DataError::param(name, format!("{v} is not a finite number")));
             }
         }
         let range = |name: &'static str, v: f32, lo: f32, hi: f32| {
-            if v < lo || v > hi {
-                Err(DataError::param(
-                    name,
-                    format!("{v} is outside {lo}..={hi}"),
-                ))
-            } else {
-                Ok(())
-            }
+            if v < lo || v > hi { Err(DataError::param(name, format!("{v} is outside {lo}..={hi}"))) } else { Ok(()) }
         };
         let r = self.mean_cell_radius;
         range("mean_cell_radius", r, 3.0, 10_000.0)?;
         range("cell_size_variation", self.cell_size_variation, 0.0, 1.0)?;
         range("boundary_waviness", self.boundary_waviness, 0.0, 1.0)?;
         range("membrane_width_min", self.membrane_width_min, 0.1, r)?;
-        range(
-            "membrane_width_max",
-            self.membrane_width_max,
-            self.membrane_width_min,
-            r,
-        )?;
+        range("membrane_width_max", self.membrane_width_max, self.membrane_width_min, r)?;
         range("mito_per_cell", self.mito_per_cell, 0.0, 20.0)?;
         range("mito_radius_min", self.mito_radius_min, 1.0, r)?;
-        range(
-            "mito_radius_max",
-            self.mito_radius_max,
-            self.mito_radius_min,
-            2.0 * r,
-        )?;
+        range("mito_radius_max", self.mito_radius_max, self.mito_radius_min, 2.0 * r)?;
         range("vesicles_per_cell", self.vesicles_per_cell, 0.0, 50.0)?;
         range("cytoplasm_variation", self.cytoplasm_variation, 0.0, 255.0)?;
         range("texture_scale", self.texture_scale, 0.5, 1000.0)?;
@@ -368,10 +348,8 @@ impl Tessellation {
         let s = self.warp_scale;
         let a = self.warp_amplitude;
         let f = 2.6 / s;
-        let dx = value_noise(self.seed ^ 1, x / s, y / s)
-            + 0.35 * value_noise(self.seed ^ 2, x * f, y * f);
-        let dy = value_noise(self.seed ^ 3, x / s, y / s)
-            + 0.35 * value_noise(self.seed ^ 4, x * f, y * f);
+        let dx = value_noise(self.seed ^ 1, x / s, y / s) + 0.35 * value_noise(self.seed ^ 2, x * f, y * f);
+        let dy = value_noise(self.seed ^ 3, x / s, y / s) + 0.35 * value_noise(self.seed ^ 4, x * f, y * f);
         (x + a * dx, y + a * dy)
     }
 
@@ -427,10 +405,7 @@ impl Tessellation {
             }
         }
         let half = 0.5 * self.edge_width(i, other, x, y);
-        PixelGeom {
-            cell: i,
-            edge_ratio: edge / half,
-        }
+        PixelGeom { cell: i, edge_ratio: edge / half }
     }
 }
 
@@ -451,10 +426,7 @@ impl Ellipse {
     /// Coordinates along the major and minor axes relative to the centre.
     fn local(&self, x: f32, y: f32) -> (f32, f32) {
         let (dx, dy) = (x - self.cx, y - self.cy);
-        (
-            dx * self.cos + dy * self.sin,
-            -dx * self.sin + dy * self.cos,
-        )
+        (dx * self.cos + dy * self.sin, -dx * self.sin + dy * self.cos)
     }
 
     /// Normalised radius: below 1 inside.
@@ -493,24 +465,17 @@ pub fn generate(params: &SynthParams, seed: u64) -> Result<SynthSample, DataErro
     let mut cells = vec![0u32; w * h];
     let mut classes = vec![CLASS_CYTOPLASM; w * h];
     let mut intensity = vec![0f32; w * h];
-    let cyto = |cell: u32| {
-        params.cytoplasm_level
-            + params.cytoplasm_variation * normal(hash2(cell_seed, cell as i64, 0))
-    };
-    cells
-        .par_chunks_mut(w)
-        .zip(classes.par_chunks_mut(w))
-        .zip(intensity.par_chunks_mut(w))
-        .enumerate()
-        .for_each(|(y, ((cell_row, class_row), int_row))| {
+    let cyto =
+        |cell: u32| params.cytoplasm_level + params.cytoplasm_variation * normal(hash2(cell_seed, cell as i64, 0));
+    cells.par_chunks_mut(w).zip(classes.par_chunks_mut(w)).zip(intensity.par_chunks_mut(w)).enumerate().for_each(
+        |(y, ((cell_row, class_row), int_row))| {
             for x in 0..w {
                 let (fx, fy) = (x as f32 + 0.5, y as f32 + 0.5);
                 let g = tess.at(fx, fy);
                 cell_row[x] = g.cell;
-                let illum = params.illumination_variation
-                    * value_noise(tex_seed ^ 9, fx / illum_scale, fy / illum_scale);
-                let texture = params.texture_amplitude
-                    * cytoplasm_texture(tex_seed, fx, fy, params.texture_scale);
+                let illum =
+                    params.illumination_variation * value_noise(tex_seed ^ 9, fx / illum_scale, fy / illum_scale);
+                let texture = params.texture_amplitude * cytoplasm_texture(tex_seed, fx, fy, params.texture_scale);
                 let interior = cyto(g.cell) + texture + illum;
                 int_row[x] = if g.edge_ratio < 1.0 {
                     class_row[x] = CLASS_MEMBRANE;
@@ -521,7 +486,8 @@ pub fn generate(params: &SynthParams, seed: u64) -> Result<SynthSample, DataErro
                     interior
                 };
             }
-        });
+        },
+    );
 
     // 2. Cell centroids and areas (in image space) to place organelles.
     let n_cells = tess.pos.len();
@@ -597,15 +563,7 @@ pub fn generate(params: &SynthParams, seed: u64) -> Result<SynthSample, DataErro
                     sin: theta.sin(),
                 };
                 if a >= 1.5 && fits(&e, cell as u32, &classes, gap) {
-                    rasterize_mito(
-                        &e,
-                        params,
-                        &mut classes,
-                        &mut intensity,
-                        w,
-                        h,
-                        hash2(cell_seed, cell as i64, 7),
-                    );
+                    rasterize_mito(&e, params, &mut classes, &mut intensity, w, h, hash2(cell_seed, cell as i64, 7));
                     placed.push(e);
                     break;
                 }
@@ -624,14 +582,7 @@ pub fn generate(params: &SynthParams, seed: u64) -> Result<SynthSample, DataErro
         for _ in 0..count {
             let r = rng.random_range(1.2f32..2.6);
             let (ox, oy) = (rng.random::<f32>() - 0.5, rng.random::<f32>() - 0.5);
-            let e = Ellipse {
-                cx: mx + ox * cell_r * 1.4,
-                cy: my + oy * cell_r * 1.4,
-                a: r,
-                b: r,
-                cos: 1.0,
-                sin: 0.0,
-            };
+            let e = Ellipse { cx: mx + ox * cell_r * 1.4, cy: my + oy * cell_r * 1.4, a: r, b: r, cos: 1.0, sin: 0.0 };
             if fits(&e, cell as u32, &classes, 1.0)
                 && let Some((x0, y0, x1, y1)) = e.bbox(0.0, w, h)
             {
@@ -660,25 +611,12 @@ pub fn generate(params: &SynthParams, seed: u64) -> Result<SynthSample, DataErro
         }
     });
 
-    let membrane: Vec<u8> = classes
-        .iter()
-        .map(|&c| if c == CLASS_MEMBRANE { 0 } else { 255 })
-        .collect();
-    let mito: Vec<u8> = classes
-        .iter()
-        .map(|&c| if c == CLASS_MITO { 255 } else { 0 })
-        .collect();
+    let membrane: Vec<u8> = classes.iter().map(|&c| if c == CLASS_MEMBRANE { 0 } else { 255 }).collect();
+    let mito: Vec<u8> = classes.iter().map(|&c| if c == CLASS_MITO { 255 } else { 0 }).collect();
     let shape = (h, w);
-    let arr = |v: Vec<u8>| {
-        Array2::from_shape_vec(shape, v)
-            .map_err(|e| DataError::param("width/height", e.to_string()))
-    };
-    Ok(SynthSample {
-        image: arr(image)?,
-        membrane: arr(membrane)?,
-        mito: arr(mito)?,
-        classes: arr(classes)?,
-    })
+    let arr =
+        |v: Vec<u8>| Array2::from_shape_vec(shape, v).map_err(|e| DataError::param("width/height", e.to_string()));
+    Ok(SynthSample { image: arr(image)?, membrane: arr(membrane)?, mito: arr(mito)?, classes: arr(classes)? })
 }
 
 /// Draws one mitochondrion into the class map and the intensity image.
@@ -708,8 +646,7 @@ fn rasterize_mito(
             classes[k] = CLASS_MITO;
             let (u, v) = e.local(px, py);
             // Cristae: stripes across the long axis, slightly bent.
-            let cristae =
-                (std::f32::consts::TAU * (u + 0.15 * v * v / e.b.max(1.0)) / period + phase).sin();
+            let cristae = (std::f32::consts::TAU * (u + 0.15 * v * v / e.b.max(1.0)) / period + phase).sin();
             // The rim is about 1.5 px or a fifth of the minor axis thick.
             let rim = (1.0 - (1.5f32).max(0.2 * e.b) / e.b.max(1.0)).clamp(0.4, 0.85);
             intensity[k] = if rho > rim {
@@ -729,9 +666,7 @@ fn gaussian_blur(src: &[f32], w: usize, h: usize, sigma: f32) -> Vec<f32> {
     }
     let radius = (3.0 * sigma).ceil() as isize;
     let kernel: Vec<f32> = {
-        let k: Vec<f32> = (-radius..=radius)
-            .map(|i| (-(i * i) as f32 / (2.0 * sigma * sigma)).exp())
-            .collect();
+        let k: Vec<f32> = (-radius..=radius).map(|i| (-(i * i) as f32 / (2.0 * sigma * sigma)).exp()).collect();
         let sum: f32 = k.iter().sum();
         k.into_iter().map(|v| v / sum).collect()
     };
@@ -788,26 +723,19 @@ pub fn write_dataset(
         for split in ["train", "test"] {
             for kind in ["image", "label"] {
                 let dir = out.join(class).join(split).join(kind);
-                std::fs::create_dir_all(&dir).map_err(|e| DataError::OutputFolder {
-                    dir: dir.clone(),
-                    reason: e.to_string(),
-                })?;
+                std::fs::create_dir_all(&dir)
+                    .map_err(|e| DataError::OutputFolder { dir: dir.clone(), reason: e.to_string() })?;
             }
         }
     }
-    let jobs: Vec<(&str, u64, usize)> = (0..n_train)
-        .map(|k| ("train", 0u64, k))
-        .chain((0..n_test).map(|k| ("test", 1u64, k)))
-        .collect();
+    let jobs: Vec<(&str, u64, usize)> =
+        (0..n_train).map(|k| ("train", 0u64, k)).chain((0..n_test).map(|k| ("test", 1u64, k))).collect();
     let (w, h) = (params.width as u32, params.height as u32);
     jobs.par_iter().try_for_each(|&(split, split_id, k)| {
         let sample_seed = mix(seed ^ mix((split_id << 48) ^ k as u64));
         let s = generate(params, sample_seed)?;
         let name = format!("{k}.png");
-        for (class, label) in DATASET_CLASSES
-            .iter()
-            .zip([&s.membrane, &s.mito, &s.classes])
-        {
+        for (class, label) in DATASET_CLASSES.iter().zip([&s.membrane, &s.mito, &s.classes]) {
             let dir = out.join(class).join(split);
             write_gray_u8_png(dir.join("image").join(&name), w, h, as_slice(&s.image))?;
             write_gray_u8_png(dir.join("label").join(&name), w, h, as_slice(label))?;
@@ -826,11 +754,7 @@ mod tests {
     use super::*;
 
     fn small() -> SynthParams {
-        SynthParams {
-            width: 96,
-            height: 80,
-            ..SynthParams::default()
-        }
+        SynthParams { width: 96, height: 80, ..SynthParams::default() }
     }
 
     #[test]
@@ -871,16 +795,7 @@ mod tests {
                     if s.classes[[y, x]] != CLASS_MITO {
                         continue;
                     }
-                    for (dy, dx) in [
-                        (-1i64, 0i64),
-                        (1, 0),
-                        (0, -1),
-                        (0, 1),
-                        (-1, -1),
-                        (1, 1),
-                        (-1, 1),
-                        (1, -1),
-                    ] {
+                    for (dy, dx) in [(-1i64, 0i64), (1, 0), (0, -1), (0, 1), (-1, -1), (1, 1), (-1, 1), (1, -1)] {
                         let (yy, xx) = (y as i64 + dy, x as i64 + dx);
                         if yy >= 0 && xx >= 0 && (yy as usize) < h && (xx as usize) < w {
                             assert_ne!(s.classes[[yy as usize, xx as usize]], CLASS_MEMBRANE);
@@ -895,33 +810,18 @@ mod tests {
     fn membranes_are_darker_than_cytoplasm() {
         let s = generate(&SynthParams::default(), 11).unwrap();
         let mean = |k: u8| {
-            let v: Vec<f64> = s
-                .classes
-                .iter()
-                .zip(&s.image)
-                .filter(|(c, _)| **c == k)
-                .map(|(_, &i)| i as f64)
-                .collect();
+            let v: Vec<f64> =
+                s.classes.iter().zip(&s.image).filter(|(c, _)| **c == k).map(|(_, &i)| i as f64).collect();
             v.iter().sum::<f64>() / v.len() as f64
         };
-        let (cyto, mem, mito) = (
-            mean(CLASS_CYTOPLASM),
-            mean(CLASS_MEMBRANE),
-            mean(CLASS_MITO),
-        );
+        let (cyto, mem, mito) = (mean(CLASS_CYTOPLASM), mean(CLASS_MEMBRANE), mean(CLASS_MITO));
         assert!(mem + 40.0 < cyto, "membrane {mem} vs cytoplasm {cyto}");
         assert!(mito + 20.0 < cyto, "mito {mito} vs cytoplasm {cyto}");
     }
 
     #[test]
     fn no_blur_no_noise_and_odd_sizes() {
-        let p = SynthParams {
-            width: 1,
-            height: 33,
-            blur_sigma: 0.0,
-            noise_sigma: 0.0,
-            ..SynthParams::default()
-        };
+        let p = SynthParams { width: 1, height: 33, blur_sigma: 0.0, noise_sigma: 0.0, ..SynthParams::default() };
         let s = generate(&p, 1).unwrap();
         assert_eq!(s.image.dim(), (33, 1));
     }
@@ -929,32 +829,12 @@ mod tests {
     #[test]
     fn invalid_params_are_rejected() {
         let bad = [
-            SynthParams {
-                width: 0,
-                ..small()
-            },
-            SynthParams {
-                mean_cell_radius: 1.0,
-                ..small()
-            },
-            SynthParams {
-                membrane_width_min: 5.0,
-                membrane_width_max: 2.0,
-                ..small()
-            },
-            SynthParams {
-                noise_sigma: f32::NAN,
-                ..small()
-            },
-            SynthParams {
-                blur_sigma: -1.0,
-                ..small()
-            },
-            SynthParams {
-                width: 1 << 20,
-                height: 1 << 20,
-                ..small()
-            },
+            SynthParams { width: 0, ..small() },
+            SynthParams { mean_cell_radius: 1.0, ..small() },
+            SynthParams { membrane_width_min: 5.0, membrane_width_max: 2.0, ..small() },
+            SynthParams { noise_sigma: f32::NAN, ..small() },
+            SynthParams { blur_sigma: -1.0, ..small() },
+            SynthParams { width: 1 << 20, height: 1 << 20, ..small() },
         ];
         for p in bad {
             let err = generate(&p, 0).unwrap_err();

@@ -32,17 +32,11 @@ impl TensorFormat {
     /// The format named by `path`'s extension (case-insensitive), or
     /// [`DataError::UnsupportedFormat`].
     pub fn from_path(path: &Path) -> Result<Self, DataError> {
-        let ext = path
-            .extension()
-            .and_then(|e| e.to_str())
-            .map(str::to_ascii_lowercase);
+        let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
         match ext.as_deref() {
             Some("npy") => Ok(TensorFormat::Npy),
             Some("csv" | "tsv" | "txt") => Ok(TensorFormat::Text),
-            _ => Err(DataError::UnsupportedFormat {
-                path: path.to_path_buf(),
-                expected: ".npy, .csv, .tsv or .txt",
-            }),
+            _ => Err(DataError::UnsupportedFormat { path: path.to_path_buf(), expected: ".npy, .csv, .tsv or .txt" }),
         }
     }
 }
@@ -55,10 +49,8 @@ pub fn read_tensor(path: impl AsRef<Path>) -> Result<ArrayD<f32>, DataError> {
     match format {
         TensorFormat::Npy => parse_npy(path, &bytes),
         TensorFormat::Text => {
-            let text = std::str::from_utf8(&bytes).map_err(|e| DataError::Tensor {
-                path: path.to_path_buf(),
-                reason: format!("not UTF-8 text ({e})"),
-            })?;
+            let text = std::str::from_utf8(&bytes)
+                .map_err(|e| DataError::Tensor { path: path.to_path_buf(), reason: format!("not UTF-8 text ({e})") })?;
             parse_text(path, text)
         }
     }
@@ -70,10 +62,7 @@ pub fn write_tensor(path: impl AsRef<Path>, tensor: &ArrayD<f32>) -> Result<(), 
     let path = path.as_ref();
     match TensorFormat::from_path(path)? {
         TensorFormat::Npy => write_atomic(path, |w| {
-            tensor
-                .as_standard_layout()
-                .write_npy(w)
-                .map_err(|e| io::Error::other(e.to_string()))
+            tensor.as_standard_layout().write_npy(w).map_err(|e| io::Error::other(e.to_string()))
         }),
         TensorFormat::Text => {
             let rows = match tensor.ndim() {
@@ -92,10 +81,7 @@ pub fn write_tensor(path: impl AsRef<Path>, tensor: &ArrayD<f32>) -> Result<(), 
             if tensor.is_empty() {
                 return Err(DataError::Tensor {
                     path: path.to_path_buf(),
-                    reason: format!(
-                        "cannot write an empty tensor {:?} as text (use .npy)",
-                        tensor.shape()
-                    ),
+                    reason: format!("cannot write an empty tensor {:?} as text (use .npy)", tensor.shape()),
                 });
             }
             let cols = tensor.len() / rows;
@@ -121,26 +107,21 @@ pub fn write_tensor(path: impl AsRef<Path>, tensor: &ArrayD<f32>) -> Result<(), 
 
 /// Decodes a `.npy` file held in memory.
 fn parse_npy(path: &Path, bytes: &[u8]) -> Result<ArrayD<f32>, DataError> {
-    let bad = |reason: String| DataError::Tensor {
-        path: path.to_path_buf(),
-        reason,
-    };
+    let bad = |reason: String| DataError::Tensor { path: path.to_path_buf(), reason };
     // Check the header's claimed size against the file before anything allocates it.
     let header = NpyHeaderInfo::parse(bytes).map_err(bad)?;
     let available = (bytes.len() - header.data_offset) as u128;
     let needed = header.elements as u128 * header.item_size as u128;
     if needed > available {
-        return Err(bad(format!(
-            "truncated: header promises {needed} data bytes but the file holds {available}"
-        )));
+        return Err(bad(format!("truncated: header promises {needed} data bytes but the file holds {available}")));
     }
     match ArrayD::<f32>::read_npy(bytes) {
         Ok(a) => Ok(a),
         Err(ReadNpyError::WrongDescriptor(_)) => match ArrayD::<f64>::read_npy(bytes) {
             Ok(a) => Ok(a.mapv(|v| v as f32)),
-            Err(ReadNpyError::WrongDescriptor(d)) => Err(bad(format!(
-                "dtype {d} is not supported (expected float32 or float64)"
-            ))),
+            Err(ReadNpyError::WrongDescriptor(d)) => {
+                Err(bad(format!("dtype {d} is not supported (expected float32 or float64)")))
+            }
             Err(e) => Err(bad(one_line(e))),
         },
         Err(e) => Err(bad(one_line(e))),
@@ -162,18 +143,14 @@ impl NpyHeaderInfo {
         }
         let (len, start): (usize, usize) = match bytes.get(6) {
             Some(1) if bytes.len() >= 10 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-            Some(2 | 3) if bytes.len() >= 12 => (
-                u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
-                12,
-            ),
+            Some(2 | 3) if bytes.len() >= 12 => {
+                (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12)
+            }
             Some(1..=3) => return Err("truncated header".into()),
             Some(v) => return Err(format!("unsupported .npy format version {v}")),
             None => return Err("truncated header".into()),
         };
-        let end = start
-            .checked_add(len)
-            .filter(|&e| e <= bytes.len())
-            .ok_or("truncated header")?;
+        let end = start.checked_add(len).filter(|&e| e <= bytes.len()).ok_or("truncated header")?;
         let dict = String::from_utf8_lossy(&bytes[start..end]);
         let descr = dict_value(&dict, "descr").ok_or("header has no 'descr'")?;
         let descr = descr.trim_start_matches(['\'', '"']);
@@ -184,23 +161,14 @@ impl NpyHeaderInfo {
             .and_then(|s| s.parse().ok())
             .ok_or_else(|| format!("unsupported dtype in header {dict:?}"))?;
         let shape = dict_value(&dict, "shape").ok_or("header has no 'shape'")?;
-        let shape = shape
-            .strip_prefix('(')
-            .and_then(|s| s.split(')').next())
-            .ok_or("malformed 'shape' in header")?;
+        let shape = shape.strip_prefix('(').and_then(|s| s.split(')').next()).ok_or("malformed 'shape' in header")?;
         let mut elements: u64 = 1;
         for dim in shape.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             let dim = dim.trim_end_matches('L');
-            let n: u64 = dim
-                .parse()
-                .map_err(|_| format!("malformed dimension {dim:?} in header"))?;
+            let n: u64 = dim.parse().map_err(|_| format!("malformed dimension {dim:?} in header"))?;
             elements = elements.checked_mul(n).ok_or("shape overflows")?;
         }
-        Ok(NpyHeaderInfo {
-            data_offset: end,
-            elements,
-            item_size,
-        })
+        Ok(NpyHeaderInfo { data_offset: end, elements, item_size })
     }
 }
 
@@ -244,10 +212,7 @@ fn parse_text(path: &Path, text: &str) -> Result<ArrayD<f32>, DataError> {
             Some(c) if c != values.len() => {
                 return Err(DataError::Tensor {
                     path: path.to_path_buf(),
-                    reason: format!(
-                        "line {lineno} has {} values but earlier rows have {c}",
-                        values.len()
-                    ),
+                    reason: format!("line {lineno} has {} values but earlier rows have {c}", values.len()),
                 });
             }
             Some(_) => {}
@@ -256,15 +221,10 @@ fn parse_text(path: &Path, text: &str) -> Result<ArrayD<f32>, DataError> {
         rows += 1;
     }
     let Some(cols) = cols else {
-        return Err(DataError::Tensor {
-            path: path.to_path_buf(),
-            reason: "no rows of numbers".into(),
-        });
+        return Err(DataError::Tensor { path: path.to_path_buf(), reason: "no rows of numbers".into() });
     };
-    ArrayD::from_shape_vec(IxDyn(&[rows, cols]), data).map_err(|e| DataError::Tensor {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })
+    ArrayD::from_shape_vec(IxDyn(&[rows, cols]), data)
+        .map_err(|e| DataError::Tensor { path: path.to_path_buf(), reason: e.to_string() })
 }
 
 /// Splits and parses one line; on failure returns the offending token.
@@ -273,10 +233,7 @@ fn parse_row(line: &str) -> Result<Vec<f32>, String> {
     if line.contains(',') {
         line.split(',').map(parse).collect()
     } else {
-        line.split(|c: char| c.is_whitespace() || c == ';')
-            .filter(|t| !t.is_empty())
-            .map(parse)
-            .collect()
+        line.split(|c: char| c.is_whitespace() || c == ';').filter(|t| !t.is_empty()).map(parse).collect()
     }
 }
 
@@ -289,9 +246,7 @@ mod tests {
     fn npy_round_trip_any_rank() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("t.npy");
-        let t = Array::from_shape_fn(IxDyn(&[2, 3, 4]), |ix| {
-            (ix[0] * 100 + ix[1] * 10 + ix[2]) as f32 - 0.5
-        });
+        let t = Array::from_shape_fn(IxDyn(&[2, 3, 4]), |ix| (ix[0] * 100 + ix[1] * 10 + ix[2]) as f32 - 0.5);
         write_tensor(&p, &t).unwrap();
         assert_eq!(read_tensor(&p).unwrap(), t);
         // Non-standard layout is written in logical order.
@@ -330,18 +285,14 @@ mod tests {
         assert!(err.to_string().contains("i.npy"), "{err}");
 
         std::fs::write(&p, b"hello").unwrap();
-        assert!(matches!(
-            read_tensor(&p).unwrap_err(),
-            DataError::Tensor { .. }
-        ));
+        assert!(matches!(read_tensor(&p).unwrap_err(), DataError::Tensor { .. }));
     }
 
     #[test]
     fn npy_lying_header_does_not_allocate() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("big.npy");
-        let mut header =
-            b"{'descr': '<f4', 'fortran_order': False, 'shape': (1000000000000, 1000), }".to_vec();
+        let mut header = b"{'descr': '<f4', 'fortran_order': False, 'shape': (1000000000000, 1000), }".to_vec();
         while !(10 + header.len() + 1).is_multiple_of(64) {
             header.push(b' ');
         }
@@ -358,12 +309,7 @@ mod tests {
         write_tensor(&good, &Array::zeros(IxDyn(&[10, 10]))).unwrap();
         let bytes = std::fs::read(&good).unwrap();
         std::fs::write(&p, &bytes[..bytes.len() - 4]).unwrap();
-        assert!(
-            read_tensor(&p)
-                .unwrap_err()
-                .to_string()
-                .contains("truncated")
-        );
+        assert!(read_tensor(&p).unwrap_err().to_string().contains("truncated"));
     }
 
     #[test]
@@ -383,10 +329,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("t.txt");
         std::fs::write(&p, "\u{feff}x y z\r\n1 2 3\r\n\n# comment\n4\t5;6\n").unwrap();
-        assert_eq!(
-            read_tensor(&p).unwrap(),
-            array![[1.0f32, 2.0, 3.0], [4.0, 5.0, 6.0]].into_dyn()
-        );
+        assert_eq!(read_tensor(&p).unwrap(), array![[1.0f32, 2.0, 3.0], [4.0, 5.0, 6.0]].into_dyn());
         let p = d.path().join("h.csv");
         std::fs::write(&p, "a,b\n1, 2\n-3e2,inf\n").unwrap();
         let t = read_tensor(&p).unwrap();
@@ -400,10 +343,7 @@ mod tests {
         let p = d.path().join("e.csv");
         std::fs::write(&p, "1,2\n3,x\n").unwrap();
         let err = read_tensor(&p).unwrap_err().to_string();
-        assert!(
-            err.contains("line 2") && err.contains("\"x\"") && err.contains("e.csv"),
-            "{err}"
-        );
+        assert!(err.contains("line 2") && err.contains("\"x\"") && err.contains("e.csv"), "{err}");
         std::fs::write(&p, "1,2\n3\n").unwrap();
         assert!(read_tensor(&p).unwrap_err().to_string().contains("line 2"));
         std::fs::write(&p, "1,,2\n").unwrap();

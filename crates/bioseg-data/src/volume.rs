@@ -39,16 +39,15 @@ use zarrs::array::{Array, ArraySubset, CodecOptions};
 use zarrs::filesystem::FilesystemStore;
 use zarrs::storage::byte_range::ByteRangeIterator;
 use zarrs::storage::{
-    Bytes, MaybeBytesIterator, OffsetBytesIterator, ReadableStorageTraits, StorageError, StoreKey,
-    StorePrefix, WritableStorageTraits,
+    Bytes, MaybeBytesIterator, OffsetBytesIterator, ReadableStorageTraits, StorageError, StoreKey, StorePrefix,
+    WritableStorageTraits,
 };
 
 use crate::atomic::write_bytes_atomic;
 use crate::dataset::list_images;
 use crate::error::{DataError, one_line};
 use crate::image::{
-    ImageFormat, MAX_PIXELS, SampleDepth, image_dimensions, read_image, write_gray_f32_tiff,
-    write_gray_u8,
+    ImageFormat, MAX_PIXELS, SampleDepth, image_dimensions, read_image, write_gray_f32_tiff, write_gray_u8,
 };
 
 /// Prefix of temporary files and folders (hidden, so listings skip them).
@@ -72,9 +71,7 @@ impl std::str::FromStr for VolumeFormat {
             "tiff" | "tif" => Ok(VolumeFormat::Tiff),
             "slices" | "folder" => Ok(VolumeFormat::Slices),
             "zarr" => Ok(VolumeFormat::Zarr),
-            o => Err(format!(
-                "unknown volume format `{o}` (expected tiff, slices or zarr)"
-            )),
+            o => Err(format!("unknown volume format `{o}` (expected tiff, slices or zarr)")),
         }
     }
 }
@@ -121,35 +118,22 @@ pub trait VolumeReader: Send + Sync + std::fmt::Debug {
     fn info(&self) -> &VolumeInfo;
     /// Reads the box `z × y × x` (half-open ranges within [`VolumeInfo::shape`]) as
     /// `[z, y, x, channels]` samples on their original scale.
-    fn read_slab(
-        &self,
-        z: Range<usize>,
-        y: Range<usize>,
-        x: Range<usize>,
-    ) -> Result<Array4<f32>, DataError>;
+    fn read_slab(&self, z: Range<usize>, y: Range<usize>, x: Range<usize>) -> Result<Array4<f32>, DataError>;
 }
 
 /// A [`DataError::Volume`] for `path`.
 fn vol_err(path: &Path, reason: impl Into<String>) -> DataError {
-    DataError::Volume {
-        path: path.to_path_buf(),
-        reason: reason.into(),
-    }
+    DataError::Volume { path: path.to_path_buf(), reason: reason.into() }
 }
 
 /// The lower-case extension of `path`.
 fn extension(path: &Path) -> String {
-    path.extension()
-        .and_then(|e| e.to_str())
-        .map(str::to_ascii_lowercase)
-        .unwrap_or_default()
+    path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).unwrap_or_default()
 }
 
 /// Whether the folder `path` holds Zarr metadata at its root.
 fn has_zarr_metadata(path: &Path) -> bool {
-    ["zarr.json", ".zarray", ".zgroup"]
-        .iter()
-        .any(|f| path.join(f).is_file())
+    ["zarr.json", ".zarray", ".zgroup"].iter().any(|f| path.join(f).is_file())
 }
 
 /// The format of the volume at `path`: a `.zarr` folder or one holding `zarr.json`, `.zarray`
@@ -178,10 +162,7 @@ pub fn detect_volume_format(path: impl AsRef<Path>) -> Result<VolumeFormat, Data
 }
 
 /// Opens the volume at `path`, as `format` or as [`detect_volume_format`] finds.
-pub fn open_volume(
-    path: impl AsRef<Path>,
-    format: Option<VolumeFormat>,
-) -> Result<Box<dyn VolumeReader>, DataError> {
+pub fn open_volume(path: impl AsRef<Path>, format: Option<VolumeFormat>) -> Result<Box<dyn VolumeReader>, DataError> {
     let path = path.as_ref();
     let format = match format {
         Some(f) => {
@@ -209,10 +190,7 @@ fn check_slab(
         if r.start >= r.end || r.end > n {
             return Err(vol_err(
                 path,
-                format!(
-                    "{name} range {}..{} is empty or outside the volume's 0..{n}",
-                    r.start, r.end
-                ),
+                format!("{name} range {}..{} is empty or outside the volume's 0..{n}", r.start, r.end),
             ));
         }
     }
@@ -239,10 +217,7 @@ pub struct TiffVolume {
 
 impl std::fmt::Debug for TiffVolume {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TiffVolume")
-            .field("path", &self.path)
-            .field("info", &self.info)
-            .finish()
+        f.debug_struct("TiffVolume").field("path", &self.path).field("info", &self.info).finish()
     }
 }
 
@@ -259,21 +234,16 @@ pub(crate) struct PageLayout {
 /// Maps a `tiff` error on `page` of `path` to a [`DataError`].
 pub(crate) fn tiff_err(path: &Path, page: usize, e: tiff::TiffError) -> DataError {
     match e {
-        tiff::TiffError::UnsupportedError(u) => DataError::UnsupportedImage {
-            path: path.to_path_buf(),
-            reason: format!("page {page}: {}", one_line(u)),
-        },
-        tiff::TiffError::IoError(io) if io.kind() != io::ErrorKind::UnexpectedEof => {
-            DataError::read(path, io)
+        tiff::TiffError::UnsupportedError(u) => {
+            DataError::UnsupportedImage { path: path.to_path_buf(), reason: format!("page {page}: {}", one_line(u)) }
         }
-        tiff::TiffError::IoError(_) => DataError::CorruptImage {
-            path: path.to_path_buf(),
-            reason: format!("page {page}: file is truncated"),
-        },
-        other => DataError::CorruptImage {
-            path: path.to_path_buf(),
-            reason: format!("page {page}: {}", one_line(other)),
-        },
+        tiff::TiffError::IoError(io) if io.kind() != io::ErrorKind::UnexpectedEof => DataError::read(path, io),
+        tiff::TiffError::IoError(_) => {
+            DataError::CorruptImage { path: path.to_path_buf(), reason: format!("page {page}: file is truncated") }
+        }
+        other => {
+            DataError::CorruptImage { path: path.to_path_buf(), reason: format!("page {page}: {}", one_line(other)) }
+        }
     }
 }
 
@@ -290,11 +260,7 @@ pub(crate) fn page_layout(
             path: path.to_path_buf(),
             width: width as u64,
             height: height as u64,
-            reason: if width == 0 || height == 0 {
-                "zero-sized page"
-            } else {
-                "more than 2^31 pixels"
-            },
+            reason: if width == 0 || height == 0 { "zero-sized page" } else { "more than 2^31 pixels" },
         });
     }
     let color = decoder.colortype().map_err(|e| tiff_err(path, page, e))?;
@@ -305,9 +271,7 @@ pub(crate) fn page_layout(
         });
     };
     if samples > 1 {
-        let planar = decoder
-            .find_tag_unsigned::<u16>(Tag::PlanarConfiguration)
-            .map_err(|e| tiff_err(path, page, e))?;
+        let planar = decoder.find_tag_unsigned::<u16>(Tag::PlanarConfiguration).map_err(|e| tiff_err(path, page, e))?;
         if planar == Some(2) {
             return Err(DataError::UnsupportedImage {
                 path: path.to_path_buf(),
@@ -315,21 +279,11 @@ pub(crate) fn page_layout(
             });
         }
     }
-    Ok(PageLayout {
-        width,
-        height,
-        samples,
-        channels,
-        color,
-    })
+    Ok(PageLayout { width, height, samples, channels, color })
 }
 
 /// Decoded samples as `f32`, with the sample type they had.
-fn decoded_f32(
-    path: &Path,
-    page: usize,
-    r: DecodingResult,
-) -> Result<(Vec<f32>, SampleDepth), DataError> {
+fn decoded_f32(path: &Path, page: usize, r: DecodingResult) -> Result<(Vec<f32>, SampleDepth), DataError> {
     Ok(match r {
         DecodingResult::U8(v) => (v.into_iter().map(f32::from).collect(), SampleDepth::U8),
         DecodingResult::U16(v) => (v.into_iter().map(f32::from).collect(), SampleDepth::U16),
@@ -349,21 +303,12 @@ impl TiffVolume {
     pub fn open(path: impl AsRef<Path>) -> Result<Self, DataError> {
         let path = path.as_ref();
         let file = File::open(path).map_err(|e| DataError::read(path, e))?;
-        let mut decoder = Decoder::new(BufReader::new(file))
-            .map_err(|e| tiff_err(path, 0, e))?
-            .with_limits(Limits::unlimited());
+        let mut decoder =
+            Decoder::new(BufReader::new(file)).map_err(|e| tiff_err(path, 0, e))?.with_limits(Limits::unlimited());
         let first = page_layout(path, 0, &mut decoder)?;
         let (cw, ch) = decoder.chunk_dimensions();
-        let chunks = [
-            1,
-            (ch as usize).clamp(1, first.height),
-            (cw as usize).clamp(1, first.width),
-        ];
-        let (_, depth) = decoded_f32(
-            path,
-            0,
-            decoder.read_chunk(0).map_err(|e| tiff_err(path, 0, e))?,
-        )?;
+        let chunks = [1, (ch as usize).clamp(1, first.height), (cw as usize).clamp(1, first.width)];
+        let (_, depth) = decoded_f32(path, 0, decoder.read_chunk(0).map_err(|e| tiff_err(path, 0, e))?)?;
         // Later page directories are parsed with the `tiff` crate's default limits (see
         // `DIRECTORY_LIMITS_NOTE` at `tiff_page_count`); pixel reads get unlimited ones again.
         let mut decoder = decoder.with_limits(Limits::default());
@@ -418,17 +363,12 @@ impl TiffVolume {
             for tx in x.start / cw..=(x.end - 1) / cw {
                 let index = ty * across + tx;
                 let (dw, dh) = (cw.min(width - tx * cw), ch.min(height - ty * ch));
-                let chunk = decoder
-                    .read_chunk(index as u32)
-                    .map_err(|e| tiff_err(&self.path, page, e))?;
+                let chunk = decoder.read_chunk(index as u32).map_err(|e| tiff_err(&self.path, page, e))?;
                 let (samples, depth) = decoded_f32(&self.path, page, chunk)?;
                 if depth != self.info.depth {
                     return Err(vol_err(
                         &self.path,
-                        format!(
-                            "page {page} has {depth:?} samples but page 0 has {:?}",
-                            self.info.depth
-                        ),
+                        format!("page {page} has {depth:?} samples but page 0 has {:?}", self.info.depth),
                     ));
                 }
                 if samples.len() < dw * dh * cin {
@@ -467,22 +407,13 @@ impl VolumeReader for TiffVolume {
         &self.info
     }
 
-    fn read_slab(
-        &self,
-        z: Range<usize>,
-        y: Range<usize>,
-        x: Range<usize>,
-    ) -> Result<Array4<f32>, DataError> {
+    fn read_slab(&self, z: Range<usize>, y: Range<usize>, x: Range<usize>) -> Result<Array4<f32>, DataError> {
         check_slab(&self.path, self.info.shape, &z, &y, &x)?;
         let mut out = Array4::<f32>::zeros((z.len(), y.len(), x.len(), self.info.channels));
-        let mut decoder = self
-            .decoder
-            .lock()
-            .map_err(|_| vol_err(&self.path, "an earlier read failed midway (poisoned lock)"))?;
+        let mut decoder =
+            self.decoder.lock().map_err(|_| vol_err(&self.path, "an earlier read failed midway (poisoned lock)"))?;
         for (i, page) in z.enumerate() {
-            decoder
-                .seek_to_image(page)
-                .map_err(|e| tiff_err(&self.path, page, e))?;
+            decoder.seek_to_image(page).map_err(|e| tiff_err(&self.path, page, e))?;
             let mut plane = out.index_axis_mut(Axis(0), i);
             self.read_region(page, &mut decoder, &y, &x, &mut plane)?;
         }
@@ -499,19 +430,12 @@ pub fn tiff_page_count(path: impl AsRef<Path>) -> Result<usize, DataError> {
         use std::io::Read;
         let mut f = &file;
         let n = f.read(&mut magic).map_err(|e| DataError::read(path, e))?;
-        if n < 4
-            || !(magic == *b"II*\0"
-                || magic == *b"MM\0*"
-                || magic == *b"II+\0"
-                || magic == *b"MM\0+")
-        {
+        if n < 4 || !(magic == *b"II*\0" || magic == *b"MM\0*" || magic == *b"II+\0" || magic == *b"MM\0+") {
             return Ok(1);
         }
     }
     let mut reader = BufReader::new(file);
-    reader
-        .seek(io::SeekFrom::Start(0))
-        .map_err(|e| DataError::read(path, e))?;
+    reader.seek(io::SeekFrom::Start(0)).map_err(|e| DataError::read(path, e))?;
     // DIRECTORY_LIMITS_NOTE: the `tiff` crate's default limits, not unlimited ones. In `tiff`
     // 0.11 a directory's value arrays (strip offsets, byte counts, ...) are bounded only by
     // `decoding_buffer_size`, which the pixel readers lift; with it lifted, a corrupt directory
@@ -591,12 +515,7 @@ impl VolumeReader for SliceFolderVolume {
         &self.info
     }
 
-    fn read_slab(
-        &self,
-        z: Range<usize>,
-        y: Range<usize>,
-        x: Range<usize>,
-    ) -> Result<Array4<f32>, DataError> {
+    fn read_slab(&self, z: Range<usize>, y: Range<usize>, x: Range<usize>) -> Result<Array4<f32>, DataError> {
         check_slab(&self.path, self.info.shape, &z, &y, &x)?;
         let [_, h, w] = self.info.shape;
         let planes: Vec<Result<Array3<f32>, DataError>> = self.files[z.clone()]
@@ -673,20 +592,12 @@ fn read_json(path: &Path) -> Result<Option<Value>, DataError> {
 /// Names of OME `axes` (0.4+: objects with `name`; 0.3: strings).
 fn ome_axis_names(ms: &Value) -> Option<Vec<String>> {
     let axes = ms.get("axes")?.as_array()?;
-    axes.iter()
-        .map(|a| {
-            a.as_str()
-                .or_else(|| a.get("name").and_then(Value::as_str))
-                .map(str::to_owned)
-        })
-        .collect()
+    axes.iter().map(|a| a.as_str().or_else(|| a.get("name").and_then(Value::as_str)).map(str::to_owned)).collect()
 }
 
 /// The array node of the Zarr store at `path` and its axis names if known.
 fn resolve_zarr_node(path: &Path) -> Result<(String, Option<Vec<String>>), DataError> {
-    let from_multiscales = |attrs: &Value,
-                            meta: &Path|
-     -> Result<(String, Option<Vec<String>>), DataError> {
+    let from_multiscales = |attrs: &Value, meta: &Path| -> Result<(String, Option<Vec<String>>), DataError> {
         let ms = attrs
             .get("ome")
             .and_then(|o| o.get("multiscales"))
@@ -694,10 +605,7 @@ fn resolve_zarr_node(path: &Path) -> Result<(String, Option<Vec<String>>), DataE
             .and_then(Value::as_array)
             .and_then(|m| m.first())
             .ok_or_else(|| {
-                vol_err(
-                    meta,
-                    "a Zarr group without OME-Zarr multiscales: give the path of an array inside it",
-                )
+                vol_err(meta, "a Zarr group without OME-Zarr multiscales: give the path of an array inside it")
             })?;
         let p = ms
             .get("datasets")
@@ -708,10 +616,7 @@ fn resolve_zarr_node(path: &Path) -> Result<(String, Option<Vec<String>>), DataE
             .ok_or_else(|| vol_err(meta, "OME-Zarr multiscales[0] has no datasets[0].path"))?;
         let p = p.trim_matches('/');
         if p.is_empty() || p.split('/').any(|c| c == ".." || c == "." || c.is_empty()) {
-            return Err(vol_err(
-                meta,
-                format!("OME-Zarr dataset path `{p}` is not a relative path"),
-            ));
+            return Err(vol_err(meta, format!("OME-Zarr dataset path `{p}` is not a relative path")));
         }
         Ok((format!("/{p}"), ome_axis_names(ms)))
     };
@@ -720,10 +625,7 @@ fn resolve_zarr_node(path: &Path) -> Result<(String, Option<Vec<String>>), DataE
         return match meta.get("node_type").and_then(Value::as_str) {
             Some("array") => Ok(("/".into(), None)),
             Some("group") => from_multiscales(meta.get("attributes").unwrap_or(&Value::Null), &v3),
-            _ => Err(vol_err(
-                &v3,
-                "zarr.json has no node_type `array` or `group`",
-            )),
+            _ => Err(vol_err(&v3, "zarr.json has no node_type `array` or `group`")),
         };
     }
     if path.join(".zarray").is_file() {
@@ -736,18 +638,11 @@ fn resolve_zarr_node(path: &Path) -> Result<(String, Option<Vec<String>>), DataE
         let attrs = read_json(&path.join(".zattrs"))?.unwrap_or(Value::Null);
         return from_multiscales(&attrs, &path.join(".zattrs"));
     }
-    Err(vol_err(
-        path,
-        "not a Zarr store (no zarr.json, .zarray or .zgroup in the folder)",
-    ))
+    Err(vol_err(path, "not a Zarr store (no zarr.json, .zarray or .zgroup in the folder)"))
 }
 
 /// Assigns t, c, z, y, x to array dimensions from names (when they are all known) or the rank.
-fn assign_axes(
-    path: &Path,
-    rank: usize,
-    names: Option<&[String]>,
-) -> Result<[Option<usize>; 5], DataError> {
+fn assign_axes(path: &Path, rank: usize, names: Option<&[String]>) -> Result<[Option<usize>; 5], DataError> {
     const ORDER: [&str; 5] = ["t", "c", "z", "y", "x"];
     if let Some(names) = names.filter(|n| n.len() == rank) {
         let mut axes = [None; 5];
@@ -770,9 +665,7 @@ fn assign_axes(
         _ => {
             return Err(vol_err(
                 path,
-                format!(
-                    "a rank-{rank} array: bioseg reads (y,x), (z,y,x), (c,z,y,x) or (t,c,z,y,x)"
-                ),
+                format!("a rank-{rank} array: bioseg reads (y,x), (z,y,x), (c,z,y,x) or (t,c,z,y,x)"),
             ));
         }
     };
@@ -824,9 +717,7 @@ fn retrieve_f32<S: ?Sized + ReadableStorageTraits + 'static>(
             .map(|v| v.into_iter().map(|x| f32::from(u8::from(x))).collect())
             .map_err(one_line)
     } else {
-        Err(format!(
-            "data type {t} is not supported (expected an integer or float type)"
-        ))
+        Err(format!("data type {t} is not supported (expected an integer or float type)"))
     }
 }
 
@@ -843,20 +734,13 @@ impl ZarrVolume {
             .map_err(|e| vol_err(path, format!("cannot open array {node}: {}", one_line(e))))?;
         let shape: Vec<usize> = array.shape().iter().map(|&n| n as usize).collect();
         let dim_names: Option<Vec<String>> = names.or_else(|| {
-            let meta =
-                read_json(&path.join(node.trim_start_matches('/')).join("zarr.json")).ok()??;
+            let meta = read_json(&path.join(node.trim_start_matches('/')).join("zarr.json")).ok()??;
             serde_json::from_value(meta.get("dimension_names")?.clone()).ok()
         });
         let axes = assign_axes(path, shape.len(), dim_names.as_deref())?;
         let size = |a: usize| axes[a].map(|d| shape[d]).unwrap_or(1);
         if size(0) != 1 {
-            return Err(vol_err(
-                path,
-                format!(
-                    "the array has {} time points; bioseg reads volumes with one",
-                    size(0)
-                ),
-            ));
+            return Err(vol_err(path, format!("the array has {} time points; bioseg reads volumes with one", size(0))));
         }
         if shape.contains(&0) {
             return Err(vol_err(path, format!("empty array of shape {shape:?}")));
@@ -884,13 +768,7 @@ impl ZarrVolume {
             chunks: [chunk_of(2), chunk_of(3), chunk_of(4)],
             format: VolumeFormat::Zarr,
         };
-        Ok(ZarrVolume {
-            path: path.to_path_buf(),
-            node,
-            array,
-            axes,
-            info,
-        })
+        Ok(ZarrVolume { path: path.to_path_buf(), node, array, axes, info })
     }
 
     /// The node path of the array read inside the store (e.g. `/0` for OME-Zarr).
@@ -908,12 +786,7 @@ impl VolumeReader for ZarrVolume {
         &self.info
     }
 
-    fn read_slab(
-        &self,
-        z: Range<usize>,
-        y: Range<usize>,
-        x: Range<usize>,
-    ) -> Result<Array4<f32>, DataError> {
+    fn read_slab(&self, z: Range<usize>, y: Range<usize>, x: Range<usize>) -> Result<Array4<f32>, DataError> {
         check_slab(&self.path, self.info.shape, &z, &y, &x)?;
         let rank = self.array.dimensionality();
         let mut ranges = vec![0..1u64; rank];
@@ -928,10 +801,7 @@ impl VolumeReader for ZarrVolume {
         let values = retrieve_f32(&self.array, &ArraySubset::new_with_ranges(&ranges))
             .map_err(|e| vol_err(&self.path, format!("reading array {}: {e}", self.node)))?;
         if values.len() != dims.iter().product::<usize>() {
-            return Err(vol_err(
-                &self.path,
-                "the array returned a wrong number of samples",
-            ));
+            return Err(vol_err(&self.path, "the array returned a wrong number of samples"));
         }
         let mut strides = vec![1usize; rank];
         for d in (0..rank.saturating_sub(1)).rev() {
@@ -939,10 +809,9 @@ impl VolumeReader for ZarrVolume {
         }
         let stride = |a: usize| self.axes[a].map(|d| strides[d]).unwrap_or(0);
         let (sc, sz, sy, sx) = (stride(1), stride(2), stride(3), stride(4));
-        Ok(Array4::from_shape_fn(
-            (z.len(), y.len(), x.len(), c),
-            |(i, j, k, ch)| values[i * sz + j * sy + k * sx + ch * sc],
-        ))
+        Ok(Array4::from_shape_fn((z.len(), y.len(), x.len(), c), |(i, j, k, ch)| {
+            values[i * sz + j * sy + k * sx + ch * sc]
+        }))
     }
 }
 
@@ -963,9 +832,7 @@ impl AtomicFilesystemStore {
     /// A store rooted at `root` (a folder; created on the first write if missing).
     pub fn new(root: impl AsRef<Path>) -> Result<Self, DataError> {
         let root = root.as_ref();
-        Ok(AtomicFilesystemStore {
-            inner: FilesystemStore::new(root).map_err(|e| vol_err(root, one_line(e)))?,
-        })
+        Ok(AtomicFilesystemStore { inner: FilesystemStore::new(root).map_err(|e| vol_err(root, one_line(e)))? })
     }
 
     /// The file that holds `key`.
@@ -1001,15 +868,11 @@ impl WritableStorageTraits for AtomicFilesystemStore {
         write_bytes_atomic(&path, &value).map_err(|e| StorageError::Other(e.to_string()))
     }
 
-    fn set_partial_many(
-        &self,
-        key: &StoreKey,
-        offset_values: OffsetBytesIterator,
-    ) -> Result<(), StorageError> {
+    fn set_partial_many(&self, key: &StoreKey, offset_values: OffsetBytesIterator) -> Result<(), StorageError> {
         let mut bytes: Vec<u8> = self.inner.get(key)?.map(|b| b.to_vec()).unwrap_or_default();
         for (offset, value) in offset_values {
-            let offset = usize::try_from(offset)
-                .map_err(|_| StorageError::Other(format!("offset {offset} too large")))?;
+            let offset =
+                usize::try_from(offset).map_err(|_| StorageError::Other(format!("offset {offset} too large")))?;
             if bytes.len() < offset + value.len() {
                 bytes.resize(offset + value.len(), 0);
             }
@@ -1218,10 +1081,7 @@ pub struct ZarrVolumeWriter {
 
 impl std::fmt::Debug for ZarrVolumeWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ZarrVolumeWriter")
-            .field("path", &self.path)
-            .field("spec", &self.spec)
-            .finish()
+        f.debug_struct("ZarrVolumeWriter").field("path", &self.path).field("spec", &self.spec).finish()
     }
 }
 
@@ -1232,10 +1092,7 @@ fn existing_parent(path: &Path) -> Result<PathBuf, DataError> {
         _ => PathBuf::from("."),
     };
     if !parent.is_dir() {
-        return Err(DataError::OutputFolder {
-            dir: parent,
-            reason: "folder does not exist".into(),
-        });
+        return Err(DataError::OutputFolder { dir: parent, reason: "folder does not exist".into() });
     }
     Ok(parent)
 }
@@ -1248,10 +1105,7 @@ fn first_difference(stored: &Value, wanted: &Value) -> String {
             keys.sort();
             keys.dedup();
             for k in keys {
-                let (x, y) = (
-                    a.get(k).unwrap_or(&Value::Null),
-                    b.get(k).unwrap_or(&Value::Null),
-                );
+                let (x, y) = (a.get(k).unwrap_or(&Value::Null), b.get(k).unwrap_or(&Value::Null));
                 if x != y {
                     if x.is_object() && y.is_object() {
                         return format!("{k}.{}", first_difference(x, y));
@@ -1273,11 +1127,7 @@ impl ZarrVolumeWriter {
     /// a hidden temporary folder next to `path` that is then renamed to `path`; the rename
     /// fails for all but one process, and the others join (in [`CreateMode::Join`]) after
     /// checking the winner's metadata.
-    pub fn create(
-        path: impl AsRef<Path>,
-        spec: ZarrVolumeSpec,
-        mode: CreateMode,
-    ) -> Result<(Self, bool), DataError> {
+    pub fn create(path: impl AsRef<Path>, spec: ZarrVolumeSpec, mode: CreateMode) -> Result<(Self, bool), DataError> {
         let path = path.as_ref();
         spec.validate(path)?;
         let parent = existing_parent(path)?;
@@ -1285,35 +1135,24 @@ impl ZarrVolumeWriter {
         if exists {
             match mode {
                 CreateMode::New => {
-                    return Err(DataError::OutputExists {
-                        path: path.to_path_buf(),
-                    });
+                    return Err(DataError::OutputExists { path: path.to_path_buf() });
                 }
                 CreateMode::Join => {
                     Self::check_existing(path, &spec)?;
                     return Ok((Self::open_store(path, spec)?, false));
                 }
                 CreateMode::Overwrite => {
-                    let meta =
-                        std::fs::symlink_metadata(path).map_err(|e| DataError::read(path, e))?;
-                    let empty_dir = meta.is_dir()
-                        && std::fs::read_dir(path)
-                            .map(|mut d| d.next().is_none())
-                            .unwrap_or(false);
+                    let meta = std::fs::symlink_metadata(path).map_err(|e| DataError::read(path, e))?;
+                    let empty_dir =
+                        meta.is_dir() && std::fs::read_dir(path).map(|mut d| d.next().is_none()).unwrap_or(false);
                     if meta.is_dir() && !empty_dir && !has_zarr_metadata(path) {
-                        return Err(vol_err(
-                            path,
-                            "refusing to replace a folder that is not a Zarr store",
-                        ));
+                        return Err(vol_err(path, "refusing to replace a folder that is not a Zarr store"));
                     }
                     let tmp = Self::build_temp(&parent, path, &spec)?;
                     let trash = tempfile::Builder::new()
                         .prefix(TEMP_PREFIX)
                         .tempdir_in(&parent)
-                        .map_err(|e| DataError::OutputFolder {
-                            dir: parent.clone(),
-                            reason: e.to_string(),
-                        })?;
+                        .map_err(|e| DataError::OutputFolder { dir: parent.clone(), reason: e.to_string() })?;
                     let old = trash.path().join("old");
                     std::fs::rename(path, &old).map_err(|e| DataError::write(path, e))?;
                     std::fs::rename(tmp.path(), path).map_err(|e| DataError::write(path, e))?;
@@ -1336,31 +1175,19 @@ impl ZarrVolumeWriter {
                         Self::check_existing(path, &spec)?;
                         Ok((Self::open_store(path, spec)?, false))
                     }
-                    _ => Err(DataError::OutputExists {
-                        path: path.to_path_buf(),
-                    }),
+                    _ => Err(DataError::OutputExists { path: path.to_path_buf() }),
                 }
             }
         }
     }
 
     /// Writes the metadata into a temporary folder beside `path`.
-    fn build_temp(
-        parent: &Path,
-        path: &Path,
-        spec: &ZarrVolumeSpec,
-    ) -> Result<tempfile::TempDir, DataError> {
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "volume".into());
+    fn build_temp(parent: &Path, path: &Path, spec: &ZarrVolumeSpec) -> Result<tempfile::TempDir, DataError> {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "volume".into());
         let tmp = tempfile::Builder::new()
             .prefix(&format!("{TEMP_PREFIX}{name}-"))
             .tempdir_in(parent)
-            .map_err(|e| DataError::OutputFolder {
-                dir: parent.to_path_buf(),
-                reason: e.to_string(),
-            })?;
+            .map_err(|e| DataError::OutputFolder { dir: parent.to_path_buf(), reason: e.to_string() })?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -1377,10 +1204,7 @@ impl ZarrVolumeWriter {
 
     /// Checks that the store at `path` was created with `spec`.
     fn check_existing(path: &Path, spec: &ZarrVolumeSpec) -> Result<(), DataError> {
-        let incompatible = |reason: String| DataError::IncompatibleOutput {
-            path: path.to_path_buf(),
-            reason,
-        };
+        let incompatible = |reason: String| DataError::IncompatibleOutput { path: path.to_path_buf(), reason };
         let group = read_json(&path.join("zarr.json"))?
             .ok_or_else(|| incompatible("it is not a Zarr v3 store written by bioseg".into()))?;
         let stored = group
@@ -1409,12 +1233,7 @@ impl ZarrVolumeWriter {
         let store = Arc::new(AtomicFilesystemStore::new(path)?);
         let array = Array::open(store.clone(), "/0")
             .map_err(|e| vol_err(path, format!("cannot open array 0: {}", one_line(e))))?;
-        Ok(ZarrVolumeWriter {
-            path: path.to_path_buf(),
-            store,
-            array,
-            spec,
-        })
+        Ok(ZarrVolumeWriter { path: path.to_path_buf(), store, array, spec })
     }
 
     /// The store's folder.
@@ -1441,8 +1260,7 @@ impl ZarrVolumeWriter {
 
     /// The file that holds chunk `[iz, iy, ix]`.
     pub fn chunk_path(&self, chunk: [usize; 3]) -> PathBuf {
-        self.store
-            .key_path(&self.array.chunk_key(&self.chunk_indices(chunk)))
+        self.store.key_path(&self.array.chunk_key(&self.chunk_indices(chunk)))
     }
 
     /// Whether chunk `[iz, iy, ix]` was written (chunks appear only complete).
@@ -1463,22 +1281,12 @@ impl ZarrVolumeWriter {
         let s = &self.spec;
         let (kc, nz, ny, nx) = data.dim();
         let size = [nz, ny, nx];
-        let bad = |reason: String| DataError::BadBuffer {
-            path: self.path.clone(),
-            reason,
-        };
+        let bad = |reason: String| DataError::BadBuffer { path: self.path.clone(), reason };
         if T::DTYPE != s.dtype {
-            return Err(bad(format!(
-                "{:?} samples for a {:?} array",
-                T::DTYPE,
-                s.dtype
-            )));
+            return Err(bad(format!("{:?} samples for a {:?} array", T::DTYPE, s.dtype)));
         }
         if kc != s.channels.unwrap_or(1) {
-            return Err(bad(format!(
-                "{kc} channels for an array of {:?}",
-                s.channels
-            )));
+            return Err(bad(format!("{kc} channels for an array of {:?}", s.channels)));
         }
         for i in 0..3 {
             let end = origin[i] + size[i];
@@ -1525,12 +1333,7 @@ impl ZarrVolumeWriter {
                 }
                 self.array
                     .store_chunk_opt(&self.chunk_indices(chunk), buf, &options)
-                    .map_err(|e| {
-                        vol_err(
-                            &self.path,
-                            format!("writing chunk {chunk:?}: {}", one_line(e)),
-                        )
-                    })?;
+                    .map_err(|e| vol_err(&self.path, format!("writing chunk {chunk:?}: {}", one_line(e))))?;
                 Ok(true)
             })
             .collect();
@@ -1556,9 +1359,7 @@ struct SharedFile(Arc<Mutex<BufWriter<File>>>);
 
 impl SharedFile {
     fn lock(&self) -> io::Result<std::sync::MutexGuard<'_, BufWriter<File>>> {
-        self.0
-            .lock()
-            .map_err(|_| io::Error::other("poisoned writer"))
+        self.0.lock().map_err(|_| io::Error::other("poisoned writer"))
     }
 }
 
@@ -1620,18 +1421,10 @@ impl TiffStackWriter {
     ) -> Result<Self, DataError> {
         let path = path.as_ref();
         if ImageFormat::from_path(path)? != ImageFormat::Tiff {
-            return Err(DataError::UnsupportedFormat {
-                path: path.to_path_buf(),
-                expected: ".tif or .tiff",
-            });
+            return Err(DataError::UnsupportedFormat { path: path.to_path_buf(), expected: ".tif or .tiff" });
         }
         crate::atomic::ensure_absent_or_overwrite(path, overwrite)?;
-        if width == 0
-            || height == 0
-            || pages == 0
-            || width > u32::MAX as usize
-            || height > u32::MAX as usize
-        {
+        if width == 0 || height == 0 || pages == 0 || width > u32::MAX as usize || height > u32::MAX as usize {
             return Err(DataError::BadDimensions {
                 path: path.to_path_buf(),
                 width: width as u64,
@@ -1649,18 +1442,9 @@ impl TiffStackWriter {
         }
         let tmp = builder
             .tempfile_in(&parent)
-            .map_err(|e| DataError::OutputFolder {
-                dir: parent.clone(),
-                reason: e.to_string(),
-            })?;
-        let clone = tmp
-            .as_file()
-            .try_clone()
-            .map_err(|e| DataError::write(path, e))?;
-        let file = SharedFile(Arc::new(Mutex::new(BufWriter::with_capacity(
-            1 << 20,
-            clone,
-        ))));
+            .map_err(|e| DataError::OutputFolder { dir: parent.clone(), reason: e.to_string() })?;
+        let clone = tmp.as_file().try_clone().map_err(|e| DataError::write(path, e))?;
+        let file = SharedFile(Arc::new(Mutex::new(BufWriter::with_capacity(1 << 20, clone))));
         let total = (width * height * pages * dtype.bytes()) as u64;
         let tiff_io = |e: tiff::TiffError| DataError::write(path, io::Error::other(e.to_string()));
         let encoder = if total > 3 << 30 {
@@ -1736,18 +1520,11 @@ impl TiffStackWriter {
         }
         drop(self.encoder);
         {
-            let mut f = self
-                .file
-                .lock()
-                .map_err(|e| DataError::write(&self.path, e))?;
+            let mut f = self.file.lock().map_err(|e| DataError::write(&self.path, e))?;
             f.flush().map_err(|e| DataError::write(&self.path, e))?;
-            f.get_ref()
-                .sync_all()
-                .map_err(|e| DataError::write(&self.path, e))?;
+            f.get_ref().sync_all().map_err(|e| DataError::write(&self.path, e))?;
         }
-        self.tmp
-            .persist(&self.path)
-            .map_err(|e| DataError::write(&self.path, e.error))?;
+        self.tmp.persist(&self.path).map_err(|e| DataError::write(&self.path, e.error))?;
         Ok(())
     }
 }
@@ -1771,19 +1548,11 @@ impl SliceFolderWriter {
         let dir = dir.as_ref();
         existing_parent(dir)?;
         if dir.exists() && !dir.is_dir() {
-            return Err(DataError::OutputFolder {
-                dir: dir.to_path_buf(),
-                reason: "not a folder".into(),
-            });
+            return Err(DataError::OutputFolder { dir: dir.to_path_buf(), reason: "not a folder".into() });
         }
-        std::fs::create_dir_all(dir).map_err(|e| DataError::OutputFolder {
-            dir: dir.to_path_buf(),
-            reason: e.to_string(),
-        })?;
-        Ok(SliceFolderWriter {
-            dir: dir.to_path_buf(),
-            dtype,
-        })
+        std::fs::create_dir_all(dir)
+            .map_err(|e| DataError::OutputFolder { dir: dir.to_path_buf(), reason: e.to_string() })?;
+        Ok(SliceFolderWriter { dir: dir.to_path_buf(), dtype })
     }
 
     /// The folder.
@@ -1814,10 +1583,7 @@ impl SliceFolderWriter {
     ) -> Result<PathBuf, DataError> {
         let p = self.slice_path(z, channel);
         if self.dtype != VolumeDType::U8 {
-            return Err(DataError::BadBuffer {
-                path: p,
-                reason: "8-bit samples for a float slice folder".into(),
-            });
+            return Err(DataError::BadBuffer { path: p, reason: "8-bit samples for a float slice folder".into() });
         }
         write_gray_u8(&p, width as u32, height as u32, data)?;
         Ok(p)
@@ -1834,10 +1600,7 @@ impl SliceFolderWriter {
     ) -> Result<PathBuf, DataError> {
         let p = self.slice_path(z, channel);
         if self.dtype != VolumeDType::F32 {
-            return Err(DataError::BadBuffer {
-                path: p,
-                reason: "float samples for an 8-bit slice folder".into(),
-            });
+            return Err(DataError::BadBuffer { path: p, reason: "float samples for an 8-bit slice folder".into() });
         }
         write_gray_f32_tiff(&p, width as u32, height as u32, data)?;
         Ok(p)
@@ -1849,9 +1612,7 @@ mod tests {
     use super::*;
 
     fn ramp(z: usize, y: usize, x: usize) -> Vec<Vec<u8>> {
-        (0..z)
-            .map(|k| (0..y * x).map(|i| ((i * 7 + k * 31) % 251) as u8).collect())
-            .collect()
+        (0..z).map(|k| (0..y * x).map(|i| ((i * 7 + k * 31) % 251) as u8).collect()).collect()
     }
 
     fn expect_slab(
@@ -1867,11 +1628,7 @@ mod tests {
         for (i, zz) in z.enumerate() {
             for (j, yy) in y.clone().enumerate() {
                 for (k, xx) in x.clone().enumerate() {
-                    assert_eq!(
-                        a[[i, j, k, 0]],
-                        f32::from(pages[zz][yy * w + xx]),
-                        "at {zz},{yy},{xx}"
-                    );
+                    assert_eq!(a[[i, j, k, 0]], f32::from(pages[zz][yy * w + xx]), "at {zz},{yy},{xx}");
                 }
             }
         }
@@ -1907,10 +1664,7 @@ mod tests {
         w.write_page_u8(&pages[0]).unwrap();
         assert!(w.finish().is_err());
         assert!(!q.exists());
-        let left: Vec<_> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(left.len(), 1, "{left:?}");
     }
 
@@ -1918,15 +1672,13 @@ mod tests {
     fn bigtiff_and_tiled_pages_read() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("big.tif");
-        let pages: Vec<Vec<f32>> = (0..3)
-            .map(|k| (0..40 * 30).map(|i| (i + k * 1000) as f32 * 0.5).collect())
-            .collect();
+        let pages: Vec<Vec<f32>> =
+            (0..3).map(|k| (0..40 * 30).map(|i| (i + k * 1000) as f32 * 0.5).collect()).collect();
         {
             let f = File::create(&p).unwrap();
             let mut enc = TiffEncoder::new_big(BufWriter::new(f)).unwrap();
             for pg in &pages {
-                enc.write_image::<colortype::Gray32Float>(40, 30, pg)
-                    .unwrap();
+                enc.write_image::<colortype::Gray32Float>(40, 30, pg).unwrap();
             }
         }
         let v = open_volume(&p, None).unwrap();
@@ -1950,10 +1702,7 @@ mod tests {
         assert_eq!(v.info().shape, [11, 20, 30]);
         expect_slab(v.as_ref(), &pages, 30, 1..11, 3..17, 0..30);
         assert_eq!(out.slice_path(7, None).file_name().unwrap(), "00007.png");
-        assert_eq!(
-            out.slice_path(7, Some(1)).file_name().unwrap(),
-            "00007_c1.png"
-        );
+        assert_eq!(out.slice_path(7, Some(1)).file_name().unwrap(), "00007_c1.png");
     }
 
     fn spec(channels: Option<usize>, identity: Value) -> ZarrVolumeSpec {
@@ -1972,52 +1721,24 @@ mod tests {
     fn zarr_v3_writer_round_trip_join_and_resume() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("out.zarr");
-        let data = Array4::from_shape_fn((2, 5, 40, 70), |(c, z, y, x)| {
-            ((c * 97 + z * 13 + y * 3 + x) % 256) as u8
-        });
-        let (w, created) =
-            ZarrVolumeWriter::create(&p, spec(Some(2), json!({"model": "a"})), CreateMode::New)
-                .unwrap();
+        let data = Array4::from_shape_fn((2, 5, 40, 70), |(c, z, y, x)| ((c * 97 + z * 13 + y * 3 + x) % 256) as u8);
+        let (w, created) = ZarrVolumeWriter::create(&p, spec(Some(2), json!({"model": "a"})), CreateMode::New).unwrap();
         assert!(created);
         assert_eq!(w.chunk_grid(), [3, 3, 3]);
         // Two z-slabs of chunks, the second (ending at the array's end) written twice.
-        let r = w
-            .write_region([0, 0, 0], data.slice(s![.., 0..2, .., ..]), true)
-            .unwrap();
-        assert_eq!(
-            r,
-            RegionWrite {
-                written: 9,
-                skipped: 0
-            }
-        );
+        let r = w.write_region([0, 0, 0], data.slice(s![.., 0..2, .., ..]), true).unwrap();
+        assert_eq!(r, RegionWrite { written: 9, skipped: 0 });
         assert!(w.chunk_exists([0, 2, 2]) && !w.chunk_exists([1, 0, 0]));
-        w.write_region([2, 0, 0], data.slice(s![.., 2..5, .., ..]), true)
-            .unwrap();
-        let r = w
-            .write_region([4, 0, 0], data.slice(s![.., 4..5, .., ..]), true)
-            .unwrap();
-        assert_eq!(
-            r,
-            RegionWrite {
-                written: 0,
-                skipped: 9
-            }
-        );
-        assert!(
-            w.write_region([1, 0, 0], data.slice(s![.., 1..2, .., ..]), true)
-                .is_err()
-        );
+        w.write_region([2, 0, 0], data.slice(s![.., 2..5, .., ..]), true).unwrap();
+        let r = w.write_region([4, 0, 0], data.slice(s![.., 4..5, .., ..]), true).unwrap();
+        assert_eq!(r, RegionWrite { written: 0, skipped: 9 });
+        assert!(w.write_region([1, 0, 0], data.slice(s![.., 1..2, .., ..]), true).is_err());
         // No temporary files are left in the store.
         let mut stack = vec![p.clone()];
         while let Some(d) = stack.pop() {
             for e in std::fs::read_dir(&d).unwrap() {
                 let e = e.unwrap();
-                assert!(
-                    !e.file_name().to_string_lossy().starts_with('.'),
-                    "{:?}",
-                    e.path()
-                );
+                assert!(!e.file_name().to_string_lossy().starts_with('.'), "{:?}", e.path());
                 if e.file_type().unwrap().is_dir() {
                     stack.push(e.path());
                 }
@@ -2033,12 +1754,10 @@ mod tests {
             assert_eq!(a[[i, j, k, c]], f32::from(data[[c, i + 1, j + 3, k + 10]]));
         }
         // The metadata: OME 0.5 with a translation, identity kept.
-        let g: Value =
-            serde_json::from_slice(&std::fs::read(p.join("zarr.json")).unwrap()).unwrap();
+        let g: Value = serde_json::from_slice(&std::fs::read(p.join("zarr.json")).unwrap()).unwrap();
         assert_eq!(g["attributes"]["ome"]["version"], "0.5");
         assert_eq!(
-            g["attributes"]["ome"]["multiscales"][0]["datasets"][0]["coordinateTransformations"][1]
-                ["translation"],
+            g["attributes"]["ome"]["multiscales"][0]["datasets"][0]["coordinateTransformations"][1]["translation"],
             json!([0.0, 3.0, 0.0, 0.0])
         );
         // New refuses, Join accepts the same spec and refuses another.
@@ -2047,30 +1766,22 @@ mod tests {
             Err(DataError::OutputExists { .. })
         ));
         let (_, created) =
-            ZarrVolumeWriter::create(&p, spec(Some(2), json!({"model": "a"})), CreateMode::Join)
-                .unwrap();
+            ZarrVolumeWriter::create(&p, spec(Some(2), json!({"model": "a"})), CreateMode::Join).unwrap();
         assert!(!created);
-        let e =
-            ZarrVolumeWriter::create(&p, spec(Some(2), json!({"model": "b"})), CreateMode::Join)
-                .unwrap_err();
+        let e = ZarrVolumeWriter::create(&p, spec(Some(2), json!({"model": "b"})), CreateMode::Join).unwrap_err();
         assert!(matches!(e, DataError::IncompatibleOutput { .. }), "{e}");
         assert!(e.to_string().contains("model"), "{e}");
-        let e = ZarrVolumeWriter::create(&p, spec(None, json!({"model": "a"})), CreateMode::Join)
-            .unwrap_err();
+        let e = ZarrVolumeWriter::create(&p, spec(None, json!({"model": "a"})), CreateMode::Join).unwrap_err();
         assert!(e.to_string().contains("shape"), "{e}");
         // Overwrite replaces the store with an empty one.
         let (w, created) =
-            ZarrVolumeWriter::create(&p, spec(None, json!({"model": "b"})), CreateMode::Overwrite)
-                .unwrap();
+            ZarrVolumeWriter::create(&p, spec(None, json!({"model": "b"})), CreateMode::Overwrite).unwrap();
         assert!(created && !w.chunk_exists([0, 0, 0]));
         // Overwrite never deletes a folder that is not a store.
         let not_zarr = dir.path().join("data");
         std::fs::create_dir(&not_zarr).unwrap();
         std::fs::write(not_zarr.join("keep.txt"), b"x").unwrap();
-        assert!(
-            ZarrVolumeWriter::create(&not_zarr, spec(None, json!(1)), CreateMode::Overwrite)
-                .is_err()
-        );
+        assert!(ZarrVolumeWriter::create(&not_zarr, spec(None, json!(1)), CreateMode::Overwrite).is_err());
         assert!(not_zarr.join("keep.txt").exists());
     }
 
@@ -2080,17 +1791,10 @@ mod tests {
         let p = dir.path().join("race.zarr");
         let created: Vec<bool> = (0..8)
             .into_par_iter()
-            .map(|_| {
-                ZarrVolumeWriter::create(&p, spec(None, json!({"k": 1})), CreateMode::Join)
-                    .unwrap()
-                    .1
-            })
+            .map(|_| ZarrVolumeWriter::create(&p, spec(None, json!({"k": 1})), CreateMode::Join).unwrap().1)
             .collect();
         assert_eq!(created.iter().filter(|&&c| c).count(), 1);
-        let left: Vec<_> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(left.len(), 1, "{left:?}");
     }
 
@@ -2114,11 +1818,7 @@ mod tests {
                         for b in 0..4 {
                             for c in 0..4 {
                                 let (zz, yy, xx) = (iz * 2 + a, iy * 4 + b, ix * 4 + c);
-                                let v = if zz < z && yy < y && xx < x {
-                                    value(zz, yy, xx)
-                                } else {
-                                    0
-                                };
+                                let v = if zz < z && yy < y && xx < x { value(zz, yy, xx) } else { 0 };
                                 bytes.extend(v.to_le_bytes());
                             }
                         }
@@ -2142,19 +1842,13 @@ mod tests {
         assert!(e.to_string().contains("missing.tif"), "{e}");
         let f = dir.path().join("v.npy");
         std::fs::write(&f, b"x").unwrap();
-        assert!(matches!(
-            detect_volume_format(&f),
-            Err(DataError::UnsupportedFormat { .. })
-        ));
+        assert!(matches!(detect_volume_format(&f), Err(DataError::UnsupportedFormat { .. })));
         let z = dir.path().join("empty.zarr");
         std::fs::create_dir(&z).unwrap();
         assert_eq!(detect_volume_format(&z).unwrap(), VolumeFormat::Zarr);
         let e = open_volume(&z, None).unwrap_err();
         assert!(e.to_string().contains("not a Zarr store"), "{e}");
-        assert_eq!(
-            "slices".parse::<VolumeFormat>().unwrap(),
-            VolumeFormat::Slices
-        );
+        assert_eq!("slices".parse::<VolumeFormat>().unwrap(), VolumeFormat::Slices);
         assert!("png".parse::<VolumeFormat>().is_err());
     }
 }

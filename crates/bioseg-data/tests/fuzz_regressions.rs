@@ -10,8 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use bioseg_data::{
-    DataError, TiffVolume, VolumeReader, image_dimensions, read_image, read_image_pages,
-    tiff_page_count,
+    DataError, TiffVolume, VolumeReader, image_dimensions, read_image, read_image_pages, tiff_page_count,
 };
 
 /// Same budget as `fuzz/src/lib.rs` `FUZZ_MAX_PIXELS`.
@@ -19,13 +18,9 @@ const MAX_DECODED_PIXELS: u64 = 1 << 22;
 
 /// The files of `fuzz/<kind>/<target>/` (none when the folder is missing).
 fn inputs(kind: &str, target: &str) -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../fuzz")
-        .join(kind)
-        .join(target);
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
-        .unwrap_or_default();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz").join(kind).join(target);
+    let mut files: Vec<PathBuf> =
+        std::fs::read_dir(&dir).map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect()).unwrap_or_default();
     files.retain(|p| p.is_file());
     files.sort();
     files
@@ -41,10 +36,7 @@ fn within_budget(path: &Path) -> bool {
 
 #[test]
 fn image_reader_inputs_give_images_or_errors() {
-    let files: Vec<PathBuf> = ["corpus", "regressions"]
-        .iter()
-        .flat_map(|k| inputs(k, "image_reader"))
-        .collect();
+    let files: Vec<PathBuf> = ["corpus", "regressions"].iter().flat_map(|k| inputs(k, "image_reader")).collect();
     for path in &files {
         if !within_budget(path) {
             continue;
@@ -58,10 +50,7 @@ fn image_reader_inputs_give_images_or_errors() {
 
 #[test]
 fn volume_reader_inputs_give_volumes_or_errors() {
-    let files: Vec<PathBuf> = ["corpus", "regressions"]
-        .iter()
-        .flat_map(|k| inputs(k, "volume_reader"))
-        .collect();
+    let files: Vec<PathBuf> = ["corpus", "regressions"].iter().flat_map(|k| inputs(k, "volume_reader")).collect();
     for path in &files {
         let _ = tiff_page_count(path);
         if !within_budget(path) {
@@ -76,12 +65,7 @@ fn volume_reader_inputs_give_volumes_or_errors() {
         }
         for z in 0..d.min(16) {
             if let Ok(s) = vol.read_slab(z..z + 1, 0..h, 0..w) {
-                assert_eq!(
-                    s.dim(),
-                    (1, h, w, vol.info().channels),
-                    "{}",
-                    path.display()
-                );
+                assert_eq!(s.dim(), (1, h, w, vol.info().channels), "{}", path.display());
             }
         }
         if d <= 16 {
@@ -96,11 +80,7 @@ fn crc32(bytes: &[u8]) -> u32 {
     for &b in bytes {
         crc ^= u32::from(b);
         for _ in 0..8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
+            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
         }
     }
     !crc
@@ -127,15 +107,7 @@ fn palette_png(plte_len: usize) -> Vec<u8> {
         a = (a + u32::from(x)) % 65521;
         b = (b + a) % 65521;
     }
-    let mut idat = vec![
-        0x78,
-        0x01,
-        0x01,
-        raw.len() as u8,
-        0,
-        !(raw.len() as u8),
-        0xff,
-    ];
+    let mut idat = vec![0x78, 0x01, 0x01, raw.len() as u8, 0, !(raw.len() as u8), 0xff];
     idat.extend_from_slice(&raw);
     idat.extend_from_slice(&((b << 16) | a).to_be_bytes());
     png_chunk(&mut png, b"IDAT", &idat);
@@ -170,10 +142,7 @@ fn png_palette_of_partial_entries_is_corrupt() {
     // The input the fuzzer found.
     let found = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../fuzz/regressions/image_reader/png_plte_not_multiple_of_3.png");
-    assert!(matches!(
-        read_image(&found),
-        Err(DataError::CorruptImage { .. })
-    ));
+    assert!(matches!(read_image(&found), Err(DataError::CorruptImage { .. })));
 }
 
 /// A little-endian classic TIFF: page 0 is a 1x1 8-bit gray image, page 1's directory declares

@@ -1,8 +1,8 @@
 //! End-to-end checks of the file formats through the public API.
 
 use bioseg_data::{
-    DataError, Image, SampleDepth, ensure_absent_or_overwrite, read_image, read_tensor,
-    write_gray_f32_tiff, write_gray_u8_png, write_gray_u16_png, write_image, write_tensor,
+    DataError, Image, SampleDepth, ensure_absent_or_overwrite, read_image, read_tensor, write_gray_f32_tiff,
+    write_gray_u8_png, write_gray_u16_png, write_image, write_tensor,
 };
 use ndarray::{Array, IxDyn};
 

@@ -12,8 +12,7 @@ fn isbi_membrane_train_has_25_binary_pairs() {
         );
         return;
     }
-    let ds =
-        SegmentationDataset::open(&dir, "membrane", "train").expect("open ISBI membrane/train");
+    let ds = SegmentationDataset::open(&dir, "membrane", "train").expect("open ISBI membrane/train");
     assert_eq!(ds.len(), 25);
     let names: Vec<&str> = ds.pairs().iter().map(|p| p.name.as_str()).collect();
     let expected: Vec<String> = (0..25).map(|i| i.to_string()).collect();

@@ -23,9 +23,7 @@ fn labels(name: &str) -> ArrayD<u32> {
 }
 
 fn assert_close(what: &str, got: f64, want: &Value, tol: f64) {
-    let want = want
-        .as_f64()
-        .unwrap_or_else(|| panic!("{what}: no number in the manifest"));
+    let want = want.as_f64().unwrap_or_else(|| panic!("{what}: no number in the manifest"));
     assert!(
         (got - want).abs() <= tol,
         "{what}: got {got}, scikit-image/reference {want} (|diff| {})",
@@ -48,24 +46,9 @@ fn matches_scikit_image_and_the_isbi_reference() {
         for (key, ignore) in [("ignore_0", &[0u32][..]), ("ignore_none", &[][..])] {
             let are = adapted_rand_error(t.view(), s.view(), ignore).unwrap();
             let want = &case["adapted_rand_error"][key];
-            assert_close(
-                &format!("{name} ARE {key} error"),
-                are.error,
-                &want["error"],
-                tol,
-            );
-            assert_close(
-                &format!("{name} ARE {key} precision"),
-                are.precision,
-                &want["precision"],
-                tol,
-            );
-            assert_close(
-                &format!("{name} ARE {key} recall"),
-                are.recall,
-                &want["recall"],
-                tol,
-            );
+            assert_close(&format!("{name} ARE {key} error"), are.error, &want["error"], tol);
+            assert_close(&format!("{name} ARE {key} precision"), are.precision, &want["precision"], tol);
+            assert_close(&format!("{name} ARE {key} recall"), are.recall, &want["recall"], tol);
             let (a, b) = variation_of_information(t.view(), s.view(), ignore).unwrap();
             let want = &case["variation_of_information"][key];
             assert_close(&format!("{name} VI {key} [0]"), a, &want[0], tol);
@@ -99,17 +82,12 @@ fn cells_match_scipy_connected_components() {
         let Some(maps) = case.get("maps") else {
             continue;
         };
-        for (map_key, thr_key, labels_key) in [
-            ("truth", "truth_threshold", "true"),
-            ("pred", "pred_threshold", "test"),
-        ] {
-            let map: Array2<f32> =
-                read_npy(fixtures().join(maps[map_key].as_str().unwrap())).unwrap();
+        for (map_key, thr_key, labels_key) in [("truth", "truth_threshold", "true"), ("pred", "pred_threshold", "test")]
+        {
+            let map: Array2<f32> = read_npy(fixtures().join(maps[map_key].as_str().unwrap())).unwrap();
             let thr = maps[thr_key].as_f64().unwrap() as f32;
             let (got, n) = cells(map.view(), thr);
-            let want = labels(case[labels_key].as_str().unwrap())
-                .into_dimensionality::<Ix2>()
-                .unwrap();
+            let want = labels(case[labels_key].as_str().unwrap()).into_dimensionality::<Ix2>().unwrap();
             // scipy.ndimage.label numbers components in raster order of their first pixel too.
             assert_eq!(got, want, "{} {map_key}", case["name"]);
             assert_eq!(n as u32, want.iter().copied().max().unwrap_or(0));

@@ -1,17 +1,11 @@
 //! Writes a synthetic dataset and reads it back through the dataset layer.
 
 use bioseg_data::{
-    MaskEncoding, SegmentationDataset, SynthParams, generate, read_image, segmentation_scores,
-    write_dataset,
+    MaskEncoding, SegmentationDataset, SynthParams, generate, read_image, segmentation_scores, write_dataset,
 };
 
 fn params() -> SynthParams {
-    SynthParams {
-        width: 96,
-        height: 64,
-        mito_per_cell: 1.0,
-        ..SynthParams::default()
-    }
+    SynthParams { width: 96, height: 64, mito_per_cell: 1.0, ..SynthParams::default() }
 }
 
 #[test]
@@ -54,13 +48,7 @@ fn write_dataset_round_trips() {
     // No temporary files are left behind.
     let leftovers: Vec<_> = std::fs::read_dir(out.path().join("mito/train/label"))
         .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .starts_with('.')
-        })
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with('.'))
         .collect();
     assert!(leftovers.is_empty());
 }
@@ -72,10 +60,7 @@ fn same_seed_same_dataset() {
     write_dataset(a.path(), 2, 0, &params(), 5).unwrap();
     write_dataset(b.path(), 2, 0, &params(), 5).unwrap();
     for f in ["membrane/train/image/1.png", "multiclass/train/label/1.png"] {
-        assert_eq!(
-            std::fs::read(a.path().join(f)).unwrap(),
-            std::fs::read(b.path().join(f)).unwrap()
-        );
+        assert_eq!(std::fs::read(a.path().join(f)).unwrap(), std::fs::read(b.path().join(f)).unwrap());
     }
 }
 
@@ -90,11 +75,7 @@ fn write_dataset_into_a_file_fails_naming_it() {
 
 #[test]
 fn large_images_can_be_generated() {
-    let p = SynthParams {
-        width: 2048,
-        height: 1024,
-        ..SynthParams::default()
-    };
+    let p = SynthParams { width: 2048, height: 1024, ..SynthParams::default() };
     let s = generate(&p, 1).unwrap();
     assert_eq!(s.image.dim(), (1024, 2048));
     assert!(s.classes.iter().any(|&c| c == 2));

@@ -92,8 +92,8 @@ fn run_cmd(args: RunArgs) -> Result<()> {
         bioseg_data::ensure_absent_or_overwrite(out, args.overwrite)?;
     }
     let model = OnnxModel::load(&args.model)?;
-    let input = bioseg_data::read_tensor(&args.input)
-        .with_context(|| format!("cannot read input {}", args.input.display()))?;
+    let input =
+        bioseg_data::read_tensor(&args.input).with_context(|| format!("cannot read input {}", args.input.display()))?;
     let result = run_tensor(&model, &input)
         .with_context(|| format!("running {} on {}", args.model.display(), args.input.display()))?;
     if args.repeat > 0 {
@@ -129,8 +129,7 @@ fn run_cmd(args: RunArgs) -> Result<()> {
 
     let truth = match &args.labels {
         Some(p) => {
-            let labels = bioseg_data::read_tensor(p)
-                .with_context(|| format!("cannot read labels {}", p.display()))?;
+            let labels = bioseg_data::read_tensor(p).with_context(|| format!("cannot read labels {}", p.display()))?;
             let t = label_classes(&labels);
             if t.len() != rows {
                 bail!("labels {} hold {} rows but the input has {rows}", p.display(), t.len());
@@ -161,8 +160,7 @@ fn run_cmd(args: RunArgs) -> Result<()> {
         println!("accuracy: {:.4} ({correct}/{rows})", correct as f64 / rows as f64);
     }
     if let Some(out) = &args.output {
-        bioseg_data::write_tensor(out, &result.output)
-            .with_context(|| format!("cannot write {}", out.display()))?;
+        bioseg_data::write_tensor(out, &result.output).with_context(|| format!("cannot write {}", out.display()))?;
         println!("output written to {}", out.display());
     }
     Ok(())

@@ -149,10 +149,7 @@ impl ClassMapping {
             return Ok(gray.mapv(|v| u8::from(v > cut)));
         }
         let n = self.classes as f32;
-        if let Some(v) = gray
-            .iter()
-            .find(|&&v| v < 0.0 || v >= n || v.fract() != 0.0)
-        {
+        if let Some(v) = gray.iter().find(|&&v| v < 0.0 || v >= n || v.fract() != 0.0) {
             bail!(
                 "{what} holds the value {v}: with --classes {} images must be class-index maps (0..{})",
                 self.classes,
@@ -176,8 +173,7 @@ pub fn score_pair(
     let (true_cells, n_true) = bioseg_data::class_regions(truth.view(), boundary_class);
     let isbi = bioseg_data::isbi_scores(pred_cells.view(), true_cells.view())?;
     let are = bioseg_data::adapted_rand_error(true_cells.view(), pred_cells.view(), &[0])?;
-    let (vi_split, vi_merge) =
-        bioseg_data::variation_of_information(true_cells.view(), pred_cells.view(), &[0])?;
+    let (vi_split, vi_merge) = bioseg_data::variation_of_information(true_cells.view(), pred_cells.view(), &[0])?;
     Ok(ImageScores {
         image: name.to_string(),
         pixel_error: s.pixel_error,
@@ -250,10 +246,7 @@ impl Slice {
 pub fn slices(path: &Path) -> Result<(bool, Vec<(String, Slice)>)> {
     if path.is_dir() {
         let files = bioseg_data::list_images(path)?;
-        let named = files
-            .into_iter()
-            .map(|f| (stem(&f), Slice::File(f)))
-            .collect();
+        let named = files.into_iter().map(|f| (stem(&f), Slice::File(f))).collect();
         return Ok((true, named));
     }
     let pages = Arc::new(bioseg_data::read_image_pages(path)?);
@@ -261,11 +254,7 @@ pub fn slices(path: &Path) -> Result<(bool, Vec<(String, Slice)>)> {
     let n = pages.len();
     let named = (0..n)
         .map(|z| {
-            let name = if n == 1 {
-                s.clone()
-            } else {
-                format!("{s}[{z}]")
-            };
+            let name = if n == 1 { s.clone() } else { format!("{s}[{z}]") };
             (name, Slice::Page(pages.clone(), z, path.to_path_buf()))
         })
         .collect();
@@ -273,17 +262,13 @@ pub fn slices(path: &Path) -> Result<(bool, Vec<(String, Slice)>)> {
 }
 
 fn stem(p: &Path) -> String {
-    p.file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default()
+    p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
 /// Pairs predictions with labels (see the module documentation).
 pub fn pair_inputs(pred: &Path, label: &Path) -> Result<Vec<(String, Slice, Slice)>> {
-    let (pred_dir, preds) =
-        slices(pred).with_context(|| format!("reading predictions {}", pred.display()))?;
-    let (label_dir, labels) =
-        slices(label).with_context(|| format!("reading labels {}", label.display()))?;
+    let (pred_dir, preds) = slices(pred).with_context(|| format!("reading predictions {}", pred.display()))?;
+    let (label_dir, labels) = slices(label).with_context(|| format!("reading labels {}", label.display()))?;
     if pred_dir && label_dir {
         let mut by_stem: HashMap<String, Slice> = labels.iter().cloned().collect();
         let mut pairs = Vec::with_capacity(preds.len());
@@ -295,21 +280,12 @@ pub fn pair_inputs(pred: &Path, label: &Path) -> Result<Vec<(String, Slice, Slic
             }
         }
         if let Some(first) = missing.first() {
-            bail!(
-                "prediction {first} has no label with that name in {}{}",
-                label.display(),
-                more(missing.len())
-            );
+            bail!("prediction {first} has no label with that name in {}{}", label.display(), more(missing.len()));
         }
         if !by_stem.is_empty() {
             let mut left: Vec<&String> = by_stem.keys().collect();
             left.sort_by(|a, b| bioseg_data::natural_cmp(a, b));
-            bail!(
-                "label {} has no prediction with that name in {}{}",
-                left[0],
-                pred.display(),
-                more(left.len())
-            );
+            bail!("label {} has no prediction with that name in {}{}", left[0], pred.display(), more(left.len()));
         }
         return Ok(pairs);
     }
@@ -322,19 +298,11 @@ pub fn pair_inputs(pred: &Path, label: &Path) -> Result<Vec<(String, Slice, Slic
             labels.len()
         );
     }
-    Ok(preds
-        .into_iter()
-        .zip(labels)
-        .map(|((pn, p), (ln, l))| (if label_dir { ln } else { pn }, p, l))
-        .collect())
+    Ok(preds.into_iter().zip(labels).map(|((pn, p), (ln, l))| (if label_dir { ln } else { pn }, p, l)).collect())
 }
 
 fn more(n: usize) -> String {
-    if n > 1 {
-        format!(" (and {} more)", n - 1)
-    } else {
-        String::new()
-    }
+    if n > 1 { format!(" (and {} more)", n - 1) } else { String::new() }
 }
 
 /// Scores every pair (in parallel), in pairing order.
@@ -373,7 +341,9 @@ pub fn to_csv(rows: &[ImageScores], mean: &ImageScores) -> String {
     for c in 0..k {
         let _ = write!(out, ",dice_{c},iou_{c}");
     }
-    out.push_str(",v_rand,v_info,adapted_rand_error,are_precision,are_recall,vi_split,vi_merge,cells_true,cells_pred\n");
+    out.push_str(
+        ",v_rand,v_info,adapted_rand_error,are_precision,are_recall,vi_split,vi_merge,cells_true,cells_pred\n",
+    );
     for r in rows.iter().chain(std::iter::once(mean)) {
         let name = if r.image.contains([',', '"', '\n']) {
             format!("\"{}\"", r.image.replace('"', "\"\""))
@@ -403,11 +373,7 @@ pub fn to_csv(rows: &[ImageScores], mean: &ImageScores) -> String {
 
 /// An integer-valued count without decimals, a mean with two.
 fn trim(v: f64) -> String {
-    if v.fract() == 0.0 {
-        format!("{v:.0}")
-    } else {
-        format!("{v:.2}")
-    }
+    if v.fract() == 0.0 { format!("{v:.0}") } else { format!("{v:.2}") }
 }
 
 /// The JSON table (fields in this order).
@@ -432,11 +398,7 @@ struct JsonSettings<'a> {
 pub fn evaluate(args: EvaluateArgs) -> Result<()> {
     let mapping = ClassMapping::new(args.classes, args.threshold)?;
     if args.boundary_class as usize >= args.classes {
-        bail!(
-            "--boundary-class {} is not below --classes {}",
-            args.boundary_class,
-            args.classes
-        );
+        bail!("--boundary-class {} is not below --classes {}", args.boundary_class, args.classes);
     }
     if let Some(out) = &args.output {
         bioseg_data::ensure_absent_or_overwrite(out, args.overwrite)?;
@@ -467,10 +429,7 @@ pub fn evaluate(args: EvaluateArgs) -> Result<()> {
             eprintln!(
                 "{} image(s): mean Dice {:?}, pixel error {:.4}, V_rand {:.4}, V_info {:.4} -> {}",
                 rows.len(),
-                mean.dice
-                    .iter()
-                    .map(|d| (d * 1e4).round() / 1e4)
-                    .collect::<Vec<_>>(),
+                mean.dice.iter().map(|d| (d * 1e4).round() / 1e4).collect::<Vec<_>>(),
                 mean.pixel_error,
                 mean.v_rand,
                 mean.v_info,

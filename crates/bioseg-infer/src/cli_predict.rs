@@ -13,9 +13,7 @@ use crate::model::OnnxModel;
 use crate::output::{OutputType, output_paths, write_prediction};
 use crate::predict::{PredictOptions, Predictor, megapixels_per_second};
 use crate::tiling::Blend;
-use crate::volume_predict::{
-    ByteSize, Roi, Shard, Span, VolumeJob, VolumeOptions, VolumeOutput, peak_rss_bytes,
-};
+use crate::volume_predict::{ByteSize, Roi, Shard, Span, VolumeJob, VolumeOptions, VolumeOutput, peak_rss_bytes};
 
 /// Options of `bioseg predict`.
 #[derive(Args, Debug, Clone)]
@@ -311,10 +309,8 @@ fn predict_volume(args: &PredictArgs, model: &OnnxModel, quiet: bool) -> Result<
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
     bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "slices {bar:30.cyan/blue} {msg} [{elapsed_precise}<{eta_precise}]",
-        )
-        .expect("valid template"),
+        indicatif::ProgressStyle::with_template("slices {bar:30.cyan/blue} {msg} [{elapsed_precise}<{eta_precise}]")
+            .expect("valid template"),
     );
     let report = job
         .run(&|p| {

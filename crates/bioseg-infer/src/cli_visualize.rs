@@ -101,13 +101,9 @@ struct Inputs {
 
 fn resolve_inputs(args: &VisualizeArgs) -> Result<Inputs> {
     if let Some(image) = &args.image {
-        return Ok(Inputs {
-            image: image.clone(),
-            label: args.label.clone(),
-        });
+        return Ok(Inputs { image: image.clone(), label: args.label.clone() });
     }
-    let (Some(data), Some(class), Some(target)) = (&args.data, &args.object_class, &args.target)
-    else {
+    let (Some(data), Some(class), Some(target)) = (&args.data, &args.object_class, &args.target) else {
         bail!("give --image, or a dataset with -d DATA -c CLASS -t ID");
     };
     let split = data.join(class).join(&args.split);
@@ -115,17 +111,12 @@ fn resolve_inputs(args: &VisualizeArgs) -> Result<Inputs> {
         if !dir.is_dir() {
             return Ok(None);
         }
-        Ok(bioseg_data::list_images(dir)?.into_iter().find(|p| {
-            p.file_stem()
-                .is_some_and(|s| s.to_string_lossy() == *target)
-        }))
+        Ok(bioseg_data::list_images(dir)?
+            .into_iter()
+            .find(|p| p.file_stem().is_some_and(|s| s.to_string_lossy() == *target)))
     };
-    let image = find(&split.join("image"))?.with_context(|| {
-        format!(
-            "no image named {target} in {}",
-            split.join("image").display()
-        )
-    })?;
+    let image = find(&split.join("image"))?
+        .with_context(|| format!("no image named {target} in {}", split.join("image").display()))?;
     let label = match &args.label {
         Some(l) => Some(l.clone()),
         None => match find(&split.join("label"))? {
@@ -142,10 +133,7 @@ fn read_slice(path: &Path, z: usize) -> Result<Image> {
     match pages.len() {
         1 => Ok(pages.swap_remove(0)),
         n if z < n => Ok(pages.swap_remove(z)),
-        n => bail!(
-            "--slice {z} is out of range: {} has {n} pages",
-            path.display()
-        ),
+        n => bail!("--slice {z} is out of range: {} has {n} pages", path.display()),
     }
 }
 
@@ -157,18 +145,10 @@ fn display_gray(image: &Image) -> Array2<u8> {
         _ => g
             .iter()
             .filter(|v| v.is_finite())
-            .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
-                (a.min(v), b.max(v))
-            }),
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v))),
     };
     let span = if hi > lo { hi - lo } else { 1.0 };
-    g.mapv(|v| {
-        if v.is_finite() {
-            ((v - lo) / span * 255.0).round().clamp(0.0, 255.0) as u8
-        } else {
-            0
-        }
-    })
+    g.mapv(|v| if v.is_finite() { ((v - lo) / span * 255.0).round().clamp(0.0, 255.0) as u8 } else { 0 })
 }
 
 fn gray_panel(g: &Array2<u8>) -> Panel {
@@ -210,8 +190,7 @@ fn overlay_classes(classes: &Array2<u8>, num_classes: usize, only: Option<u8>) -
 /// Places `panels` (same height) side by side with white gaps of `gap` pixels.
 pub fn compose(panels: &[Panel], gap: usize) -> Panel {
     let h = panels.iter().map(|p| p.dim().0).max().unwrap_or(0);
-    let w: usize =
-        panels.iter().map(|p| p.dim().1).sum::<usize>() + gap * panels.len().saturating_sub(1);
+    let w: usize = panels.iter().map(|p| p.dim().1).sum::<usize>() + gap * panels.len().saturating_sub(1);
     let mut out = Array3::from_elem((h, w, 3), 255u8);
     let mut x0 = 0;
     for p in panels {
@@ -229,25 +208,15 @@ struct Shown {
     num_classes: usize,
 }
 
-fn predict_with_model(
-    model_path: &Path,
-    image: &Image,
-    args: &VisualizeArgs,
-    quiet: bool,
-) -> Result<Shown> {
+fn predict_with_model(model_path: &Path, image: &Image, args: &VisualizeArgs, quiet: bool) -> Result<Shown> {
     let model = OnnxModel::load(model_path)?;
-    let opts = PredictOptions {
-        tile: args.tile,
-        ..PredictOptions::default()
-    };
+    let opts = PredictOptions { tile: args.tile, ..PredictOptions::default() };
     let predictor = Predictor::new(&model, opts)?;
     let max_value = image.depth.max_value().unwrap_or(1.0);
     let (h, w, _) = image.data.dim();
     let bar = crate::cli_predict::progress_bar(predictor.tile_count(h, w)? as u64, quiet);
     let pred = predictor
-        .predict(image.data.view(), max_value, &|n| {
-            bar.set_position(n as u64)
-        })
+        .predict(image.data.view(), max_value, &|n| bar.set_position(n as u64))
         .with_context(|| format!("predicting with {}", model_path.display()))?;
     bar.finish_and_clear();
     let k = pred.probs.dim().0;
@@ -255,59 +224,30 @@ fn predict_with_model(
     if k == 1 {
         let p = pred.probs.index_axis(Axis(0), 0);
         let g = p.mapv(|v| (v * 255.0).round().clamp(0.0, 255.0) as u8);
-        Ok(Shown {
-            panel: gray_panel(&g),
-            classes,
-            num_classes: 2,
-        })
+        Ok(Shown { panel: gray_panel(&g), classes, num_classes: 2 })
     } else {
-        Ok(Shown {
-            panel: class_panel(&classes, k),
-            classes,
-            num_classes: k,
-        })
+        Ok(Shown { panel: class_panel(&classes, k), classes, num_classes: k })
     }
 }
 
-fn prediction_from_file(
-    path: &Path,
-    args: &VisualizeArgs,
-    mapping: &ClassMapping,
-) -> Result<Shown> {
+fn prediction_from_file(path: &Path, args: &VisualizeArgs, mapping: &ClassMapping) -> Result<Shown> {
     let img = read_slice(path, args.slice)?;
     let classes = mapping.prediction(&img, &format!("prediction {}", path.display()))?;
     let panel = if mapping.classes == 2 {
-        let only01 =
-            img.depth != SampleDepth::F32 && img.to_gray().iter().all(|&v| v == 0.0 || v == 1.0);
-        if only01 {
-            class_panel(&classes, 2)
-        } else {
-            gray_panel(&display_gray(&img))
-        }
+        let only01 = img.depth != SampleDepth::F32 && img.to_gray().iter().all(|&v| v == 0.0 || v == 1.0);
+        if only01 { class_panel(&classes, 2) } else { gray_panel(&display_gray(&img)) }
     } else {
         class_panel(&classes, mapping.classes)
     };
-    Ok(Shown {
-        panel,
-        classes,
-        num_classes: mapping.classes,
-    })
+    Ok(Shown { panel, classes, num_classes: mapping.classes })
 }
 
 /// `bioseg visualize`.
 pub fn visualize(args: VisualizeArgs, quiet: bool) -> Result<()> {
     let mapping = ClassMapping::new(args.classes, args.threshold)?;
-    let ext = args
-        .output
-        .extension()
-        .and_then(|e| e.to_str())
-        .unwrap_or("")
-        .to_ascii_lowercase();
+    let ext = args.output.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
     if ext != "png" {
-        bail!(
-            "the output must be a .png file, not {}",
-            args.output.display()
-        );
+        bail!("the output must be a .png file, not {}", args.output.display());
     }
     bioseg_data::ensure_absent_or_overwrite(&args.output, args.overwrite)?;
     let inputs = resolve_inputs(&args)?;
@@ -342,10 +282,7 @@ pub fn visualize(args: VisualizeArgs, quiet: bool) -> Result<()> {
         (None, Some(m)) => Some(predict_with_model(m, &image, &args, quiet)?),
         (None, None) => None,
     };
-    let num_classes = shown
-        .as_ref()
-        .map(|s| s.num_classes)
-        .unwrap_or(mapping.classes);
+    let num_classes = shown.as_ref().map(|s| s.num_classes).unwrap_or(mapping.classes);
     let truth = match &inputs.label {
         Some(l) => {
             let img = read_slice(l, args.slice)?;
@@ -356,9 +293,7 @@ pub fn visualize(args: VisualizeArgs, quiet: bool) -> Result<()> {
         None => None,
     };
     if args.errors && (truth.is_none() || shown.is_none()) {
-        bail!(
-            "--errors needs a label (--label, or a dataset label) and a prediction (--pred or --model)"
-        );
+        bail!("--errors needs a label (--label, or a dataset label) and a prediction (--pred or --model)");
     }
 
     let gray = display_gray(&image);
@@ -377,12 +312,7 @@ pub fn visualize(args: VisualizeArgs, quiet: bool) -> Result<()> {
         ));
         names.extend(["prediction", "overlay"]);
         if let (true, Some(t)) = (args.errors, &truth) {
-            panels.push(error_map(
-                &gray.view(),
-                &s.classes.view(),
-                &t.view(),
-                args.alpha.max(0.6),
-            ));
+            panels.push(error_map(&gray.view(), &s.classes.view(), &t.view(), args.alpha.max(0.6)));
             names.push("errors (FP magenta, FN green)");
         }
     }
@@ -390,13 +320,7 @@ pub fn visualize(args: VisualizeArgs, quiet: bool) -> Result<()> {
     let (oh, ow, _) = out.dim();
     let bytes: Vec<u8> = out.iter().copied().collect();
     bioseg_data::write_rgb_u8_png(&args.output, ow as u32, oh as u32, &bytes)?;
-    println!(
-        "{} ({}x{}): {}",
-        args.output.display(),
-        ow,
-        oh,
-        names.join(" | ")
-    );
+    println!("{} ({}x{}): {}", args.output.display(), ow, oh, names.join(" | "));
     Ok(())
 }
 

@@ -21,7 +21,9 @@ use tract_core::internal::*;
 use tract_core::ops::cnn::{Conv, KernelFormat};
 use tract_core::ops::nn::DataFormat;
 
-use bioseg_kernels::{ConvInput, Taps, Winograd, WinogradBuffers, channel_lookup, grow, im2col_block, product, transform_kernel};
+use bioseg_kernels::{
+    ConvInput, Taps, Winograd, WinogradBuffers, channel_lookup, grow, im2col_block, product, transform_kernel,
+};
 
 /// Output pixels per im2col block (measured: 256–1024 are equally fast; 512 keeps the block
 /// in L2 for up to 64 input channels).
@@ -110,14 +112,22 @@ pub struct Phase {
 impl Phase {
     /// The phases of an OIHW kernel `[c_out, c_in, kh, kw]` applied after ×`up` nearest
     /// upsampling with padding `top`, `left`.
-    fn split(oihw: &[f32], bias: &[f32], [c_out, c_in, kh, kw]: [usize; 4], up: usize, top: usize, left: usize) -> Vec<Phase> {
+    fn split(
+        oihw: &[f32],
+        bias: &[f32],
+        [c_out, c_in, kh, kw]: [usize; 4],
+        up: usize,
+        top: usize,
+        left: usize,
+    ) -> Vec<Phase> {
         // Input offset of tap d at phase a: floor((a + d − pad) / up).
         let offset = |a: usize, d: usize, pad: usize| ((a + d) as isize - pad as isize).div_euclid(up as isize);
         let mut phases = Vec::with_capacity(up * up);
         for a in 0..up {
             for b in 0..up {
                 let (oy, ox) = (offset(a, 0, top), offset(b, 0, left));
-                let (ph, pw) = ((offset(a, kh - 1, top) - oy + 1) as usize, (offset(b, kw - 1, left) - ox + 1) as usize);
+                let (ph, pw) =
+                    ((offset(a, kh - 1, top) - oy + 1) as usize, (offset(b, kw - 1, left) - ox + 1) as usize);
                 let k = c_in * ph * pw;
                 let mut weights = vec![0f32; c_out * (k + 1)];
                 for o in 0..c_out {
@@ -126,7 +136,8 @@ impl Phase {
                             for dx in 0..kw {
                                 let ry = (offset(a, dy, top) - oy) as usize;
                                 let rx = (offset(b, dx, left) - ox) as usize;
-                                weights[o * (k + 1) + (c * ph + ry) * pw + rx] += oihw[((o * c_in + c) * kh + dy) * kw + dx];
+                                weights[o * (k + 1) + (c * ph + ry) * pw + rx] +=
+                                    oihw[((o * c_in + c) * kh + dy) * kw + dx];
                             }
                         }
                     }
@@ -157,10 +168,9 @@ impl GemmConv {
             return Ok(None);
         }
         let input = model.outlet_fact(node.inputs[0])?;
-        let (Some(kernel), Some(bias)) = (
-            model.outlet_fact(node.inputs[1])?.konst.clone(),
-            model.outlet_fact(node.inputs[2])?.konst.clone(),
-        ) else {
+        let (Some(kernel), Some(bias)) =
+            (model.outlet_fact(node.inputs[1])?.konst.clone(), model.outlet_fact(node.inputs[2])?.konst.clone())
+        else {
             return Ok(None);
         };
         if input.datum_type != f32::datum_type()
@@ -196,7 +206,8 @@ impl GemmConv {
             1 if bias.len() == c_out => bias.try_as_plain_ram()?.as_slice::<f32>()?.to_vec(),
             _ => return Ok(None),
         };
-        let phases = Phase::split(&oihw, &bias, [c_out, c_in, kh, kw], up, padding[0].pad_before, padding[1].pad_before);
+        let phases =
+            Phase::split(&oihw, &bias, [c_out, c_in, kh, kw], up, padding[0].pad_before, padding[1].pad_before);
         Ok(Some(GemmConv {
             format: spec.data_format,
             kernel: [kh, kw],
@@ -207,9 +218,8 @@ impl GemmConv {
             up,
             phases: Arc::new(phases),
             relu: false,
-            winograd: (up == 1 && kh == 3 && kw == 3 && c_out >= 16 && c_in >= options.winograd_min_channels).then(|| {
-                WinogradKernel { u: Arc::new(transform_kernel(&oihw, c_out, c_in)), bias: Arc::new(bias) }
-            }),
+            winograd: (up == 1 && kh == 3 && kw == 3 && c_out >= 16 && c_in >= options.winograd_min_channels)
+                .then(|| WinogradKernel { u: Arc::new(transform_kernel(&oihw, c_out, c_in)), bias: Arc::new(bias) }),
         }))
     }
 
@@ -336,7 +346,12 @@ impl EvalOp for GemmConv {
     op_out_of_plan!();
 
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        ensure!(inputs.len() == self.parts.len(), "BiosegGemmConv: {} inputs, expected {}", inputs.len(), self.parts.len());
+        ensure!(
+            inputs.len() == self.parts.len(),
+            "BiosegGemmConv: {} inputs, expected {}",
+            inputs.len(),
+            self.parts.len()
+        );
         let shape = self.format.shape(inputs[0].shape().to_vec())?;
         let (h, w) = (shape.hw_dims()[0], shape.hw_dims()[1]);
         let n = shape.n().copied().unwrap_or(1);
@@ -469,10 +484,13 @@ fn relu_successor(model: &TypedModel, node: &TypedNode) -> TractResult<Option<us
     let fact = model.outlet_fact(other)?;
     let zero = fact.konst.as_ref().is_some_and(|k| {
         k.datum_type() == f32::datum_type()
-            && k.try_as_plain_ram().and_then(|v| v.as_slice::<f32>().map(|s| s.iter().all(|&v| v == 0.0))).unwrap_or(false)
+            && k.try_as_plain_ram()
+                .and_then(|v| v.as_slice::<f32>().map(|s| s.iter().all(|&v| v == 0.0)))
+                .unwrap_or(false)
     });
     // The zero must broadcast onto the convolution's output without changing its shape.
-    let same_shape = model.outlet_fact(OutletId::new(next.id, 0))?.shape == model.outlet_fact(OutletId::new(node.id, 0))?.shape;
+    let same_shape =
+        model.outlet_fact(OutletId::new(next.id, 0))?.shape == model.outlet_fact(OutletId::new(node.id, 0))?.shape;
     Ok((zero && same_shape && fact.shape.volume() == 1.to_dim()).then_some(next.id))
 }
 

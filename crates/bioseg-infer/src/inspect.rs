@@ -38,9 +38,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use bioseg_onnx::ModelMetadata;
-use bioseg_onnx::proto::{
-    AttributeProto, DimensionValue, GraphProto, NodeProto, TensorProto, ValueInfoProto,
-};
+use bioseg_onnx::proto::{AttributeProto, DimensionValue, GraphProto, NodeProto, TensorProto, ValueInfoProto};
 use serde::Serialize;
 
 use crate::error::InferError;
@@ -410,29 +408,20 @@ pub struct GraphEstimate {
 pub fn inspect(path: &Path) -> Result<ModelReport, InferError> {
     let proto = bioseg_onnx::read_model(path)?;
     let Some(graph) = proto.graph.as_ref() else {
-        return Err(InferError::Model {
-            path: path.to_path_buf(),
-            reason: "the file holds no graph".into(),
-        });
+        return Err(InferError::Model { path: path.to_path_buf(), reason: "the file holds no graph".into() });
     };
     let init_names: HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
 
     let mut opsets = BTreeMap::new();
     for o in &proto.opset_import {
-        let d = if o.domain.is_empty() {
-            "ai.onnx".to_string()
-        } else {
-            o.domain.clone()
-        };
+        let d = if o.domain.is_empty() { "ai.onnx".to_string() } else { o.domain.clone() };
         opsets.insert(d, o.version);
     }
     let mut op_histogram = BTreeMap::new();
     let mut custom_domains = Vec::new();
     for n in &graph.node {
         *op_histogram.entry(n.op_type.clone()).or_insert(0usize) += 1;
-        if !matches!(n.domain.as_str(), "" | "ai.onnx" | "ai.onnx.ml")
-            && !custom_domains.contains(&n.domain)
-        {
+        if !matches!(n.domain.as_str(), "" | "ai.onnx" | "ai.onnx.ml") && !custom_domains.contains(&n.domain) {
             custom_domains.push(n.domain.clone());
         }
     }
@@ -452,11 +441,7 @@ pub fn inspect(path: &Path) -> Result<ModelReport, InferError> {
     let mut bioseg_metadata = BTreeMap::new();
     let mut other_metadata = BTreeMap::new();
     for e in &proto.metadata_props {
-        let target = if e.key.starts_with("bioseg.") {
-            &mut bioseg_metadata
-        } else {
-            &mut other_metadata
-        };
+        let target = if e.key.starts_with("bioseg.") { &mut bioseg_metadata } else { &mut other_metadata };
         target.insert(e.key.clone(), e.value.clone());
     }
 
@@ -476,11 +461,7 @@ pub fn inspect(path: &Path) -> Result<ModelReport, InferError> {
     let estimate = estimate_graph(graph);
     let tiling = tiling_report(&metadata, io.as_ref().ok(), &estimate);
 
-    let mut unsupported_ops: Vec<String> = op_histogram
-        .keys()
-        .filter(|op| !tract_supports(op))
-        .cloned()
-        .collect();
+    let mut unsupported_ops: Vec<String> = op_histogram.keys().filter(|op| !tract_supports(op)).cloned().collect();
     unsupported_ops.sort();
     let mut tract = TractReport {
         version: tract::version().to_string(),
@@ -511,17 +492,10 @@ pub fn inspect(path: &Path) -> Result<ModelReport, InferError> {
 
     Ok(ModelReport {
         path: path.to_path_buf(),
-        producer: format!("{} {}", proto.producer_name, proto.producer_version)
-            .trim()
-            .to_string(),
+        producer: format!("{} {}", proto.producer_name, proto.producer_version).trim().to_string(),
         ir_version: proto.ir_version,
         opsets,
-        inputs: graph
-            .input
-            .iter()
-            .filter(|i| !init_names.contains(i.name.as_str()))
-            .map(tensor_report)
-            .collect(),
+        inputs: graph.input.iter().filter(|i| !init_names.contains(i.name.as_str())).map(tensor_report).collect(),
         outputs: graph.output.iter().map(tensor_report).collect(),
         interface,
         interface_error: io.err(),
@@ -585,24 +559,14 @@ fn tiling_report(md: &ModelMetadata, io: Option<&ModelIo>, est: &GraphEstimate) 
         return report;
     };
     let sourced = |md: Option<usize>, computed: Option<usize>| {
-        md.map(|value| Sourced {
-            value,
-            source: Source::Metadata,
-        })
-        .or(computed.map(|value| Sourced {
-            value,
-            source: Source::Computed,
-        }))
+        md.map(|value| Sourced { value, source: Source::Metadata })
+            .or(computed.map(|value| Sourced { value, source: Source::Computed }))
     };
     report.size_multiple = sourced(md.size_multiple, est.size_multiple);
     report.receptive_field_radius = sourced(md.receptive_field_radius, est.receptive_field_radius);
     let m = report.size_multiple.map(|s| s.value).unwrap_or(1).max(1);
-    report.recommended_halo = sourced(
-        md.recommended_halo,
-        report
-            .receptive_field_radius
-            .map(|r| r.value.div_ceil(m) * m),
-    );
+    report.recommended_halo =
+        sourced(md.recommended_halo, report.receptive_field_radius.map(|r| r.value.div_ceil(m) * m));
     if md.size_multiple.is_none() || md.receptive_field_radius.is_none() {
         notes.extend(est.notes.iter().cloned());
         if est.receptive_field_radius.is_some() {
@@ -630,10 +594,7 @@ fn tiling_report(md: &ModelMetadata, io: Option<&ModelIo>, est: &GraphEstimate) 
     let halo = report.recommended_halo.map(|h| h.value);
     match (io.fixed_size, halo) {
         (Some((h, w)), halo) => {
-            report.recommended_tile = Some(Sourced {
-                value: h.min(w),
-                source: Source::Graph,
-            });
+            report.recommended_tile = Some(Sourced { value: h.min(w), source: Source::Graph });
             let side = h.min(w);
             match AxisPlan::fixed_window(side, side, 0, halo.unwrap_or(0), m) {
                 Ok(plan) => notes.push(format!(
@@ -645,10 +606,7 @@ fn tiling_report(md: &ModelMetadata, io: Option<&ModelIo>, est: &GraphEstimate) 
         }
         (None, Some(halo)) => {
             let tile = 256usize.max(2 * halo).div_ceil(m) * m;
-            report.recommended_tile = Some(Sourced {
-                value: tile,
-                source: Source::Computed,
-            });
+            report.recommended_tile = Some(Sourced { value: tile, source: Source::Computed });
             notes.push(format!(
                 "recommended tile: at least 256 px and at least twice the halo (so the context read \
                  around a tile costs at most 4x its core): --tile {tile}"
@@ -683,9 +641,7 @@ fn elem_type_name(t: i32) -> String {
 
 fn tensor_report(v: &ValueInfoProto) -> TensorReport {
     let tensor = v.r#type.as_ref().and_then(|t| t.tensor_type.as_ref());
-    let elem_type = tensor
-        .map(|t| elem_type_name(t.elem_type))
-        .unwrap_or_else(|| "not a tensor".into());
+    let elem_type = tensor.map(|t| elem_type_name(t.elem_type)).unwrap_or_else(|| "not a tensor".into());
     let mut dims = Vec::new();
     let mut symbolic_axes = Vec::new();
     if let Some(shape) = tensor.and_then(|t| t.shape.as_ref()) {
@@ -694,10 +650,7 @@ fn tensor_report(v: &ValueInfoProto) -> TensorReport {
                 Some(DimensionValue::DimValue(n)) if *n > 0 => dims.push(n.to_string()),
                 Some(DimensionValue::DimParam(p)) if !p.is_empty() => {
                     dims.push(p.clone());
-                    symbolic_axes.push(SymbolicAxis {
-                        axis,
-                        symbol: Some(p.clone()),
-                    });
+                    symbolic_axes.push(SymbolicAxis { axis, symbol: Some(p.clone()) });
                 }
                 _ => {
                     dims.push("?".into());
@@ -706,12 +659,7 @@ fn tensor_report(v: &ValueInfoProto) -> TensorReport {
             }
         }
     }
-    TensorReport {
-        name: v.name.clone(),
-        elem_type,
-        dims,
-        symbolic_axes,
-    }
+    TensorReport { name: v.name.clone(), elem_type, dims, symbolic_axes }
 }
 
 // ---- the graph walk --------------------------------------------------------------------------
@@ -731,18 +679,12 @@ fn attr_int(node: &NodeProto, name: &str) -> Option<i64> {
 /// Integer values of a constant tensor (int64 or int32).
 fn tensor_i64(t: &TensorProto) -> Option<Vec<i64>> {
     match t.data_type {
-        7 if !t.raw_data.is_empty() => Some(
-            t.raw_data
-                .chunks_exact(8)
-                .map(|b| i64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
-                .collect(),
-        ),
+        7 if !t.raw_data.is_empty() => {
+            Some(t.raw_data.chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap_or([0; 8]))).collect())
+        }
         7 => Some(t.int64_data.clone()),
         6 if !t.raw_data.is_empty() => Some(
-            t.raw_data
-                .chunks_exact(4)
-                .map(|b| i32::from_le_bytes(b.try_into().unwrap_or([0; 4])) as i64)
-                .collect(),
+            t.raw_data.chunks_exact(4).map(|b| i32::from_le_bytes(b.try_into().unwrap_or([0; 4])) as i64).collect(),
         ),
         6 => Some(t.int32_data.iter().map(|&v| v as i64).collect()),
         _ => None,
@@ -751,17 +693,10 @@ fn tensor_i64(t: &TensorProto) -> Option<Vec<i64>> {
 
 /// The constant tensors of a graph: initializers and `Constant` nodes' values.
 pub fn constants(graph: &GraphProto) -> HashMap<&str, &TensorProto> {
-    let mut map: HashMap<&str, &TensorProto> = graph
-        .initializer
-        .iter()
-        .map(|t| (t.name.as_str(), t))
-        .collect();
+    let mut map: HashMap<&str, &TensorProto> = graph.initializer.iter().map(|t| (t.name.as_str(), t)).collect();
     for n in &graph.node {
         if n.op_type == "Constant"
-            && let (Some(out), Some(t)) = (
-                n.output.first(),
-                attr(n, "value").and_then(|a| a.t.as_ref()),
-            )
+            && let (Some(out), Some(t)) = (n.output.first(), attr(n, "value").and_then(|a| a.t.as_ref()))
         {
             map.insert(out.as_str(), t);
         }
@@ -785,11 +720,7 @@ pub fn topological_order(graph: &GraphProto) -> Vec<usize> {
     let mut indegree = vec![0usize; graph.node.len()];
     let mut users: Vec<Vec<usize>> = vec![Vec::new(); graph.node.len()];
     for (i, n) in graph.node.iter().enumerate() {
-        let mut deps: Vec<usize> = n
-            .input
-            .iter()
-            .filter_map(|x| producer.get(x.as_str()).copied())
-            .collect();
+        let mut deps: Vec<usize> = n.input.iter().filter_map(|x| producer.get(x.as_str()).copied()).collect();
         deps.sort_unstable();
         deps.dedup();
         for d in deps {
@@ -799,10 +730,8 @@ pub fn topological_order(graph: &GraphProto) -> Vec<usize> {
             }
         }
     }
-    let mut ready: BinaryHeap<Reverse<usize>> = (0..graph.node.len())
-        .filter(|&i| indegree[i] == 0)
-        .map(Reverse)
-        .collect();
+    let mut ready: BinaryHeap<Reverse<usize>> =
+        (0..graph.node.len()).filter(|&i| indegree[i] == 0).map(Reverse).collect();
     let mut order = Vec::with_capacity(graph.node.len());
     while let Some(Reverse(i)) = ready.pop() {
         order.push(i);
@@ -813,11 +742,7 @@ pub fn topological_order(graph: &GraphProto) -> Vec<usize> {
             }
         }
     }
-    if order.len() == graph.node.len() {
-        order
-    } else {
-        (0..graph.node.len()).collect()
-    }
+    if order.len() == graph.node.len() { order } else { (0..graph.node.len()).collect() }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -834,26 +759,12 @@ struct Flow {
 /// documentation for the rules). Never fails: what it cannot estimate is left `None` with a note.
 pub fn estimate_graph(graph: &GraphProto) -> GraphEstimate {
     let consts = constants(graph);
-    let producer_op: HashMap<&str, &str> = graph
-        .node
-        .iter()
-        .flat_map(|n| {
-            n.output
-                .iter()
-                .map(move |o| (o.as_str(), n.op_type.as_str()))
-        })
-        .collect();
+    let producer_op: HashMap<&str, &str> =
+        graph.node.iter().flat_map(|n| n.output.iter().map(move |o| (o.as_str(), n.op_type.as_str()))).collect();
     let mut flows: HashMap<&str, Flow> = HashMap::new();
     for i in &graph.input {
         if !consts.contains_key(i.name.as_str()) {
-            flows.insert(
-                i.name.as_str(),
-                Flow {
-                    scale: 1.0,
-                    radius: 0.0,
-                    pending: None,
-                },
-            );
+            flows.insert(i.name.as_str(), Flow { scale: 1.0, radius: 0.0, pending: None });
         }
     }
     let mut est = GraphEstimate {
@@ -866,19 +777,11 @@ pub fn estimate_graph(graph: &GraphProto) -> GraphEstimate {
     let mut max_scale = 1.0f64;
     let mut global: Option<String> = None;
     let mut unknown_resize = false;
-    let const_f32 = |name: &str| {
-        consts
-            .get(name)
-            .and_then(|t| bioseg_onnx::initializer_to_f32(t).ok())
-    };
+    let const_f32 = |name: &str| consts.get(name).and_then(|t| bioseg_onnx::initializer_to_f32(t).ok());
     let const_i64 = |name: &str| consts.get(name).and_then(|t| tensor_i64(t));
     for idx in topological_order(graph) {
         let node = &graph.node[idx];
-        let ins: Vec<Flow> = node
-            .input
-            .iter()
-            .filter_map(|n| flows.get(n.as_str()).copied())
-            .collect();
+        let ins: Vec<Flow> = node.input.iter().filter_map(|n| flows.get(n.as_str()).copied()).collect();
         let Some(first) = ins.first().copied() else {
             continue;
         };
@@ -930,19 +833,14 @@ pub fn estimate_graph(graph: &GraphProto) -> GraphEstimate {
             }
             "Resize" | "Upsample" => {
                 let scales = if op == "Resize" {
-                    node.input
-                        .get(2)
-                        .filter(|s| !s.is_empty())
-                        .and_then(|s| const_f32(s))
+                    node.input.get(2).filter(|s| !s.is_empty()).and_then(|s| const_f32(s))
                 } else {
                     node.input
                         .get(1)
                         .and_then(|s| const_f32(s))
                         .or_else(|| attr(node, "scales").map(|a| a.floats.clone()))
                 };
-                match scales
-                    .and_then(|s| s.get(2..).map(|v| v.iter().copied().fold(0.0f32, f32::max)))
-                {
+                match scales.and_then(|s| s.get(2..).map(|v| v.iter().copied().fold(0.0f32, f32::max))) {
                     Some(factor) if factor > 0.0 => {
                         let factor = factor as f64;
                         let fine = f.scale / factor;
@@ -967,16 +865,9 @@ pub fn estimate_graph(graph: &GraphProto) -> GraphEstimate {
                 f.scale *= b;
             }
             "Tile" => {
-                let from_unsqueeze = node
-                    .input
-                    .first()
-                    .and_then(|x| producer_op.get(x.as_str()))
-                    .is_some_and(|p| *p == "Unsqueeze");
-                let repeats = node
-                    .input
-                    .get(1)
-                    .and_then(|r| const_i64(r))
-                    .unwrap_or_default();
+                let from_unsqueeze =
+                    node.input.first().and_then(|x| producer_op.get(x.as_str())).is_some_and(|p| *p == "Unsqueeze");
+                let repeats = node.input.get(1).and_then(|r| const_i64(r)).unwrap_or_default();
                 let big: Vec<i64> = repeats.iter().copied().filter(|&r| r > 1).collect();
                 if from_unsqueeze && big.len() == 1 {
                     let r = big[0];
@@ -1004,30 +895,22 @@ pub fn estimate_graph(graph: &GraphProto) -> GraphEstimate {
         .iter()
         .filter_map(|o| flows.get(o.name.as_str()))
         .map(|f| f.radius)
-        .fold(None, |acc: Option<f64>, r| {
-            Some(acc.map_or(r, |a| a.max(r)))
-        });
+        .fold(None, |acc: Option<f64>, r| Some(acc.map_or(r, |a| a.max(r))));
     if est.conv_nodes == 0 {
-        est.notes
-            .push("no convolution on the data path: no receptive-field estimate".into());
+        est.notes.push("no convolution on the data path: no receptive-field estimate".into());
         return est;
     }
     est.size_multiple = Some((max_scale.round() as usize).max(1));
     if let Some(op) = global {
-        est.notes.push(format!(
-            "the graph reduces over the whole image ({op}): no finite receptive field"
-        ));
+        est.notes.push(format!("the graph reduces over the whole image ({op}): no finite receptive field"));
         return est;
     }
     if unknown_resize {
-        est.notes
-            .push("a Resize/Upsample without constant scales was not counted as upsampling".into());
+        est.notes.push("a Resize/Upsample without constant scales was not counted as upsampling".into());
     }
     match out_radius {
         Some(r) => est.receptive_field_radius = Some(r.ceil() as usize),
-        None => est
-            .notes
-            .push("the outputs are not reached from the input: no receptive-field estimate".into()),
+        None => est.notes.push("the outputs are not reached from the input: no receptive-field estimate".into()),
     }
     est
 }
@@ -1053,18 +936,8 @@ impl ModelReport {
             l
         };
         let _ = writeln!(s, "model: {}", self.path.display());
-        let opsets: Vec<String> = self
-            .opsets
-            .iter()
-            .map(|(d, v)| format!("{d} {v}"))
-            .collect();
-        let _ = writeln!(
-            s,
-            "producer: {}, IR version {}, opset {}",
-            self.producer,
-            self.ir_version,
-            opsets.join(", ")
-        );
+        let opsets: Vec<String> = self.opsets.iter().map(|(d, v)| format!("{d} {v}")).collect();
+        let _ = writeln!(s, "producer: {}, IR version {}, opset {}", self.producer, self.ir_version, opsets.join(", "));
         let _ = writeln!(s, "inputs:");
         for t in &self.inputs {
             let _ = writeln!(s, "{}", tensor_line(t));
@@ -1084,16 +957,9 @@ impl ModelReport {
                     "image interface: layout {}, {} channel(s), {size}, batch {}, output {}{}",
                     i.layout,
                     i.channels,
-                    if i.batch_symbolic {
-                        "symbolic"
-                    } else {
-                        "fixed"
-                    },
+                    if i.batch_symbolic { "symbolic" } else { "fixed" },
                     i.output_activation,
-                    i.normalization
-                        .as_ref()
-                        .map(|n| format!(", normalisation {n}"))
-                        .unwrap_or_default()
+                    i.normalization.as_ref().map(|n| format!(", normalisation {n}")).unwrap_or_default()
                 );
             }
             (None, Some(e)) => {
@@ -1106,26 +972,13 @@ impl ModelReport {
             "parameters: {} (float values in {} initializers; {} values in all)",
             self.parameters, self.initializers, self.initializer_values
         );
-        let _ = writeln!(
-            s,
-            "ops ({} nodes, {} types):",
-            self.nodes,
-            self.op_histogram.len()
-        );
+        let _ = writeln!(s, "ops ({} nodes, {} types):", self.nodes, self.op_histogram.len());
         for (op, n) in &self.op_histogram {
-            let mark = if tract_supports(op) {
-                ""
-            } else {
-                "  <- not supported by tract"
-            };
+            let mark = if tract_supports(op) { "" } else { "  <- not supported by tract" };
             let _ = writeln!(s, "  {op:<24} {n:>5}{mark}");
         }
         let meta = |m: &BTreeMap<String, String>| {
-            if m.is_empty() {
-                " none".to_string()
-            } else {
-                m.iter().map(|(k, v)| format!("\n  {k} = {v}")).collect()
-            }
+            if m.is_empty() { " none".to_string() } else { m.iter().map(|(k, v)| format!("\n  {k} = {v}")).collect() }
         };
         let _ = writeln!(s, "bioseg metadata:{}", meta(&self.bioseg_metadata));
         if let Some(e) = &self.metadata_error {
@@ -1166,11 +1019,7 @@ impl ModelReport {
         }
         match (&tr.trial_input_shape, tr.prepared, &tr.error) {
             (Some(shape), true, _) => {
-                let _ = writeln!(
-                    s,
-                    "  prepared and ran for input {shape:?}: output(s) {:?}",
-                    tr.trial_output_shapes
-                );
+                let _ = writeln!(s, "  prepared and ran for input {shape:?}: output(s) {:?}", tr.trial_output_shapes);
             }
             (Some(shape), false, Some(e)) => {
                 let _ = writeln!(s, "  FAILED to prepare or run for input {shape:?}: {e}");
@@ -1192,44 +1041,20 @@ mod tests {
     #[test]
     fn tract_op_list_is_sorted_non_empty_and_has_the_segmentation_ops() {
         assert!(TRACT_ONNX_OPS.len() > 100, "{}", TRACT_ONNX_OPS.len());
-        assert!(
-            TRACT_ONNX_OPS.windows(2).all(|w| w[0] < w[1]),
-            "sorted and unique"
-        );
-        for op in [
-            "Conv",
-            "ConvTranspose",
-            "Resize",
-            "MaxPool",
-            "BatchNormalization",
-            "Tile",
-            "Softmax",
-        ] {
+        assert!(TRACT_ONNX_OPS.windows(2).all(|w| w[0] < w[1]), "sorted and unique");
+        for op in ["Conv", "ConvTranspose", "Resize", "MaxPool", "BatchNormalization", "Tile", "Softmax"] {
             assert!(tract_supports(op), "{op}");
         }
         assert!(!tract_supports("NonExistentOp"));
-        assert!(
-            !tract_supports("MultiHeadAttention"),
-            "needs tract's transformers feature"
-        );
+        assert!(!tract_supports("MultiHeadAttention"), "needs tract's transformers feature");
     }
 
     /// A bioseg-style U-Net graph of `depth` levels (weights all zero; only the shapes matter).
     fn unet_graph(depth: usize) -> GraphProto {
         let mut g = GraphBuilder::new("t");
-        let dims = [
-            Dim::symbol("b"),
-            Dim::Fixed(1),
-            Dim::symbol("h"),
-            Dim::symbol("w"),
-        ];
+        let dims = [Dim::symbol("b"), Dim::Fixed(1), Dim::symbol("h"), Dim::symbol("w")];
         let mut x = g.input("input", &dims);
-        let conv = |g: &mut GraphBuilder,
-                    name: &str,
-                    x: &bioseg_onnx::Value,
-                    cin: usize,
-                    cout: usize,
-                    k: usize| {
+        let conv = |g: &mut GraphBuilder, name: &str, x: &bioseg_onnx::Value, cin: usize, cout: usize, k: usize| {
             let pads = if k == 3 { [1, 1, 1, 1] } else { [0, 0, 1, 1] };
             let w = vec![0.0; cout * cin * k * k];
             let y = g.conv2d(name, x, &w, [cout, cin, k, k], None, pads, 1);

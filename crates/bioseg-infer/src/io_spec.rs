@@ -79,16 +79,10 @@ impl ModelIo {
         // Without bioseg metadata, estimate the size multiple and receptive field from the graph
         // (pooling depth, conv/pool/resize chain); fall back to 16 and a 32-pixel halo.
         let estimate = model.proto().graph.as_ref().map(crate::inspect::estimate_graph);
-        let size_multiple = md
-            .size_multiple
-            .or_else(|| estimate.as_ref().and_then(|e| e.size_multiple))
-            .unwrap_or(16)
-            .max(1);
+        let size_multiple =
+            md.size_multiple.or_else(|| estimate.as_ref().and_then(|e| e.size_multiple)).unwrap_or(16).max(1);
         let recommended_halo = md.recommended_halo.or_else(|| {
-            estimate
-                .as_ref()
-                .and_then(|e| e.receptive_field_radius)
-                .map(|r| r.div_ceil(size_multiple) * size_multiple)
+            estimate.as_ref().and_then(|e| e.receptive_field_radius).map(|r| r.div_ceil(size_multiple) * size_multiple)
         });
         let batch_symbolic = fixed(&dims[0]).is_none();
         let activation = md.output.unwrap_or_else(|| detect_activation(model.proto()));

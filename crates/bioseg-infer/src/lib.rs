@@ -8,8 +8,8 @@
 //! This crate never depends on Burn: deployment needs only tract.
 
 pub mod cli;
-pub mod cli_inspect;
 pub mod cli_evaluate;
+pub mod cli_inspect;
 pub mod cli_predict;
 pub mod cli_visualize;
 pub mod error;

@@ -70,10 +70,8 @@ impl OnnxModel {
         let bytes = std::fs::read(path).map_err(|e| bad(format!("cannot read: {e}")))?;
         let proto = bioseg_onnx::decode_model(&bytes, path)?;
         let graph = proto.graph.as_ref().expect("decode_model checks the graph");
-        let initializers: std::collections::HashSet<&str> =
-            graph.initializer.iter().map(|t| t.name.as_str()).collect();
-        let inputs: Vec<_> =
-            graph.input.iter().filter(|i| !initializers.contains(i.name.as_str())).collect();
+        let initializers: std::collections::HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
+        let inputs: Vec<_> = graph.input.iter().filter(|i| !initializers.contains(i.name.as_str())).collect();
         if inputs.len() != 1 {
             return Err(bad(format!(
                 "has {} inputs ({}); bioseg runs models with exactly one input",
@@ -108,9 +106,7 @@ impl OnnxModel {
                     .iter()
                     .map(|d| match &d.value {
                         Some(DimensionValue::DimValue(v)) if *v > 0 => InputDim::Fixed(*v as usize),
-                        Some(DimensionValue::DimParam(p)) if !p.is_empty() => {
-                            InputDim::Symbol(p.clone())
-                        }
+                        Some(DimensionValue::DimParam(p)) if !p.is_empty() => InputDim::Symbol(p.clone()),
                         _ => InputDim::Unknown,
                     })
                     .collect()
@@ -286,9 +282,7 @@ impl OnnxModel {
         };
         // The convolution strategy is read while tract optimises the model for this shape.
         let plan = if self.im2col && std::env::var_os(DIRECT_SPATIAL_KNOB).is_none() {
-            tract_data::knobs::KnobScope::new([(DIRECT_SPATIAL_KNOB, "true")])
-                .map_err(bad)?
-                .enter(prepare)?
+            tract_data::knobs::KnobScope::new([(DIRECT_SPATIAL_KNOB, "true")]).map_err(bad)?.enter(prepare)?
         } else {
             prepare()?
         };

@@ -45,7 +45,12 @@ pub fn output_paths(output: &Path, kind: OutputType, classes: usize) -> Vec<Path
 }
 
 /// Writes `pred` as `kind` to `output` (atomically; format from the extension).
-pub fn write_prediction(pred: &Prediction, output: &Path, kind: OutputType, threshold: f32) -> Result<Vec<PathBuf>, InferError> {
+pub fn write_prediction(
+    pred: &Prediction,
+    output: &Path,
+    kind: OutputType,
+    threshold: f32,
+) -> Result<Vec<PathBuf>, InferError> {
     let (k, h, w) = pred.probs.dim();
     let (wu, hu) = (w as u32, h as u32);
     let paths = output_paths(output, kind, k);
@@ -61,10 +66,7 @@ pub fn write_prediction(pred: &Prediction, output: &Path, kind: OutputType, thre
             for (c, p) in paths.iter().enumerate() {
                 let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
                 if ext != "tif" && ext != "tiff" {
-                    return Err(InferError::Input(format!(
-                        "prob-f32 needs a .tif/.tiff output, not {}",
-                        p.display()
-                    )));
+                    return Err(InferError::Input(format!("prob-f32 needs a .tif/.tiff output, not {}", p.display())));
                 }
                 let plane = pred.probs.index_axis(ndarray::Axis(0), c);
                 let v: Vec<f32> = plane.iter().copied().collect();

@@ -295,8 +295,10 @@ impl<'m> Predictor<'m> {
         let c = image.dim().2;
         let b = tiles.len();
         let mut input = vec![0f32; b * c * wh * ww];
-        let ys: Vec<Vec<usize>> = tiles.iter().map(|t| (0..wh).map(|i| plan.y.source_index(t.y0, i)).collect()).collect();
-        let xs: Vec<Vec<usize>> = tiles.iter().map(|t| (0..ww).map(|i| plan.x.source_index(t.x0, i)).collect()).collect();
+        let ys: Vec<Vec<usize>> =
+            tiles.iter().map(|t| (0..wh).map(|i| plan.y.source_index(t.y0, i)).collect()).collect();
+        let xs: Vec<Vec<usize>> =
+            tiles.iter().map(|t| (0..ww).map(|i| plan.x.source_index(t.x0, i)).collect()).collect();
         for (i, _) in tiles.iter().enumerate() {
             for (wy, &sy) in ys[i].iter().enumerate() {
                 for (wx, &sx) in xs[i].iter().enumerate() {
@@ -325,7 +327,10 @@ impl<'m> Predictor<'m> {
             _ => {
                 return Err(InferError::Model {
                     path: self.model.path().to_path_buf(),
-                    reason: format!("output shape {oshape:?} is not a batch of {b} images in layout {}", self.io.layout),
+                    reason: format!(
+                        "output shape {oshape:?} is not a batch of {b} images in layout {}",
+                        self.io.layout
+                    ),
                 });
             }
         };

@@ -129,8 +129,7 @@ impl Predictor<'_> {
                     let [z0, y0, x0] = tile.origin;
                     match &mut wsum {
                         None => {
-                            let [(zf, zt), (yf, yt), (xf, xt)] =
-                                [0, 1, 2].map(|a| axes[a].crop_range(tile.k[a]));
+                            let [(zf, zt), (yf, yt), (xf, xt)] = [0, 1, 2].map(|a| axes[a].crop_range(tile.k[a]));
                             p.slice_mut(s![.., zf..zt, yf..yt, xf..xt]).assign(&core.slice(s![
                                 ..,
                                 zf - z0..zt - z0,
@@ -139,7 +138,8 @@ impl Predictor<'_> {
                             ]));
                         }
                         Some(ws) => {
-                            let ends = [(z0 + plan.z.core).min(d), (y0 + plan.y.core).min(h), (x0 + plan.x.core).min(w)];
+                            let ends =
+                                [(z0 + plan.z.core).min(d), (y0 + plan.y.core).min(h), (x0 + plan.x.core).min(w)];
                             for z in z0..ends[0] {
                                 for y in y0..ends[1] {
                                     for x in x0..ends[2] {

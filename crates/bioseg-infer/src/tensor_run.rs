@@ -16,11 +16,8 @@ pub struct TensorRun {
 /// Runs `model` on `input`. An input one rank short of the model's gets a batch axis of 1.
 pub fn run_tensor(model: &OnnxModel, input: &ArrayD<f32>) -> Result<TensorRun, InferError> {
     let rank = model.input_dims().len();
-    let input = if rank > 0 && input.ndim() + 1 == rank {
-        input.clone().insert_axis(ndarray::Axis(0))
-    } else {
-        input.clone()
-    };
+    let input =
+        if rank > 0 && input.ndim() + 1 == rank { input.clone().insert_axis(ndarray::Axis(0)) } else { input.clone() };
     if input.iter().any(|v| !v.is_finite()) {
         return Err(InferError::Input("the input holds NaN or infinite values".into()));
     }
@@ -28,8 +25,8 @@ pub fn run_tensor(model: &OnnxModel, input: &ArrayD<f32>) -> Result<TensorRun, I
     let data: Vec<f32> = input.iter().copied().collect();
     let mut outputs = model.run(&shape, &data)?;
     let (oshape, values) = outputs.swap_remove(0);
-    let output = ArrayD::from_shape_vec(IxDyn(&oshape), values)
-        .map_err(|e| InferError::Run(format!("output shape: {e}")))?;
+    let output =
+        ArrayD::from_shape_vec(IxDyn(&oshape), values).map_err(|e| InferError::Run(format!("output shape: {e}")))?;
     Ok(TensorRun { output })
 }
 
@@ -43,11 +40,7 @@ pub fn predicted_classes(output: &ArrayD<f32>) -> Vec<usize> {
             if r.len() == 1 {
                 usize::from(r[0] > 0.5)
             } else {
-                r.iter()
-                    .enumerate()
-                    .max_by(|a, b| a.1.total_cmp(b.1))
-                    .map(|(i, _)| i)
-                    .unwrap_or(0)
+                r.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i).unwrap_or(0)
             }
         })
         .collect()

@@ -53,7 +53,13 @@ impl AxisPlan {
 
     /// Plans one axis for a model with a fixed input size `window`: the halo is rounded up to
     /// the multiple and the core is whatever the window leaves.
-    pub fn fixed_window(size: usize, window: usize, overlap: usize, halo: usize, multiple: usize) -> Result<Self, String> {
+    pub fn fixed_window(
+        size: usize,
+        window: usize,
+        overlap: usize,
+        halo: usize,
+        multiple: usize,
+    ) -> Result<Self, String> {
         let m = multiple.max(1);
         let mut halo = halo.div_ceil(m) * m;
         while halo > 0 && window < 2 * halo + m {
@@ -110,11 +116,7 @@ impl AxisPlan {
         let s = self.starts[k];
         let end = (s + self.core).min(self.size);
         let from = if k == 0 { 0 } else { (self.starts[k - 1] + self.core).min(self.size).midpoint(s) };
-        let to = if k + 1 == self.starts.len() {
-            self.size
-        } else {
-            end.midpoint(self.starts[k + 1])
-        };
+        let to = if k + 1 == self.starts.len() { self.size } else { end.midpoint(self.starts[k + 1]) };
         (from.max(s), to.min(end))
     }
 }
@@ -171,7 +173,14 @@ pub struct Tile {
 
 impl TilePlan {
     /// Plans a `height × width` image.
-    pub fn new(height: usize, width: usize, tile: (usize, usize), overlap: usize, halo: usize, multiple: usize) -> Result<Self, String> {
+    pub fn new(
+        height: usize,
+        width: usize,
+        tile: (usize, usize),
+        overlap: usize,
+        halo: usize,
+        multiple: usize,
+    ) -> Result<Self, String> {
         Ok(TilePlan {
             y: AxisPlan::new(height, tile.0, overlap, halo, multiple)?,
             x: AxisPlan::new(width, tile.1, overlap, halo, multiple)?,
@@ -179,7 +188,14 @@ impl TilePlan {
     }
 
     /// Plans a `height × width` image for a model whose input is fixed at `window`.
-    pub fn fixed(height: usize, width: usize, window: (usize, usize), overlap: usize, halo: usize, multiple: usize) -> Result<Self, String> {
+    pub fn fixed(
+        height: usize,
+        width: usize,
+        window: (usize, usize),
+        overlap: usize,
+        halo: usize,
+        multiple: usize,
+    ) -> Result<Self, String> {
         Ok(TilePlan {
             y: AxisPlan::fixed_window(height, window.0, overlap, halo, multiple)?,
             x: AxisPlan::fixed_window(width, window.1, overlap, halo, multiple)?,

@@ -33,8 +33,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use bioseg_data::volume::{
-    CreateMode, SliceFolderWriter, TiffStackWriter, VolumeDType, VolumeInfo, VolumeReader,
-    ZarrVolumeSpec, ZarrVolumeWriter,
+    CreateMode, SliceFolderWriter, TiffStackWriter, VolumeDType, VolumeInfo, VolumeReader, ZarrVolumeSpec,
+    ZarrVolumeWriter,
 };
 use bioseg_onnx::TensorLayout;
 use bioseg_onnx::proto::DimensionValue;
@@ -75,23 +75,16 @@ pub struct Span {
 impl std::str::FromStr for Span {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let (a, b) = s
-            .split_once(':')
-            .ok_or_else(|| format!("`{s}` is not a range A:B (0-based, B excluded)"))?;
+        let (a, b) = s.split_once(':').ok_or_else(|| format!("`{s}` is not a range A:B (0-based, B excluded)"))?;
         let num = |t: &str| -> Result<Option<usize>, String> {
             let t = t.trim();
             if t.is_empty() {
                 Ok(None)
             } else {
-                t.parse()
-                    .map(Some)
-                    .map_err(|_| format!("`{t}` in `{s}` is not a non-negative integer"))
+                t.parse().map(Some).map_err(|_| format!("`{t}` in `{s}` is not a non-negative integer"))
             }
         };
-        let span = Span {
-            start: num(a)?,
-            end: num(b)?,
-        };
+        let span = Span { start: num(a)?, end: num(b)? };
         if let (Some(a), Some(b)) = (span.start, span.end)
             && a >= b
         {
@@ -106,9 +99,7 @@ impl Span {
     pub fn resolve(&self, size: usize, what: &str) -> Result<Range<usize>, InferError> {
         let (a, b) = (self.start.unwrap_or(0), self.end.unwrap_or(size));
         if a >= b || b > size {
-            return Err(input_err(format!(
-                "{what} {a}:{b} is outside the volume's 0:{size}"
-            )));
+            return Err(input_err(format!("{what} {a}:{b} is outside the volume's 0:{size}")));
         }
         Ok(a..b)
     }
@@ -126,13 +117,8 @@ pub struct Roi {
 impl std::str::FromStr for Roi {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let (y, x) = s
-            .split_once(',')
-            .ok_or_else(|| format!("`{s}` is not a region Y0:Y1,X0:X1"))?;
-        Ok(Roi {
-            y: y.parse()?,
-            x: x.parse()?,
-        })
+        let (y, x) = s.split_once(',').ok_or_else(|| format!("`{s}` is not a region Y0:Y1,X0:X1"))?;
+        Ok(Roi { y: y.parse()?, x: x.parse()? })
     }
 }
 
@@ -148,22 +134,16 @@ pub struct Shard {
 impl std::str::FromStr for Shard {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let (i, n) = s.split_once('/').ok_or_else(|| {
-            format!("`{s}` is not I/N (e.g. 2/8: the 2nd of 8 shards, numbered from 1)")
-        })?;
-        let parse = |t: &str| {
-            t.trim()
-                .parse::<usize>()
-                .map_err(|_| format!("`{s}` is not I/N with integers I and N"))
-        };
+        let (i, n) = s
+            .split_once('/')
+            .ok_or_else(|| format!("`{s}` is not I/N (e.g. 2/8: the 2nd of 8 shards, numbered from 1)"))?;
+        let parse = |t: &str| t.trim().parse::<usize>().map_err(|_| format!("`{s}` is not I/N with integers I and N"));
         let (index, count) = (parse(i)?, parse(n)?);
         if count == 0 {
             return Err(format!("shard {s}: N must be at least 1"));
         }
         if index == 0 || index > count {
-            return Err(format!(
-                "shard {s} does not exist: I runs from 1 to N = {count} (shards are numbered from 1)"
-            ));
+            return Err(format!("shard {s} does not exist: I runs from 1 to N = {count} (shards are numbered from 1)"));
         }
         Ok(Shard { index, count })
     }
@@ -191,13 +171,9 @@ impl std::str::FromStr for ByteSize {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         let t = s.trim();
-        let split = t
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(t.len());
+        let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
         let (num, unit) = t.split_at(split);
-        let value: f64 = num
-            .parse()
-            .map_err(|_| format!("`{s}` is not a size such as 512M or 2G"))?;
+        let value: f64 = num.parse().map_err(|_| format!("`{s}` is not a size such as 512M or 2G"))?;
         let mult = match unit.trim().to_ascii_uppercase().as_str() {
             "" | "B" => 1u64,
             "K" | "KB" | "KIB" => 1 << 10,
@@ -205,9 +181,7 @@ impl std::str::FromStr for ByteSize {
             "G" | "GB" | "GIB" => 1 << 30,
             "T" | "TB" | "TIB" => 1 << 40,
             u => {
-                return Err(format!(
-                    "unknown unit `{u}` in `{s}` (expected K, M, G or T)"
-                ));
+                return Err(format!("unknown unit `{u}` in `{s}` (expected K, M, G or T)"));
             }
         };
         let bytes = value * mult as f64;
@@ -232,11 +206,7 @@ pub enum VolumeOutput {
 impl VolumeOutput {
     /// The kind of output `path` names.
     pub fn from_path(path: &Path) -> Result<Self, InferError> {
-        let ext = path
-            .extension()
-            .and_then(|e| e.to_str())
-            .map(str::to_ascii_lowercase)
-            .unwrap_or_default();
+        let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).unwrap_or_default();
         match ext.as_str() {
             "zarr" => Ok(VolumeOutput::Zarr),
             "tif" | "tiff" => Ok(VolumeOutput::Tiff),
@@ -330,21 +300,13 @@ pub struct VolumePlan {
 impl VolumePlan {
     /// Output size `[z, y, x]`.
     pub fn shape(&self) -> [usize; 3] {
-        [
-            self.region[0].len(),
-            self.region[1].len(),
-            self.region[2].len(),
-        ]
+        [self.region[0].len(), self.region[1].len(), self.region[2].len()]
     }
 
     /// Number of blocks along z, y, x.
     pub fn grid(&self) -> [usize; 3] {
         let [z, y, x] = self.shape();
-        [
-            z.div_ceil(self.slab),
-            y.div_ceil(self.block_yx.0),
-            x.div_ceil(self.block_yx.1),
-        ]
+        [z.div_ceil(self.slab), y.div_ceil(self.block_yx.0), x.div_ceil(self.block_yx.1)]
     }
 
     /// Number of blocks.
@@ -430,21 +392,9 @@ pub struct PlanInputs<'a> {
 pub fn plan_volume(p: PlanInputs, opts: &VolumeOptions) -> Result<VolumePlan, InferError> {
     let info = p.info;
     let [zs, ys, xs] = info.shape;
-    let z = opts
-        .z_range
-        .map(|s| s.resolve(zs, "--z-range"))
-        .transpose()?
-        .unwrap_or(0..zs);
-    let y = opts
-        .roi
-        .map(|r| r.y.resolve(ys, "--roi rows"))
-        .transpose()?
-        .unwrap_or(0..ys);
-    let x = opts
-        .roi
-        .map(|r| r.x.resolve(xs, "--roi columns"))
-        .transpose()?
-        .unwrap_or(0..xs);
+    let z = opts.z_range.map(|s| s.resolve(zs, "--z-range")).transpose()?.unwrap_or(0..zs);
+    let y = opts.roi.map(|r| r.y.resolve(ys, "--roi rows")).transpose()?.unwrap_or(0..ys);
+    let x = opts.roi.map(|r| r.x.resolve(xs, "--roi columns")).transpose()?.unwrap_or(0..xs);
     let m = p.multiple.max(1);
     let context = p.halo.div_ceil(m) * m;
     let chunk_side = CHUNK_YX.div_ceil(m) * m;
@@ -477,23 +427,14 @@ pub fn plan_volume(p: PlanInputs, opts: &VolumeOptions) -> Result<VolumePlan, In
         None => (slab_wanted, (y.len(), x.len())),
         Some(budget) => {
             let target = budget / 4 * 3;
-            let slabs: Vec<usize> = if opts.slab.is_some() {
-                vec![slab_wanted]
-            } else {
-                (1..=slab_wanted).rev().collect()
-            };
-            let whole = slabs
-                .iter()
-                .copied()
-                .find(|&s| estimate(s, y.len(), x.len()) <= target);
+            let slabs: Vec<usize> =
+                if opts.slab.is_some() { vec![slab_wanted] } else { (1..=slab_wanted).rev().collect() };
+            let whole = slabs.iter().copied().find(|&s| estimate(s, y.len(), x.len()) <= target);
             match whole {
                 Some(s) => (s, (y.len(), x.len())),
                 None => {
                     let s = *slabs.last().unwrap_or(&1);
-                    let max_k = y
-                        .len()
-                        .div_ceil(chunk_yx.0)
-                        .max(x.len().div_ceil(chunk_yx.1));
+                    let max_k = y.len().div_ceil(chunk_yx.0).max(x.len().div_ceil(chunk_yx.1));
                     let fit = (1..=max_k)
                         .rev()
                         .map(|k| ((k * chunk_yx.0).min(y.len()), (k * chunk_yx.1).min(x.len())))
@@ -514,15 +455,7 @@ pub fn plan_volume(p: PlanInputs, opts: &VolumeOptions) -> Result<VolumePlan, In
         }
     };
     let block_bytes = estimate(slab, block_yx.0, block_yx.1);
-    Ok(VolumePlan {
-        region: [z, y, x],
-        slab,
-        block_yx,
-        chunk_yx,
-        context,
-        multiple: m,
-        block_bytes,
-    })
+    Ok(VolumePlan { region: [z, y, x], slab, block_yx, chunk_yx, context, multiple: m, block_bytes })
 }
 
 // ---------------------------------------------------------------------------
@@ -532,11 +465,7 @@ pub fn plan_volume(p: PlanInputs, opts: &VolumeOptions) -> Result<VolumePlan, In
 /// The model's output channels: from the graph when its output declares them, else by running
 /// the model once on the window the tiles of a `d × h × w` block use (`d` matters only for
 /// volumetric models).
-pub fn model_classes(
-    model: &OnnxModel,
-    predictor: &Predictor,
-    [d, h, w]: [usize; 3],
-) -> Result<usize, InferError> {
+pub fn model_classes(model: &OnnxModel, predictor: &Predictor, [d, h, w]: [usize; 3]) -> Result<usize, InferError> {
     let layout = predictor.io().layout;
     let declared = model
         .proto()
@@ -586,9 +515,7 @@ pub fn model_classes(
 
 /// FNV-1a (64-bit) of `bytes`: a stable fingerprint of the model file.
 pub fn fnv1a64(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 // ---------------------------------------------------------------------------
@@ -662,17 +589,13 @@ fn convert(probs: ArrayView3<f32>, kind: OutputType, threshold: f32) -> BlockSli
     let (k, h, w) = probs.dim();
     match kind {
         OutputType::ProbF32 => BlockSlice::F32(probs.to_owned()),
-        OutputType::ProbU8 => {
-            BlockSlice::U8(probs.mapv(|v| (v * 255.0).round().clamp(0.0, 255.0) as u8))
-        }
+        OutputType::ProbU8 => BlockSlice::U8(probs.mapv(|v| (v * 255.0).round().clamp(0.0, 255.0) as u8)),
         OutputType::Mask | OutputType::Labels => {
             let label = |y: usize, x: usize| -> u8 {
                 if k == 1 {
                     u8::from(probs[[0, y, x]] > threshold)
                 } else {
-                    (0..k)
-                        .max_by(|&a, &b| probs[[a, y, x]].total_cmp(&probs[[b, y, x]]))
-                        .unwrap_or(0) as u8
+                    (0..k).max_by(|&a, &b| probs[[a, y, x]].total_cmp(&probs[[b, y, x]])).unwrap_or(0) as u8
                 }
             };
             let mask = kind == OutputType::Mask;
@@ -730,10 +653,7 @@ impl<'a> VolumeJob<'a> {
             ));
         }
         if !(0.0..=1.0).contains(&opts.threshold) {
-            return Err(input_err(format!(
-                "--threshold must be within [0, 1], not {}",
-                opts.threshold
-            )));
+            return Err(input_err(format!("--threshold must be within [0, 1], not {}", opts.threshold)));
         }
         let predictor = Predictor::new(model, predict.clone())?;
         let info = reader.info().clone();
@@ -746,10 +666,7 @@ impl<'a> VolumeJob<'a> {
                 predictor.io().channels
             )));
         }
-        let multiple = predict
-            .size_multiple
-            .unwrap_or(predictor.io().size_multiple)
-            .max(1);
+        let multiple = predict.size_multiple.unwrap_or(predictor.io().size_multiple).max(1);
         let halo = predictor.halo();
         // Plan once with one class to learn the first block's read window, then count classes.
         let volumetric = predictor.io().volumetric;
@@ -771,26 +688,18 @@ impl<'a> VolumeJob<'a> {
         };
         let probe = plan_volume(inputs, &opts)?;
         let first = probe.block(0);
-        let rz = probe.read_range(
-            &(probe.region[0].start + first.z.start..probe.region[0].start + first.z.end),
-            info.shape[0],
-        );
-        let ry = probe.read_range(
-            &(probe.region[1].start + first.y.start..probe.region[1].start + first.y.end),
-            info.shape[1],
-        );
-        let rx = probe.read_range(
-            &(probe.region[2].start + first.x.start..probe.region[2].start + first.x.end),
-            info.shape[2],
-        );
+        let rz = probe
+            .read_range(&(probe.region[0].start + first.z.start..probe.region[0].start + first.z.end), info.shape[0]);
+        let ry = probe
+            .read_range(&(probe.region[1].start + first.y.start..probe.region[1].start + first.y.end), info.shape[1]);
+        let rx = probe
+            .read_range(&(probe.region[2].start + first.x.start..probe.region[2].start + first.x.end), info.shape[2]);
         let classes = model_classes(model, &predictor, [rz.len(), ry.len(), rx.len()])?;
         let plan = plan_volume(PlanInputs { classes, ..inputs }, &opts)?;
         let whole_slices = plan.region[1] == (0..info.shape[1])
             && plan.region[2] == (0..info.shape[2])
             && plan.block_yx == (info.shape[1], info.shape[2]);
-        if !whole_slices
-            && predictor.normalization(max_value) == bioseg_onnx::Normalization::ZScorePerImage
-        {
+        if !whole_slices && predictor.normalization(max_value) == bioseg_onnx::Normalization::ZScorePerImage {
             tracing::warn!(
                 "per-image z-score normalisation uses the statistics of each block with its context, not of whole slices (blocks of {}x{} in slices of {}x{})",
                 plan.block_yx.0,
@@ -799,10 +708,8 @@ impl<'a> VolumeJob<'a> {
                 info.shape[2]
             );
         }
-        let model_bytes = std::fs::read(model.path()).map_err(|e| InferError::Model {
-            path: model.path().to_path_buf(),
-            reason: format!("cannot read: {e}"),
-        })?;
+        let model_bytes = std::fs::read(model.path())
+            .map_err(|e| InferError::Model { path: model.path().to_path_buf(), reason: format!("cannot read: {e}") })?;
         let identity = json!({
             "format": 1,
             "model": {
@@ -836,17 +743,7 @@ impl<'a> VolumeJob<'a> {
             },
             "blocks": {"slab": plan.slab, "rows": plan.block_yx.0, "columns": plan.block_yx.1},
         });
-        Ok(VolumeJob {
-            model,
-            predictor,
-            reader,
-            output: output.to_path_buf(),
-            kind,
-            opts,
-            plan,
-            classes,
-            identity,
-        })
+        Ok(VolumeJob { model, predictor, reader, output: output.to_path_buf(), kind, opts, plan, classes, identity })
     }
 
     /// The block plan.
@@ -893,22 +790,12 @@ impl<'a> VolumeJob<'a> {
                     channels: (kout > 1).then_some(kout),
                     chunks: [self.plan.slab, self.plan.chunk_yx.0, self.plan.chunk_yx.1],
                     dtype,
-                    origin: [
-                        self.plan.region[0].start,
-                        self.plan.region[1].start,
-                        self.plan.region[2].start,
-                    ],
+                    origin: [self.plan.region[0].start, self.plan.region[1].start, self.plan.region[2].start],
                     name: self
                         .model
                         .path()
                         .file_stem()
-                        .map(|n| {
-                            format!(
-                                "{} {}",
-                                n.to_string_lossy(),
-                                output_type_name(self.opts.output_type)
-                            )
-                        })
+                        .map(|n| format!("{} {}", n.to_string_lossy(), output_type_name(self.opts.output_type)))
                         .unwrap_or_default(),
                     identity: self.identity.clone(),
                 };
@@ -936,9 +823,7 @@ impl<'a> VolumeJob<'a> {
             VolumeOutput::Slices => {
                 let writer = SliceFolderWriter::create(&self.output, dtype)?;
                 let id_path = self.output.join(SLICES_IDENTITY);
-                let stored = std::fs::read(&id_path)
-                    .ok()
-                    .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
+                let stored = std::fs::read(&id_path).ok().and_then(|b| serde_json::from_slice::<Value>(&b).ok());
                 let channel = |c: usize| (kout > 1).then_some(c);
                 let planned = |z: usize| (0..kout).map(move |c| (z, channel(c)));
                 let first_existing = self.plan.region[0]
@@ -977,11 +862,7 @@ impl<'a> VolumeJob<'a> {
                     &id_path,
                     &serde_json::to_vec_pretty(&self.identity).unwrap_or_default(),
                 )?;
-                Ok((
-                    Sink::Slices(writer, None),
-                    stored.is_none(),
-                    vec![self.output.clone()],
-                ))
+                Ok((Sink::Slices(writer, None), stored.is_none(), vec![self.output.clone()]))
             }
         }
     }
@@ -992,16 +873,13 @@ impl<'a> VolumeJob<'a> {
             Sink::Zarr(w) => {
                 let (cy, cx) = self.plan.chunk_yx;
                 let iz = b.z.start / self.plan.slab;
-                (b.y.start / cy..b.y.end.div_ceil(cy)).all(|iy| {
-                    (b.x.start / cx..b.x.end.div_ceil(cx)).all(|ix| w.chunk_exists([iz, iy, ix]))
-                })
+                (b.y.start / cy..b.y.end.div_ceil(cy))
+                    .all(|iy| (b.x.start / cx..b.x.end.div_ceil(cx)).all(|ix| w.chunk_exists([iz, iy, ix])))
             }
             Sink::Slices(w, _) => {
                 let kout = self.kout();
                 let z0 = self.plan.region[0].start;
-                b.z.clone().all(|z| {
-                    (0..kout).all(|c| w.slice_path(z0 + z, (kout > 1).then_some(c)).exists())
-                })
+                b.z.clone().all(|z| (0..kout).all(|c| w.slice_path(z0 + z, (kout > 1).then_some(c)).exists()))
             }
             Sink::Tiff(..) => false,
         }
@@ -1023,20 +901,13 @@ impl<'a> VolumeJob<'a> {
         if self.predictor.io().volumetric {
             return self.predict_block_3d(b, [zabs, read_y, read_x], max_value);
         }
-        let input = self
-            .reader
-            .read_slab(zabs, read_y.clone(), read_x.clone())?;
+        let input = self.reader.read_slab(zabs, read_y.clone(), read_x.clone())?;
         let slices: Vec<Result<(BlockSlice, usize), InferError>> = (0..b.z.len())
             .into_par_iter()
             .map(|i| {
-                let pred =
-                    self.predictor
-                        .predict(input.index_axis(Axis(0), i), max_value, &|_| {})?;
+                let pred = self.predictor.predict(input.index_axis(Axis(0), i), max_value, &|_| {})?;
                 let crop = pred.probs.slice(s![.., oy..oy + ny, ox..ox + nx]);
-                Ok((
-                    convert(crop, self.opts.output_type, self.opts.threshold),
-                    pred.tiles,
-                ))
+                Ok((convert(crop, self.opts.output_type, self.opts.threshold), pred.tiles))
             })
             .collect();
         drop(input);
@@ -1052,9 +923,7 @@ impl<'a> VolumeJob<'a> {
             tiles += t;
             match (&mut out, slice) {
                 (BlockData::U8(o), BlockSlice::U8(v)) => o.slice_mut(s![.., i, .., ..]).assign(&v),
-                (BlockData::F32(o), BlockSlice::F32(v)) => {
-                    o.slice_mut(s![.., i, .., ..]).assign(&v)
-                }
+                (BlockData::F32(o), BlockSlice::F32(v)) => o.slice_mut(s![.., i, .., ..]).assign(&v),
                 _ => return Err(InferError::Run("output type mismatch".into())),
             }
         }
@@ -1130,11 +999,7 @@ impl<'a> VolumeJob<'a> {
                     }
                     _ => return Err(InferError::Run("output type mismatch".into())),
                 }
-                let full = if b.y.end == yn && b.x.end == xn {
-                    slot.take()
-                } else {
-                    None
-                };
+                let full = if b.y.end == yn && b.x.end == xn { slot.take() } else { None };
                 if let Some((_, full)) = full {
                     self.write_slab(sink, b.z.start, full)?;
                 }
@@ -1144,12 +1009,7 @@ impl<'a> VolumeJob<'a> {
     }
 
     /// Writes a slab of whole output slices (`[channels, z, y, x]`) to a TIFF or folder sink.
-    fn write_slab(
-        &self,
-        sink: &mut Sink,
-        z_start: usize,
-        data: BlockData,
-    ) -> Result<(), InferError> {
+    fn write_slab(&self, sink: &mut Sink, z_start: usize, data: BlockData) -> Result<(), InferError> {
         let [_, yn, xn] = self.plan.shape();
         let kout = self.kout();
         let z0 = self.plan.region[0].start + z_start;
@@ -1161,28 +1021,19 @@ impl<'a> VolumeJob<'a> {
             for c in 0..kout {
                 let channel = (kout > 1).then_some(c);
                 match (&mut *sink, &data) {
-                    (Sink::Tiff(ws, _), BlockData::U8(a)) => ws[c].write_page_u8(
-                        &a.slice(s![c, i, .., ..])
-                            .iter()
-                            .copied()
-                            .collect::<Vec<_>>(),
-                    )?,
-                    (Sink::Tiff(ws, _), BlockData::F32(a)) => ws[c].write_page_f32(
-                        &a.slice(s![c, i, .., ..])
-                            .iter()
-                            .copied()
-                            .collect::<Vec<_>>(),
-                    )?,
+                    (Sink::Tiff(ws, _), BlockData::U8(a)) => {
+                        ws[c].write_page_u8(&a.slice(s![c, i, .., ..]).iter().copied().collect::<Vec<_>>())?
+                    }
+                    (Sink::Tiff(ws, _), BlockData::F32(a)) => {
+                        ws[c].write_page_f32(&a.slice(s![c, i, .., ..]).iter().copied().collect::<Vec<_>>())?
+                    }
                     (Sink::Slices(w, _), BlockData::U8(a)) => {
                         w.write_u8(
                             z0 + i,
                             channel,
                             xn,
                             yn,
-                            &a.slice(s![c, i, .., ..])
-                                .iter()
-                                .copied()
-                                .collect::<Vec<_>>(),
+                            &a.slice(s![c, i, .., ..]).iter().copied().collect::<Vec<_>>(),
                         )?;
                     }
                     (Sink::Slices(w, _), BlockData::F32(a)) => {
@@ -1191,10 +1042,7 @@ impl<'a> VolumeJob<'a> {
                             channel,
                             xn,
                             yn,
-                            &a.slice(s![c, i, .., ..])
-                                .iter()
-                                .copied()
-                                .collect::<Vec<_>>(),
+                            &a.slice(s![c, i, .., ..]).iter().copied().collect::<Vec<_>>(),
                         )?;
                     }
                     (Sink::Zarr(_), _) => {}
@@ -1214,13 +1062,8 @@ impl<'a> VolumeJob<'a> {
         let slice_pixels = (yn * xn) as u64;
         let voxels = |b: &Block| (b.z.len() * b.y.len() * b.x.len()) as u64;
         let voxels_total: u64 = mine.clone().map(|i| voxels(&self.plan.block(i))).sum();
-        let mut progress = VolumeProgress {
-            voxels_done: 0,
-            voxels_total,
-            voxels_computed: 0,
-            slice_pixels,
-            seconds: 0.0,
-        };
+        let mut progress =
+            VolumeProgress { voxels_done: 0, voxels_total, voxels_computed: 0, slice_pixels, seconds: 0.0 };
         let (mut run, mut skipped, mut tiles) = (0, 0, 0);
         for i in mine.clone() {
             let b = self.plan.block(i);
@@ -1278,39 +1121,19 @@ mod tests {
 
     #[test]
     fn parses_command_line_values() {
-        assert_eq!(
-            "2:5".parse::<Span>().unwrap(),
-            Span {
-                start: Some(2),
-                end: Some(5)
-            }
-        );
-        assert_eq!(
-            ":5".parse::<Span>().unwrap(),
-            Span {
-                start: None,
-                end: Some(5)
-            }
-        );
+        assert_eq!("2:5".parse::<Span>().unwrap(), Span { start: Some(2), end: Some(5) });
+        assert_eq!(":5".parse::<Span>().unwrap(), Span { start: None, end: Some(5) });
         assert!("5:2".parse::<Span>().is_err());
         assert!("5".parse::<Span>().is_err());
         assert!("a:2".parse::<Span>().is_err());
         let roi: Roi = "10:20,0:".parse().unwrap();
         assert_eq!(roi.x.resolve(30, "x").unwrap(), 0..30);
         assert!(roi.y.resolve(15, "y").is_err());
-        assert_eq!(
-            "2/3".parse::<Shard>().unwrap(),
-            Shard { index: 2, count: 3 }
-        );
+        assert_eq!("2/3".parse::<Shard>().unwrap(), Shard { index: 2, count: 3 });
         for bad in ["0/3", "5/3", "1/0", "x", "1/2/3"] {
             assert!(bad.parse::<Shard>().is_err(), "{bad}");
         }
-        assert!(
-            "5/3"
-                .parse::<Shard>()
-                .unwrap_err()
-                .contains("numbered from 1")
-        );
+        assert!("5/3".parse::<Shard>().unwrap_err().contains("numbered from 1"));
         assert_eq!("512M".parse::<ByteSize>().unwrap(), ByteSize(512 << 20));
         assert_eq!("1.5GiB".parse::<ByteSize>().unwrap(), ByteSize(3 << 29));
         assert_eq!("4096".parse::<ByteSize>().unwrap(), ByteSize(4096));
@@ -1375,44 +1198,17 @@ mod tests {
         assert_eq!((r.start % 16, r.end), (0, 348));
         assert!(r.start <= 105 - 48);
         for budget in [64u64 << 20, 16 << 20, 4 << 20] {
-            let p = plan_volume(
-                inputs,
-                &VolumeOptions {
-                    memory_budget: Some(budget),
-                    ..opts.clone()
-                },
-            )
-            .unwrap();
+            let p = plan_volume(inputs, &VolumeOptions { memory_budget: Some(budget), ..opts.clone() }).unwrap();
             assert!(p.block_bytes <= budget / 4 * 3, "{p:?}");
             assert!(p.block_yx.0.is_multiple_of(p.chunk_yx.0) || p.block_yx.0 == 990);
         }
-        let p = plan_volume(
-            inputs,
-            &VolumeOptions {
-                memory_budget: Some(4 << 20),
-                ..opts.clone()
-            },
-        )
-        .unwrap();
+        let p = plan_volume(inputs, &VolumeOptions { memory_budget: Some(4 << 20), ..opts.clone() }).unwrap();
         assert_eq!(p.slab, 1);
         assert!(p.block_yx.0 < 990);
-        let e = plan_volume(
-            inputs,
-            &VolumeOptions {
-                memory_budget: Some(1 << 16),
-                ..opts.clone()
-            },
-        )
-        .unwrap_err();
+        let e = plan_volume(inputs, &VolumeOptions { memory_budget: Some(1 << 16), ..opts.clone() }).unwrap_err();
         assert!(e.to_string().contains("too small"), "{e}");
-        let e = plan_volume(
-            inputs,
-            &VolumeOptions {
-                z_range: Some("30:41".parse().unwrap()),
-                ..Default::default()
-            },
-        )
-        .unwrap_err();
+        let e = plan_volume(inputs, &VolumeOptions { z_range: Some("30:41".parse().unwrap()), ..Default::default() })
+            .unwrap_err();
         assert!(e.to_string().contains("--z-range 30:41"), "{e}");
     }
 }

@@ -35,14 +35,8 @@ fn missing_and_garbage_models_fail_cleanly() {
     let missing = dir.path().join("missing.onnx");
     let input = dir.path().join("x.csv");
     std::fs::write(&input, "1,2,3\n").unwrap();
-    assert_clean_failure(
-        &["run", "-m", missing.to_str().unwrap(), "--input", input.to_str().unwrap()],
-        "missing.onnx",
-    );
+    assert_clean_failure(&["run", "-m", missing.to_str().unwrap(), "--input", input.to_str().unwrap()], "missing.onnx");
     let garbage = dir.path().join("garbage.onnx");
     std::fs::write(&garbage, b"this is not a protobuf at all \xff\xff\xff").unwrap();
-    assert_clean_failure(
-        &["run", "-m", garbage.to_str().unwrap(), "--input", input.to_str().unwrap()],
-        "garbage.onnx",
-    );
+    assert_clean_failure(&["run", "-m", garbage.to_str().unwrap(), "--input", input.to_str().unwrap()], "garbage.onnx");
 }

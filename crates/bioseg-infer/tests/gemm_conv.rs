@@ -70,7 +70,13 @@ fn model(dir: &std::path::Path, c_in: usize, layers: &[Layer], channels_last: bo
 
 /// Runs `shape` through tract's convolutions and through bioseg's; returns the largest
 /// difference relative to the output's scale, and how many convolutions bioseg's ran.
-fn compare(dir: &std::path::Path, c_in: usize, layers: &[Layer], channels_last: bool, shape: [usize; 4]) -> (f32, usize) {
+fn compare(
+    dir: &std::path::Path,
+    c_in: usize,
+    layers: &[Layer],
+    channels_last: bool,
+    shape: [usize; 4],
+) -> (f32, usize) {
     compare_with(dir, c_in, layers, channels_last, shape, GemmConvOptions::default())
 }
 
@@ -96,7 +102,13 @@ fn compare_with(
 /// Writes the graph to `dir/name`, runs `shape` through tract's convolutions and through
 /// bioseg's (with `options`): the relative difference ([`relative_difference`]) and how many
 /// convolutions were bioseg's. Output shapes must agree.
-fn check_graph(g: GraphBuilder, dir: &std::path::Path, name: &str, shape: &[usize], options: GemmConvOptions) -> (f32, usize) {
+fn check_graph(
+    g: GraphBuilder,
+    dir: &std::path::Path,
+    name: &str,
+    shape: &[usize],
+    options: GemmConvOptions,
+) -> (f32, usize) {
     let path = dir.join(name);
     write_model(&model_from_graph(g.finish(), &ModelMetadata::default(), ""), &path).unwrap();
     let input = values(shape.iter().product(), 6);
@@ -124,7 +136,8 @@ fn layer(c_out: usize, kernel: [usize; 2], pads: [usize; 4]) -> Layer {
 #[test]
 fn unet_like_convolutions_match_tract_in_both_layouts() {
     let dir = tempfile::tempdir().unwrap();
-    let layers = [layer(16, [3, 3], [1; 4]), layer(16, [3, 3], [1; 4]), layer(2, [3, 3], [1; 4]), layer(1, [1, 1], [0; 4])];
+    let layers =
+        [layer(16, [3, 3], [1; 4]), layer(16, [3, 3], [1; 4]), layer(2, [3, 3], [1; 4]), layer(1, [1, 1], [0; 4])];
     for channels_last in [false, true] {
         let shape = if channels_last { [2, 37, 45, 1] } else { [2, 1, 37, 45] };
         let (d, n) = compare(dir.path(), 1, &layers, channels_last, shape);

@@ -45,12 +45,7 @@ fn check_axis(p: &AxisPlan, m: usize) -> Result<(), TestCaseError> {
     }
     for (i, &t) in total.iter().enumerate() {
         prop_assert!(t > 0.0, "pixel {i} has no blending weight");
-        let sum: f64 = p
-            .starts
-            .iter()
-            .filter(|&&s| s <= i && i < s + p.core)
-            .map(|&s| f64::from(g[i - s]) / t)
-            .sum();
+        let sum: f64 = p.starts.iter().filter(|&&s| s <= i && i < s + p.core).map(|&s| f64::from(g[i - s]) / t).sum();
         prop_assert!((sum - 1.0).abs() < 1e-9, "weights at {i} sum to {sum}");
     }
     // Windows: real data wherever the window lies inside it, a valid mirror elsewhere.

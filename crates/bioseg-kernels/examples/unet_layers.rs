@@ -2,6 +2,7 @@
 //! them): forward, data and weight gradients per layer, in GFLOP/s.
 //!
 //!     cargo run --release -p bioseg-kernels --example unet_layers -- [F] [size] [batch]
+//!     LAYER=9 cargo run ...   # only the tenth layer of the list
 
 use std::time::Instant;
 
@@ -20,7 +21,8 @@ fn time(mut f: impl FnMut()) -> f64 {
 
 fn main() {
     let args: Vec<usize> = std::env::args().skip(1).map(|a| a.parse().expect("a number")).collect();
-    let (f, size, batch) = (args.first().copied().unwrap_or(16), args.get(1).copied().unwrap_or(256), args.get(2).copied().unwrap_or(2));
+    let (f, size, batch) =
+        (args.first().copied().unwrap_or(16), args.get(1).copied().unwrap_or(256), args.get(2).copied().unwrap_or(2));
     // (input channels, output channels, kernel, size) of every convolution.
     let mut layers = vec![];
     let mut c = 1;
@@ -36,9 +38,20 @@ fn main() {
         layers.push((f << (level + 1), f << level, 3, s));
         layers.push((f << level, f << level, 3, s));
     }
-    println!("{:>22} {:>9} {:>9} {:>9}   (GFLOP/s; {} threads)", "layer", "forward", "data", "weight", rayon::current_num_threads());
+    println!(
+        "{:>22} {:>9} {:>9} {:>9}   (GFLOP/s; {} threads)",
+        "layer",
+        "forward",
+        "data",
+        "weight",
+        rayon::current_num_threads()
+    );
     let (mut total, mut flops) = (0.0, 0.0);
-    for (ci, co, k, s) in layers {
+    let only: Option<usize> = std::env::var("LAYER").ok().and_then(|v| v.parse().ok());
+    for (i, (ci, co, k, s)) in layers.into_iter().enumerate() {
+        if only.is_some_and(|l| l != i) {
+            continue;
+        }
         let g = Conv2dGeometry::new(batch, ci, [s, s], co, [k, k], [1, 1], [(k - 1) / 2; 2], [1, 1]).unwrap();
         let x = vec![0.5f32; g.input_len()];
         let w = vec![0.1f32; g.weight_len()];
@@ -49,9 +62,20 @@ fn main() {
         let tf = time(|| conv2d_forward(&g, &x, &w, None, &mut y).unwrap());
         let td = time(|| conv2d_backward_data(&g, &w, &y, &mut dx).unwrap());
         let tw = time(|| conv2d_backward_weight(&g, &x, &y, &mut dw).unwrap());
-        println!("{:>22} {:>9.0} {:>9.0} {:>9.0}", format!("{ci}→{co} {k}×{k} @{s}²"), fl / tf / 1e9, fl / td / 1e9, fl / tw / 1e9);
+        println!(
+            "{:>22} {:>9.0} {:>9.0} {:>9.0}",
+            format!("{ci}→{co} {k}×{k} @{s}²"),
+            fl / tf / 1e9,
+            fl / td / 1e9,
+            fl / tw / 1e9
+        );
         total += tf + td + tw;
         flops += 3.0 * fl;
     }
-    println!("all layers: {:.1} ms, {:.0} GFLOP/s; matrix-product peak {:.0} GFLOP/s", 1000.0 * total, flops / total / 1e9, matrix_product_rate(1.0));
+    println!(
+        "all layers: {:.1} ms, {:.0} GFLOP/s; matrix-product peak {:.0} GFLOP/s",
+        1000.0 * total,
+        flops / total / 1e9,
+        matrix_product_rate(1.0)
+    );
 }

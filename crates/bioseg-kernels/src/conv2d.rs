@@ -37,6 +37,14 @@ fn block_pixels(rows: usize, pixels: usize) -> usize {
     pixels.div_ceil(blocks).next_multiple_of(64).min(most)
 }
 
+/// Fewest output channels for which a weight gradient's sums are kept in `dw`'s own `[c_out, K]`
+/// layout (64 contiguous rows of K per microkernel store) rather than `[K, c_out]` (64 rows
+/// c_out apart: a page each for 1024 channels). Below it the `gemm` crate turns the product
+/// round and runs c_out as its short side. Measured (GFLOP/s, `[K, c_out]` → `[c_out, K]`):
+/// 1024→1024 3×3 at 16² 20 → 43, 512→1024 71 → 126, 256→256 121 → 154, but 128→128 158 → 78,
+/// 16→16 127 → 79.
+const DIRECT_LAYOUT_CHANNELS: usize = 256;
+
 /// Splits `tasks` tasks into one contiguous range per thread (fewer when there are fewer
 /// tasks), so a reduction keeps one partial sum per thread.
 fn per_thread(tasks: usize) -> Vec<std::ops::Range<usize>> {
@@ -121,7 +129,8 @@ impl Conv2dGeometry {
     ) -> Result<Self, KernelError> {
         let mut out = [0; 2];
         for a in 0..2 {
-            let full = (in_hw_t[a].max(1) - 1) * stride[a] + dilation[a] * kernel[a].saturating_sub(1) + output_padding[a] + 1;
+            let full =
+                (in_hw_t[a].max(1) - 1) * stride[a] + dilation[a] * kernel[a].saturating_sub(1) + output_padding[a] + 1;
             out[a] = full.checked_sub(2 * padding[a]).filter(|&o| o > 0).ok_or(KernelError::KernelTooLarge {
                 kernel: kernel[a],
                 input: in_hw_t[a],
@@ -130,7 +139,11 @@ impl Conv2dGeometry {
         }
         let g = Conv2dGeometry::new(batch, c_out_t, out, c_in_t, kernel, stride, padding, dilation)?;
         if g.out_hw != in_hw_t {
-            return Err(KernelError::Length { what: "transposed convolution input rows", got: in_hw_t[0], expected: g.out_hw[0] });
+            return Err(KernelError::Length {
+                what: "transposed convolution input rows",
+                got: in_hw_t[0],
+                expected: g.out_hw[0],
+            });
         }
         Ok(g)
     }
@@ -187,7 +200,8 @@ fn im2col_gemm(x: Planes, taps: &Taps, out_hw: [usize; 2], wmat: &[f32], c_out: 
     (0..batch * blocks).into_par_iter().for_each(|t| {
         let (n, b) = (t / blocks, t % blocks);
         let (q0, m) = (b * block, block.min(pixels - b * block));
-        let image = ConvInput::new(vec![(&data[n * channels * h * w..][..channels * h * w], channels)], &lookup, (h, w), false);
+        let image =
+            ConvInput::new(vec![(&data[n * channels * h * w..][..channels * h * w], channels)], &lookup, (h, w), false);
         COLS.with(|cols| {
             let mut cols = cols.borrow_mut();
             let cols = grow(&mut cols, (k + 1) * block);
@@ -204,7 +218,10 @@ fn im2col_gemm(x: Planes, taps: &Taps, out_hw: [usize; 2], wmat: &[f32], c_out: 
     });
 }
 
-/// `[c_out, K]` weights with a bias column appended: `[c_out, K + 1]`.
+/// `[c_out, K]` weights with a bias column appended: `[c_out, K + 1]`. The product reads it
+/// column by column, sequentially along K (measured: a row-major `[K + 1, c_out]` copy, read 6
+/// values per step one row of c_out apart, ran the 1024-channel 16² layer at 47 instead of
+/// 99 GFLOP/s).
 fn with_bias(weight: &[f32], c_out: usize, bias: Option<&[f32]>) -> Vec<f32> {
     let k = weight.len() / c_out;
     let mut wmat = Vec::with_capacity(c_out * (k + 1));
@@ -216,7 +233,13 @@ fn with_bias(weight: &[f32], c_out: usize, bias: Option<&[f32]>) -> Vec<f32> {
 }
 
 /// Forward pass: `y = conv(x, weight) + bias`.
-pub fn conv2d_forward(g: &Conv2dGeometry, x: &[f32], weight: &[f32], bias: Option<&[f32]>, y: &mut [f32]) -> Result<(), KernelError> {
+pub fn conv2d_forward(
+    g: &Conv2dGeometry,
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+) -> Result<(), KernelError> {
     g.check("input", x.len(), g.input_len())?;
     g.check("weights", weight.len(), g.weight_len())?;
     g.check("output", y.len(), g.output_len())?;
@@ -246,7 +269,8 @@ pub fn conv2d_backward_data(g: &Conv2dGeometry, weight: &[f32], dy: &[f32], dx: 
             for c in 0..c_in {
                 for ry in 0..kh {
                     for rx in 0..kw {
-                        wmat[c * (k + 1) + (o * kh + ry) * kw + rx] = weight[((o * c_in + c) * kh + kh - 1 - ry) * kw + kw - 1 - rx];
+                        wmat[c * (k + 1) + (o * kh + ry) * kw + rx] =
+                            weight[((o * c_in + c) * kh + kh - 1 - ry) * kw + kw - 1 - rx];
                     }
                 }
             }
@@ -288,7 +312,12 @@ pub fn conv2d_backward_data(g: &Conv2dGeometry, weight: &[f32], dy: &[f32], dx: 
                     unsafe {
                         let lhs = dy.as_ptr().add(n * c_out * pixels + q0);
                         let rhs = weight.as_ptr().add(gi * group * per_channel);
-                        product([m, k, c_out], (cols.as_mut_ptr(), block, 1), (lhs, pixels, 1), (rhs, 1, c_in * per_channel));
+                        product(
+                            [m, k, c_out],
+                            (cols.as_mut_ptr(), block, 1),
+                            (lhs, pixels, 1),
+                            (rhs, 1, c_in * per_channel),
+                        );
                     }
                     col2im_block(cols, block, channels, (g.in_hw[0], g.in_hw[1]), &taps, g.out_hw[1], (q0, m), dx);
                     q0 += m;
@@ -305,7 +334,8 @@ pub fn conv2d_backward_data(g: &Conv2dGeometry, weight: &[f32], dy: &[f32], dx: 
 /// The product is `dwᵀ[K, c_out] += cols[K, block] × dyᵀ[block, c_out]`, K first: the gemm
 /// microkernels are 64 rows tall, and K = c_in·kh·kw is the taller side in a U-Net (measured:
 /// the `[c_out, K]` orientation ran the 2×2 up-convolutions' gradients at 40 GFLOP/s instead of
-/// 110, the 3×3 ones at 108 instead of 119).
+/// 110, the 3×3 ones at 108 instead of 119), summed in the layout [`DIRECT_LAYOUT_CHANNELS`]
+/// chooses.
 pub fn conv2d_backward_weight(g: &Conv2dGeometry, x: &[f32], dy: &[f32], dw: &mut [f32]) -> Result<(), KernelError> {
     g.check("input", x.len(), g.input_len())?;
     g.check("output gradient", dy.len(), g.output_len())?;
@@ -318,6 +348,10 @@ pub fn conv2d_backward_weight(g: &Conv2dGeometry, x: &[f32], dy: &[f32], dw: &mu
     let block = block_pixels(k, pixels);
     let blocks = pixels.div_ceil(block);
     let taps = g.taps();
+    // The sums' layout: `[K, c_out]` row-major, transposed at the end, or straight in dw's
+    // `[c_out, K]` layout (see the function's documentation).
+    let direct = c_out >= DIRECT_LAYOUT_CHANNELS;
+    let (cs, rs) = if direct { (k, 1) } else { (1, c_out) };
     let lookup = channel_lookup(&[c_in]);
     // One partial sum per thread (a partial sum per rayon split cost as much zeroing and adding
     // as the products themselves on the 16×16 layers).
@@ -328,17 +362,24 @@ pub fn conv2d_backward_weight(g: &Conv2dGeometry, x: &[f32], dy: &[f32], dw: &mu
             for t in tasks {
                 let (n, b) = (t / blocks, t % blocks);
                 let (q0, m) = (b * block, block.min(pixels - b * block));
-                let image = ConvInput::new(vec![(&x[n * c_in * h * w..][..c_in * h * w], c_in)], &lookup, (h, w), false);
+                let image =
+                    ConvInput::new(vec![(&x[n * c_in * h * w..][..c_in * h * w], c_in)], &lookup, (h, w), false);
                 COLS.with(|cols| {
                     let mut cols = cols.borrow_mut();
                     let cols = grow(&mut cols, k * block);
                     im2col_block(&image, c_in, (h, w), &taps, g.out_hw[1], (q0, m), cols, block);
-                    // SAFETY: acc is k × c_out; dy's pixels q0..q0+m of image n are c_out × m
+                    // SAFETY: acc is k × c_out (strides cs, rs, inside it); dy's pixels q0..q0+m of image n are c_out × m
                     // with row stride `pixels`; the column block is k × m with row stride
                     // `block`: all inside their buffers.
                     unsafe {
                         let dy = dy.as_ptr().add(n * c_out * pixels + q0);
-                        product_acc([k, c_out, m], (acc.as_mut_ptr(), 1, c_out), (cols.as_ptr(), 1, block), (dy, pixels, 1), true);
+                        product_acc(
+                            [k, c_out, m],
+                            (acc.as_mut_ptr(), cs, rs),
+                            (cols.as_ptr(), 1, block),
+                            (dy, pixels, 1),
+                            true,
+                        );
                     }
                 });
             }
@@ -349,21 +390,37 @@ pub fn conv2d_backward_weight(g: &Conv2dGeometry, x: &[f32], dy: &[f32], dw: &mu
             a
         });
     match sum {
-        Some(s) => {
-            for (o, row) in dw.chunks_exact_mut(k).enumerate() {
-                for (kk, v) in row.iter_mut().enumerate() {
-                    *v = s[kk * c_out + o];
-                }
-            }
-        }
+        Some(s) if direct => dw.copy_from_slice(&s),
+        Some(s) => transpose_into(&s, k, c_out, dw),
         None => dw.fill(0.0),
     }
     Ok(())
 }
 
+/// `dst[o, kk] = src[kk, o]` for a `k × c_out` source, in 32 × 32 tiles (element by element it
+/// missed the cache on every read for the 1024-channel layers).
+fn transpose_into(src: &[f32], k: usize, c_out: usize, dst: &mut [f32]) {
+    const T: usize = 32;
+    for o0 in (0..c_out).step_by(T) {
+        for k0 in (0..k).step_by(T) {
+            for o in o0..(o0 + T).min(c_out) {
+                for kk in k0..(k0 + T).min(k) {
+                    dst[o * k + kk] = src[kk * c_out + o];
+                }
+            }
+        }
+    }
+}
+
 /// Per-channel sums of `batch` images of `channels` planes of `pixels` values: the bias
 /// gradient of a convolution (`data` = dy) or of a transposed convolution.
-pub fn channel_sums(data: &[f32], batch: usize, channels: usize, pixels: usize, out: &mut [f32]) -> Result<(), KernelError> {
+pub fn channel_sums(
+    data: &[f32],
+    batch: usize,
+    channels: usize,
+    pixels: usize,
+    out: &mut [f32],
+) -> Result<(), KernelError> {
     if data.len() != batch * channels * pixels {
         return Err(KernelError::Length { what: "gradient", got: data.len(), expected: batch * channels * pixels });
     }
@@ -397,7 +454,13 @@ pub fn conv2d_backward_bias(g: &Conv2dGeometry, dy: &[f32], db: &mut [f32]) -> R
 /// Transposed convolution `y = convᵀ(x, weight) + bias`, with `g` from
 /// [`Conv2dGeometry::transposed`] (`x` is its output, `y` its input; weights
 /// `[c_in_t, c_out_t, kh, kw]`).
-pub fn conv_transpose2d_forward(g: &Conv2dGeometry, x: &[f32], weight: &[f32], bias: Option<&[f32]>, y: &mut [f32]) -> Result<(), KernelError> {
+pub fn conv_transpose2d_forward(
+    g: &Conv2dGeometry,
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+) -> Result<(), KernelError> {
     conv2d_backward_data(g, weight, x, y)?;
     if let Some(b) = bias {
         g.check("bias", b.len(), g.c_in)?;

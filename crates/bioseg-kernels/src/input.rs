@@ -26,7 +26,12 @@ pub struct ConvInput<'a> {
 impl<'a> ConvInput<'a> {
     /// `parts`: each part's data for this image and its channel count; `lookup` from
     /// [`channel_lookup`] for the same channel counts.
-    pub fn new(parts: Vec<(&'a [f32], usize)>, lookup: &'a [(usize, usize)], (h, w): (usize, usize), channels_last: bool) -> Self {
+    pub fn new(
+        parts: Vec<(&'a [f32], usize)>,
+        lookup: &'a [(usize, usize)],
+        (h, w): (usize, usize),
+        channels_last: bool,
+    ) -> Self {
         ConvInput { parts, lookup, w, h, channels_last }
     }
 

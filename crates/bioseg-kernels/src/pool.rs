@@ -39,11 +39,18 @@ impl Pool2dGeometry {
 
 /// `y` = the maximum of each window, `indices` = its position `row·w + col` in the input plane
 /// (the first maximum in row-major order when several are equal, as Burn's).
-pub fn max_pool2d_forward(g: &Pool2dGeometry, x: &[f32], y: &mut [f32], indices: &mut [i64]) -> Result<(), KernelError> {
+pub fn max_pool2d_forward(
+    g: &Pool2dGeometry,
+    x: &[f32],
+    y: &mut [f32],
+    indices: &mut [i64],
+) -> Result<(), KernelError> {
     let (in_len, out_len) = g.lens();
-    for (what, got, expected) in
-        [("input", x.len(), g.planes * in_len), ("output", y.len(), g.planes * out_len), ("indices", indices.len(), g.planes * out_len)]
-    {
+    for (what, got, expected) in [
+        ("input", x.len(), g.planes * in_len),
+        ("output", y.len(), g.planes * out_len),
+        ("indices", indices.len(), g.planes * out_len),
+    ] {
         if got != expected {
             return Err(KernelError::Length { what, got, expected });
         }
@@ -75,12 +82,20 @@ pub fn max_pool2d_forward(g: &Pool2dGeometry, x: &[f32], y: &mut [f32], indices:
 
 /// `dx[index] += dy` for every output pixel of `planes` planes (overwrites `dx`, `planes` planes
 /// of `in_hw`; overlapping windows add up; an index outside the plane is ignored).
-pub fn max_pool2d_backward(planes: usize, in_hw: [usize; 2], dy: &[f32], indices: &[i64], dx: &mut [f32]) -> Result<(), KernelError> {
+pub fn max_pool2d_backward(
+    planes: usize,
+    in_hw: [usize; 2],
+    dy: &[f32],
+    indices: &[i64],
+    dx: &mut [f32],
+) -> Result<(), KernelError> {
     let in_len = in_hw[0] * in_hw[1];
     let out_len = if planes == 0 { 0 } else { dy.len() / planes };
-    for (what, got, expected) in
-        [("output gradient", dy.len(), planes * out_len), ("indices", indices.len(), dy.len()), ("input gradient", dx.len(), planes * in_len)]
-    {
+    for (what, got, expected) in [
+        ("output gradient", dy.len(), planes * out_len),
+        ("indices", indices.len(), dy.len()),
+        ("input gradient", dx.len(), planes * in_len),
+    ] {
         if got != expected {
             return Err(KernelError::Length { what, got, expected });
         }

@@ -22,7 +22,13 @@ fn check(what: &'static str, got: usize, expected: usize) -> Result<(), KernelEr
 }
 
 /// `y[r, c] = x[r / fy, c / fx]` for `planes` planes of `in_hw`.
-pub fn upsample_nearest(planes: usize, in_hw: [usize; 2], factor: [usize; 2], x: &[f32], y: &mut [f32]) -> Result<(), KernelError> {
+pub fn upsample_nearest(
+    planes: usize,
+    in_hw: [usize; 2],
+    factor: [usize; 2],
+    x: &[f32],
+    y: &mut [f32],
+) -> Result<(), KernelError> {
     let ([h, w], [fy, fx]) = (in_hw, factor);
     let (in_len, out_len) = (h * w, h * w * fy * fx);
     check("input", x.len(), planes * in_len)?;
@@ -43,7 +49,13 @@ pub fn upsample_nearest(planes: usize, in_hw: [usize; 2], factor: [usize; 2], x:
 }
 
 /// The gradient of [`upsample_nearest`]: `dx[r, c] = Σ dy` over the block it was copied to.
-pub fn upsample_nearest_backward(planes: usize, in_hw: [usize; 2], factor: [usize; 2], dy: &[f32], dx: &mut [f32]) -> Result<(), KernelError> {
+pub fn upsample_nearest_backward(
+    planes: usize,
+    in_hw: [usize; 2],
+    factor: [usize; 2],
+    dy: &[f32],
+    dx: &mut [f32],
+) -> Result<(), KernelError> {
     let ([h, w], [fy, fx]) = (in_hw, factor);
     let (in_len, out_len) = (h * w, h * w * fy * fx);
     check("output gradient", dy.len(), planes * out_len)?;

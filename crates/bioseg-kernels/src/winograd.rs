@@ -147,8 +147,12 @@ impl Winograd<'_> {
                         let (v0, rest) = v[k * plane..].split_at_mut(4 * plane);
                         let (v1, rest) = rest.split_at_mut(4 * plane);
                         let (v2, v3) = rest.split_at_mut(4 * plane);
-                        let (v0, v1, v2, v3) =
-                            (&mut v0[off..off + tw], &mut v1[off..off + tw], &mut v2[off..off + tw], &mut v3[off..off + tw]);
+                        let (v0, v1, v2, v3) = (
+                            &mut v0[off..off + tw],
+                            &mut v1[off..off + tw],
+                            &mut v2[off..off + tw],
+                            &mut v3[off..off + tw],
+                        );
                         for t in 0..tw {
                             v0[t] = b0[t] - b2[t];
                             v1[t] = b1[t] + b2[t];

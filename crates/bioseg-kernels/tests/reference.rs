@@ -53,9 +53,21 @@ fn assert_close(got: &[f32], want: &[f32], what: &str) {
 }
 
 fn geometry() -> impl Strategy<Value = Conv2dGeometry> {
-    (1..=3usize, 1..=20usize, 1..=20usize, 1..=12usize, 1..=12usize, 1..=3usize, 1..=3usize, 0..=2usize, 1..=2usize, 1..=2usize)
+    (
+        1..=3usize,
+        1..=20usize,
+        1..=20usize,
+        1..=12usize,
+        1..=12usize,
+        1..=3usize,
+        1..=3usize,
+        0..=2usize,
+        1..=2usize,
+        1..=2usize,
+    )
         .prop_filter_map("kernel fits", |(batch, c_in, c_out, h, w, kh, kw, pad, stride, dil)| {
-            Conv2dGeometry::new(batch, c_in, [h, w], c_out, [kh, kw], [stride, 3 - stride], [pad, pad.min(1)], [dil, 1]).ok()
+            Conv2dGeometry::new(batch, c_in, [h, w], c_out, [kh, kw], [stride, 3 - stride], [pad, pad.min(1)], [dil, 1])
+                .ok()
         })
 }
 
@@ -193,20 +205,37 @@ proptest! {
 fn wrong_lengths_and_shapes_are_errors_not_panics() {
     let g = Conv2dGeometry::new(1, 2, [4, 4], 3, [3, 3], [1, 1], [1, 1], [1, 1]).unwrap();
     let mut y = vec![0f32; g.output_len()];
-    assert!(matches!(conv2d_forward(&g, &[0.0; 5], &vec![0.0; g.weight_len()], None, &mut y), Err(KernelError::Length { .. })));
-    assert!(matches!(Conv2dGeometry::new(1, 1, [2, 2], 1, [5, 5], [1, 1], [0, 0], [1, 1]), Err(KernelError::KernelTooLarge { .. })));
+    assert!(matches!(
+        conv2d_forward(&g, &[0.0; 5], &vec![0.0; g.weight_len()], None, &mut y),
+        Err(KernelError::Length { .. })
+    ));
+    assert!(matches!(
+        Conv2dGeometry::new(1, 1, [2, 2], 1, [5, 5], [1, 1], [0, 0], [1, 1]),
+        Err(KernelError::KernelTooLarge { .. })
+    ));
     assert!(matches!(Conv2dGeometry::new(1, 1, [2, 2], 1, [1, 1], [0, 1], [0, 0], [1, 1]), Err(KernelError::Zero(_))));
     assert!(matches!(whole_factors([3, 3], [7, 6]), Err(KernelError::NotWholeFactor { .. })));
 }
 
 #[test]
 fn large_layers_split_into_many_blocks_match_the_reference() {
-    // Enough pixels and channels for several blocks per image and several threads.
-    let g = Conv2dGeometry::new(2, 24, [40, 36], 20, [3, 3], [1, 1], [1, 1], [1, 1]).unwrap();
+    // Enough pixels and channels for several blocks per image and several threads; and enough
+    // output channels for the weight gradient's other layout.
+    for g in [
+        Conv2dGeometry::new(2, 24, [40, 36], 20, [3, 3], [1, 1], [1, 1], [1, 1]).unwrap(),
+        Conv2dGeometry::new(1, 6, [12, 11], 272, [3, 3], [1, 1], [1, 1], [1, 1]).unwrap(),
+    ] {
+        check_large(&g);
+    }
+}
+
+fn check_large(g: &Conv2dGeometry) {
+    let g = *g;
     let x = values(g.input_len(), 5);
     let wt = values(g.weight_len(), 6);
     let dy = values(g.output_len(), 7);
-    let (mut want, mut want_dx, mut want_dw) = (vec![0f32; g.output_len()], vec![0f32; g.input_len()], vec![0f32; g.weight_len()]);
+    let (mut want, mut want_dx, mut want_dw) =
+        (vec![0f32; g.output_len()], vec![0f32; g.input_len()], vec![0f32; g.weight_len()]);
     for_each_tap(&g, |xi, yi, wi| {
         want[yi] += x[xi] * wt[wi];
         want_dx[xi] += dy[yi] * wt[wi];

@@ -1,8 +1,8 @@
 //! Building ONNX graphs node by node.
 
 use crate::proto::{
-    AttributeProto, AttributeType, DataType, Dimension, DimensionValue, GraphProto, NodeProto,
-    TensorProto, TensorShapeProto, TypeProto, TypeProtoTensor, ValueInfoProto,
+    AttributeProto, AttributeType, DataType, Dimension, DimensionValue, GraphProto, NodeProto, TensorProto,
+    TensorShapeProto, TypeProto, TypeProtoTensor, ValueInfoProto,
 };
 
 /// One axis of a graph input or output: a fixed size or a named symbol (`batch`, `height`, …).
@@ -66,10 +66,7 @@ fn value_info(name: &str, dims: &[Dim]) -> ValueInfoProto {
 impl GraphBuilder {
     /// An empty graph called `name`.
     pub fn new(name: &str) -> Self {
-        GraphBuilder {
-            graph: GraphProto { name: name.to_string(), ..Default::default() },
-            parameter_count: 0,
-        }
+        GraphBuilder { graph: GraphProto { name: name.to_string(), ..Default::default() }, parameter_count: 0 }
     }
 
     /// Declares a float32 graph input.
@@ -128,13 +125,7 @@ impl GraphBuilder {
 
     /// Adds a node `op_type` named `name` (its single output is also called `name`).
     /// An empty input name stands for an omitted optional input.
-    pub fn node(
-        &mut self,
-        op_type: &str,
-        name: &str,
-        inputs: &[&Value],
-        attributes: Vec<AttributeProto>,
-    ) -> Value {
+    pub fn node(&mut self, op_type: &str, name: &str, inputs: &[&Value], attributes: Vec<AttributeProto>) -> Value {
         self.graph.node.push(NodeProto {
             input: inputs.iter().map(|v| v.0.clone()).collect(),
             output: vec![name.to_string()],
@@ -237,12 +228,7 @@ impl GraphBuilder {
         let b = self.weight(&format!("{name}.beta"), &[c], beta);
         let m = self.constant_f32(&format!("{name}.running_mean"), &[c], mean);
         let v = self.constant_f32(&format!("{name}.running_var"), &[c], var);
-        self.node(
-            "BatchNormalization",
-            name,
-            &[x, &g, &b, &m, &v],
-            vec![attr_float("epsilon", epsilon)],
-        )
+        self.node("BatchNormalization", name, &[x, &g, &b, &m, &v], vec![attr_float("epsilon", epsilon)])
     }
 
     /// `x · W + b` with `W` stored `[in, out]` (Gemm; Burn's and Keras' dense layout).
@@ -292,8 +278,7 @@ impl GraphBuilder {
     /// `asymmetric` + `floor`, which is Keras' `UpSampling2D` and Burn's nearest interpolation).
     pub fn upsample_nearest(&mut self, name: &str, x: &Value, factor: usize) -> Value {
         let roi = Value(String::new());
-        let scales =
-            self.constant_f32(&format!("{name}.scales"), &[4], &[1.0, 1.0, factor as f32, factor as f32]);
+        let scales = self.constant_f32(&format!("{name}.scales"), &[4], &[1.0, 1.0, factor as f32, factor as f32]);
         self.node(
             "Resize",
             name,

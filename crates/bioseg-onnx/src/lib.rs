@@ -16,6 +16,5 @@ pub use builder::{Dim, GraphBuilder, Value, attr_float, attr_int, attr_ints, att
 pub use error::OnnxError;
 pub use metadata::{ModelMetadata, Normalization, OutputActivation, TensorLayout};
 pub use model_file::{
-    OPSET_VERSION, decode_model, encode_model, initializer_to_f32, model_from_graph, read_model,
-    write_model,
+    OPSET_VERSION, decode_model, encode_model, initializer_to_f32, model_from_graph, read_model, write_model,
 };

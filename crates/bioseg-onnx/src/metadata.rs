@@ -96,9 +96,7 @@ impl Normalization {
         match *self {
             Normalization::None => {}
             Normalization::Divide(d) => values.iter_mut().for_each(|v| *v /= d),
-            Normalization::ZScore { mean, std } => {
-                values.iter_mut().for_each(|v| *v = (*v - mean) / std)
-            }
+            Normalization::ZScore { mean, std } => values.iter_mut().for_each(|v| *v = (*v - mean) / std),
             Normalization::ZScorePerImage => {
                 let n = values.len().max(1) as f64;
                 let mean = values.iter().map(|&v| v as f64).sum::<f64>() / n;
@@ -127,10 +125,7 @@ impl FromStr for Normalization {
     fn from_str(s: &str) -> Result<Self, String> {
         let parts: Vec<&str> = s.trim().split(':').collect();
         let num = |p: &str| {
-            p.parse::<f32>()
-                .ok()
-                .filter(|v| v.is_finite())
-                .ok_or_else(|| format!("`{p}` is not a finite number"))
+            p.parse::<f32>().ok().filter(|v| v.is_finite()).ok_or_else(|| format!("`{p}` is not a finite number"))
         };
         match parts.as_slice() {
             ["none"] => Ok(Normalization::None),
@@ -149,9 +144,7 @@ impl FromStr for Normalization {
                 }
                 Ok(Normalization::ZScore { mean: num(m)?, std })
             }
-            _ => Err(format!(
-                "unknown normalisation `{s}` (expected none, divide:D, zscore or zscore:MEAN:STD)"
-            )),
+            _ => Err(format!("unknown normalisation `{s}` (expected none, divide:D, zscore or zscore:MEAN:STD)")),
         }
     }
 }
@@ -230,16 +223,10 @@ impl ModelMetadata {
     }
 
     /// Reads the record back from `metadata_props` entries; unknown keys land in `extra`.
-    pub fn from_props<'a>(
-        props: impl IntoIterator<Item = (&'a str, &'a str)>,
-    ) -> Result<Self, OnnxError> {
+    pub fn from_props<'a>(props: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Self, OnnxError> {
         let mut md = ModelMetadata::default();
         for (k, v) in props {
-            let bad = |reason: String| OnnxError::Metadata {
-                key: k.to_string(),
-                value: v.to_string(),
-                reason,
-            };
+            let bad = |reason: String| OnnxError::Metadata { key: k.to_string(), value: v.to_string(), reason };
             let int = || v.trim().parse::<usize>().map_err(|e| bad(e.to_string()));
             match k {
                 K_ARCH => md.architecture = Some(v.into()),
@@ -287,8 +274,7 @@ mod tests {
             ..Default::default()
         };
         let props = md.to_props();
-        let back =
-            ModelMetadata::from_props(props.iter().map(|(k, v)| (k.as_str(), v.as_str()))).unwrap();
+        let back = ModelMetadata::from_props(props.iter().map(|(k, v)| (k.as_str(), v.as_str()))).unwrap();
         assert_eq!(md, back);
     }
 

@@ -7,9 +7,7 @@ use prost::Message;
 
 use crate::error::OnnxError;
 use crate::metadata::ModelMetadata;
-use crate::proto::{
-    DataType, GraphProto, ModelProto, OperatorSetIdProto, StringStringEntryProto, TensorProto,
-};
+use crate::proto::{DataType, GraphProto, ModelProto, OperatorSetIdProto, StringStringEntryProto, TensorProto};
 
 /// The default-domain opset bioseg writes (IR version 8).
 pub const OPSET_VERSION: i64 = 17;
@@ -40,23 +38,17 @@ pub fn encode_model(model: &ModelProto) -> Vec<u8> {
 
 /// Parses protobuf bytes; `origin` names the source in errors.
 pub fn decode_model(bytes: &[u8], origin: &Path) -> Result<ModelProto, OnnxError> {
-    let model = ModelProto::decode(bytes).map_err(|e| OnnxError::Decode {
-        path: origin.to_path_buf(),
-        reason: e.to_string(),
-    })?;
+    let model = ModelProto::decode(bytes)
+        .map_err(|e| OnnxError::Decode { path: origin.to_path_buf(), reason: e.to_string() })?;
     if model.graph.is_none() {
-        return Err(OnnxError::Decode {
-            path: origin.to_path_buf(),
-            reason: "the file holds no graph".into(),
-        });
+        return Err(OnnxError::Decode { path: origin.to_path_buf(), reason: "the file holds no graph".into() });
     }
     Ok(model)
 }
 
 /// Reads and parses an ONNX file.
 pub fn read_model(path: &Path) -> Result<ModelProto, OnnxError> {
-    let bytes = std::fs::read(path)
-        .map_err(|source| OnnxError::Io { path: path.to_path_buf(), source })?;
+    let bytes = std::fs::read(path).map_err(|source| OnnxError::Io { path: path.to_path_buf(), source })?;
     decode_model(&bytes, path)
 }
 
@@ -93,23 +85,16 @@ pub fn initializer_to_f32(t: &TensorProto) -> Result<Vec<f32>, OnnxError> {
     // Checked: a shape whose size overflows i64 is an error, not a panic (or, without overflow
     // checks, a wrapped size that a short value list could match).
     let n = t.dims.iter().try_fold(1i64, |acc, &d| acc.checked_mul(d)).ok_or_else(|| {
-        OnnxError::Invalid(format!(
-            "initializer `{}` has shape {:?}, whose size overflows",
-            t.name, t.dims
-        ))
+        OnnxError::Invalid(format!("initializer `{}` has shape {:?}, whose size overflows", t.name, t.dims))
     })?;
     let values = match DataType::try_from(t.data_type) {
-        Ok(DataType::Float) if !t.raw_data.is_empty() => t
-            .raw_data
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect(),
+        Ok(DataType::Float) if !t.raw_data.is_empty() => {
+            t.raw_data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+        }
         Ok(DataType::Float) => t.float_data.clone(),
-        Ok(DataType::Double) if !t.raw_data.is_empty() => t
-            .raw_data
-            .chunks_exact(8)
-            .map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes")) as f32)
-            .collect(),
+        Ok(DataType::Double) if !t.raw_data.is_empty() => {
+            t.raw_data.chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes")) as f32).collect()
+        }
         Ok(DataType::Double) => t.double_data.iter().map(|&v| v as f32).collect(),
         _ => {
             return Err(OnnxError::Invalid(format!(

@@ -8,9 +8,7 @@ use bioseg_onnx::{ModelMetadata, decode_model, initializer_to_f32};
 
 /// `fuzz/regressions/model_metadata/<name>` of the repository.
 fn regression(name: &str) -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../fuzz/regressions/model_metadata")
-        .join(name);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/regressions/model_metadata").join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -25,11 +23,7 @@ fn initializer_with_overflowing_shape_is_an_error() {
     let graph = model.graph.expect("a graph");
     let mut overflowing = 0;
     for t in &graph.initializer {
-        let overflows = t
-            .dims
-            .iter()
-            .try_fold(1i64, |a, &d| a.checked_mul(d))
-            .is_none();
+        let overflows = t.dims.iter().try_fold(1i64, |a, &d| a.checked_mul(d)).is_none();
         let r = initializer_to_f32(t);
         if overflows {
             overflowing += 1;
@@ -37,29 +31,17 @@ fn initializer_with_overflowing_shape_is_an_error() {
             assert!(err.contains("overflows"), "{err}");
         }
     }
-    assert!(
-        overflowing > 0,
-        "the regression input no longer has an overflowing shape"
-    );
+    assert!(overflowing > 0, "the regression input no longer has an overflowing shape");
 
-    for dims in [
-        vec![i64::MAX, 2],
-        vec![1 << 32, 1 << 32],
-        vec![-(1 << 62), 4],
-    ] {
+    for dims in [vec![i64::MAX, 2], vec![1 << 32, 1 << 32], vec![-(1 << 62), 4]] {
         let t = TensorProto {
             name: "w".into(),
             dims: dims.clone(),
             data_type: DataType::Float as i32,
             ..Default::default()
         };
-        let err = initializer_to_f32(&t)
-            .expect_err("overflowing shape")
-            .to_string();
-        assert!(
-            err.contains("overflows") && err.contains("`w`"),
-            "{dims:?}: {err}"
-        );
+        let err = initializer_to_f32(&t).expect_err("overflowing shape").to_string();
+        assert!(err.contains("overflows") && err.contains("`w`"), "{dims:?}: {err}");
     }
     // Shapes that fit still read.
     let t = TensorProto {

@@ -155,12 +155,7 @@ pub fn augment_crop(
     rng: &mut impl rand::Rng,
 ) -> Sample {
     let (sh, sw, channels) = src.image.dim();
-    assert_eq!(
-        (sh, sw),
-        src.mask.dim(),
-        "augment: the image is {sh}x{sw} but its mask is {:?}",
-        src.mask.dim()
-    );
+    assert_eq!((sh, sw), src.mask.dim(), "augment: the image is {sh}x{sw} but its mask is {:?}", src.mask.dim());
     assert!(sh > 0 && sw > 0, "augment: the source image is empty ({sh}x{sw})");
 
     let warp = Warp::draw(sh, sw, crop_h, crop_w, cfg, rng);
@@ -206,8 +201,7 @@ pub fn augment_crop(
     Sample {
         image: Array3::from_shape_vec((crop_h, crop_w, channels), out_image)
             .expect("the output buffer has the crop's shape"),
-        mask: Array2::from_shape_vec((crop_h, crop_w), out_mask)
-            .expect("the output buffer has the crop's shape"),
+        mask: Array2::from_shape_vec((crop_h, crop_w), out_mask).expect("the output buffer has the crop's shape"),
     }
 }
 
@@ -298,14 +292,7 @@ struct Warp {
 
 impl Warp {
     /// Draws the geometric part of a sample's transform.
-    fn draw(
-        sh: usize,
-        sw: usize,
-        ch: usize,
-        cw: usize,
-        cfg: &AugmentConfig,
-        rng: &mut impl Rng,
-    ) -> Warp {
+    fn draw(sh: usize, sw: usize, ch: usize, cw: usize, cfg: &AugmentConfig, rng: &mut impl Rng) -> Warp {
         // 1. Flips and 90° rotations: an exact, integer-preserving matrix.
         let mut m = [[1.0f32, 0.0], [0.0, 1.0]];
         let mut quarter_turns = 0u32;
@@ -356,23 +343,18 @@ impl Warp {
             m = mat_mul([[inv, 0.0], [0.0, inv]], m);
         }
         let skew = magnitude(cfg.skew).min(MAX_SKEW);
-        let perspective = (skew > 0.0 && rng.random_bool(TRANSFORM_PROBABILITY))
-            .then(|| Homography::draw(skew, ch, cw, rng));
+        let perspective =
+            (skew > 0.0 && rng.random_bool(TRANSFORM_PROBABILITY)).then(|| Homography::draw(skew, ch, cw, rng));
 
         // 4. Elastic distortion on the crop grid.
         let alpha = magnitude(cfg.elastic_alpha);
-        let p = if cfg.elastic_probability.is_finite() {
-            cfg.elastic_probability.clamp(0.0, 1.0)
-        } else {
-            0.0
-        };
-        let elastic = (alpha > 0.0 && ch * cw > 0 && p > 0.0 && rng.random_bool(f64::from(p)))
-            .then(|| {
-                let sigma = magnitude(cfg.elastic_sigma);
-                let dx = elastic_field(ch, cw, alpha, sigma, rng);
-                let dy = elastic_field(ch, cw, alpha, sigma, rng);
-                (dx, dy)
-            });
+        let p = if cfg.elastic_probability.is_finite() { cfg.elastic_probability.clamp(0.0, 1.0) } else { 0.0 };
+        let elastic = (alpha > 0.0 && ch * cw > 0 && p > 0.0 && rng.random_bool(f64::from(p))).then(|| {
+            let sigma = magnitude(cfg.elastic_sigma);
+            let dx = elastic_field(ch, cw, alpha, sigma, rng);
+            let dy = elastic_field(ch, cw, alpha, sigma, rng);
+            (dx, dy)
+        });
 
         Warp { centre, half, m, perspective, elastic }
     }
@@ -468,9 +450,7 @@ impl Homography {
 fn solve8(mut a: [[f64; 9]; 8]) -> [f64; 8] {
     const IDENTITY: [f64; 8] = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0];
     for col in 0..8 {
-        let pivot = (col..8)
-            .max_by(|&p, &q| a[p][col].abs().total_cmp(&a[q][col].abs()))
-            .expect("non-empty range");
+        let pivot = (col..8).max_by(|&p, &q| a[p][col].abs().total_cmp(&a[q][col].abs())).expect("non-empty range");
         if a[pivot][col].abs() < 1.0e-12 {
             return IDENTITY;
         }
@@ -574,9 +554,7 @@ fn photometric(image: &mut [f32], channels: usize, cfg: &AugmentConfig, rng: &mu
     }
     if brightness > 0.0 {
         let shift = symmetric(rng, brightness);
-        let (lo, hi) = image
-            .iter()
-            .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+        let (lo, hi) = image.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)));
         let range = hi - lo;
         if range.is_finite() && range > 0.0 {
             let delta = shift * range;
@@ -603,8 +581,7 @@ mod tests {
     /// (class, class²), so a bilinear blend of different classes can never look like a pure
     /// class (the points (k, k²) are in convex position).
     fn block_source(h: usize, w: usize, block: usize) -> Sample {
-        let mask =
-            Array2::from_shape_fn((h, w), |(i, j)| ((i / block + 2 * (j / block)) % 3) as u8);
+        let mask = Array2::from_shape_fn((h, w), |(i, j)| ((i / block + 2 * (j / block)) % 3) as u8);
         let image = Array3::from_shape_fn((h, w, 2), |(i, j, c)| {
             let k = f32::from(mask[[i, j]]);
             if c == 0 { k } else { k * k }
@@ -663,9 +640,7 @@ mod tests {
             ((h[0] * x + h[1] * y + h[2]) / d, (h[3] * x + h[4] * y + h[5]) / d)
         };
         let mut a = [[0.0f64; 9]; 8];
-        for (n, (x, y)) in
-            [(-1.0, -1.0), (1.0, -1.0), (1.0, 1.0), (-1.0, 1.0)].into_iter().enumerate()
-        {
+        for (n, (x, y)) in [(-1.0, -1.0), (1.0, -1.0), (1.0, 1.0), (-1.0, 1.0)].into_iter().enumerate() {
             let (tx, ty) = apply(x, y);
             a[2 * n] = [x, y, 1.0, 0.0, 0.0, 0.0, -x * tx, -y * tx, tx];
             a[2 * n + 1] = [0.0, 0.0, 0.0, x, y, 1.0, -x * ty, -y * ty, ty];
@@ -790,10 +765,7 @@ mod tests {
                             interior += 1;
                             let k = f32::from(c);
                             assert_eq!(class, c, "seed {seed} at ({i}, {j}): mask");
-                            assert!(
-                                a == k && b == k * k,
-                                "seed {seed} at ({i}, {j}): image ({a}, {b}), class {c}"
-                            );
+                            assert!(a == k && b == k * k, "seed {seed} at ({i}, {j}): image ({a}, {b}), class {c}");
                         }
                     }
                 }
@@ -870,8 +842,7 @@ mod tests {
                     })
                 })
             };
-            let found = (sh as i64 - ch as i64..=0)
-                .any(|oy| (sw as i64 - cw as i64..=0).any(|ox| matches(oy, ox)));
+            let found = (sh as i64 - ch as i64..=0).any(|oy| (sw as i64 - cw as i64..=0).any(|ox| matches(oy, ox)));
             assert!(found, "seed {seed}");
             // Every source pixel appears in the crop.
             let seen: BTreeSet<u32> = out.image.iter().map(|v| v.to_bits()).collect();

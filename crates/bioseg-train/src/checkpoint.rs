@@ -78,9 +78,7 @@ pub fn save<B: Backend, M: Module<B>, O: Record<B>>(
     let tmp = dir.join(format!(".{}.tmp-{}", epoch_dir_name(state.epoch), std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).map_err(TrainError::io(&tmp))?;
-    for (name, bytes) in
-        [(MODEL_FILE, &model_bytes), (OPTIM_FILE, &optim_bytes), (STATE_FILE, &state_json)]
-    {
+    for (name, bytes) in [(MODEL_FILE, &model_bytes), (OPTIM_FILE, &optim_bytes), (STATE_FILE, &state_json)] {
         let path = tmp.join(name);
         write_synced(&path, bytes).map_err(TrainError::io(&path))?;
     }
@@ -183,11 +181,7 @@ fn read_verified(path: &Path, expected: &Option<FileDigest>) -> Result<Vec<u8>, 
     {
         return Err(TrainError::Checkpoint {
             path: path.into(),
-            reason: format!(
-                "corrupt or truncated ({} bytes, expected {}; checksum mismatch)",
-                bytes.len(),
-                d.bytes
-            ),
+            reason: format!("corrupt or truncated ({} bytes, expected {}; checksum mismatch)", bytes.len(), d.bytes),
         });
     }
     Ok(bytes)
@@ -197,10 +191,8 @@ fn read_verified(path: &Path, expected: &Option<FileDigest>) -> Result<Vec<u8>, 
 pub fn read_state(checkpoint: &Path) -> Result<CheckpointState, TrainError> {
     let path = checkpoint.join(STATE_FILE);
     let bytes = std::fs::read(&path).map_err(TrainError::io(&path))?;
-    serde_json::from_slice(&bytes).map_err(|e| TrainError::Checkpoint {
-        path: path.clone(),
-        reason: format!("unreadable state: {e}"),
-    })
+    serde_json::from_slice(&bytes)
+        .map_err(|e| TrainError::Checkpoint { path: path.clone(), reason: format!("unreadable state: {e}") })
 }
 
 /// Loads only the weights of a checkpoint into `model` (for export and inference).
@@ -250,7 +242,6 @@ pub fn load<B: Backend, M: Module<B>, O: Record<B>>(
     };
     let record = Recorder::<B>::load(&recorder, model_bytes, device).map_err(|e| bad(MODEL_FILE, e))?;
     let model = model.load_record(record);
-    let optim: O =
-        Recorder::<B>::load(&recorder, optim_bytes, device).map_err(|e| bad(OPTIM_FILE, e))?;
+    let optim: O = Recorder::<B>::load(&recorder, optim_bytes, device).map_err(|e| bad(OPTIM_FILE, e))?;
     Ok((model, optim, state))
 }

@@ -132,7 +132,13 @@ fn print_profile(step: f64, steps: usize) {
         println!("{name:<40} {:>9.1} {:>10.1} {rate:>9}", *calls as f64 / steps as f64, 1000.0 * secs / steps as f64);
         kernels += secs / steps as f64;
     }
-    println!("{:<40} {:>9} {:>10.1} {:>9}", "everything else (element-wise, autodiff)", "", 1000.0 * (step - kernels), "-");
+    println!(
+        "{:<40} {:>9} {:>10.1} {:>9}",
+        "everything else (element-wise, autodiff)",
+        "",
+        1000.0 * (step - kernels),
+        "-"
+    );
 }
 
 /// Runs the command line; the binary's `main` only reports the error.
@@ -146,16 +152,29 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Demo(args) => crate::cli_unet::demo(args, cli.quiet),
         Command::GpuCheck(args) => crate::gpu_check::gpu_check(args),
         Command::Bench(args) => crate::with_backend!(&args.device, |B, device| {
-            let ips = crate::gpu_check::bench::<B>(args.filters, args.size, args.batch, args.steps, &[device], args.profile)?;
+            let ips =
+                crate::gpu_check::bench::<B>(args.filters, args.size, args.batch, args.steps, &[device], args.profile)?;
             let step = args.batch as f64 / ips;
             let gflop = crate::gpu_check::training_flops(args.filters, args.size, args.batch) as f64 / 1e9;
             println!(
                 "U-Net F={} {}x{} batch {} on {}: {:.3} s/step, {:.2} images/s, {:.1} GFLOP/step, {:.0} GFLOP/s",
-                args.filters, args.size, args.size, args.batch, args.device, step, ips, gflop, gflop / step
+                args.filters,
+                args.size,
+                args.size,
+                args.batch,
+                args.device,
+                step,
+                ips,
+                gflop,
+                gflop / step
             );
             if args.peak {
                 let peak = bioseg_kernels::matrix_product_rate(2.0);
-                println!("matrix-product peak on {} threads: {peak:.0} GFLOP/s ({:.0} % reached)", rayon::current_num_threads(), 100.0 * gflop / step / peak);
+                println!(
+                    "matrix-product peak on {} threads: {peak:.0} GFLOP/s ({:.0} % reached)",
+                    rayon::current_num_threads(),
+                    100.0 * gflop / step / peak
+                );
             }
             if args.profile {
                 print_profile(step, args.steps);

@@ -232,7 +232,11 @@ pub fn write_history(out: &Path, history: &[UnetEpoch]) {
 }
 
 /// Metadata for an exported U-Net.
-pub fn unet_metadata(trained_classes: &[String], norm: bioseg_onnx::Normalization, training: serde_json::Value) -> bioseg_onnx::ModelMetadata {
+pub fn unet_metadata(
+    trained_classes: &[String],
+    norm: bioseg_onnx::Normalization,
+    training: serde_json::Value,
+) -> bioseg_onnx::ModelMetadata {
     let mut md = crate::export::base_metadata();
     md.classes = trained_classes.to_vec();
     md.normalization = Some(norm);

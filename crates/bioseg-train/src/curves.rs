@@ -26,16 +26,9 @@ const FONT: &str = "sans-serif";
 /// Registers the embedded font once per process.
 fn register_font() -> Result<(), TrainError> {
     static REGISTERED: OnceLock<bool> = OnceLock::new();
-    let ok = *REGISTERED.get_or_init(|| {
-        plotters::style::register_font(FONT, FontStyle::Normal, dejavu::sans::regular()).is_ok()
-    });
-    if ok {
-        Ok(())
-    } else {
-        Err(TrainError::Plot(
-            "the embedded DejaVu Sans font could not be loaded".into(),
-        ))
-    }
+    let ok = *REGISTERED
+        .get_or_init(|| plotters::style::register_font(FONT, FontStyle::Normal, dejavu::sans::regular()).is_ok());
+    if ok { Ok(()) } else { Err(TrainError::Plot("the embedded DejaVu Sans font could not be loaded".into())) }
 }
 
 /// A line: legend label, colour, `(epoch, value)` points.
@@ -62,56 +55,36 @@ const COLORS: [RGBColor; 8] = [
 /// or the file cannot be written ([`TrainError::Data`]).
 pub fn write_training_curves(path: &Path, history: &[UnetEpoch]) -> Result<(), TrainError> {
     if history.is_empty() {
-        return Err(TrainError::Config(format!(
-            "no epochs to draw into {}",
-            path.display()
-        )));
+        return Err(TrainError::Config(format!("no epochs to draw into {}", path.display())));
     }
     register_font()?;
     let (w, h) = (CURVES_WIDTH, CURVES_HEIGHT);
     let mut buf = vec![255u8; (w * h * 3) as usize];
-    draw(&mut buf, (w, h), history)
-        .map_err(|e| TrainError::Plot(format!("{}: {e}", path.display())))?;
+    draw(&mut buf, (w, h), history).map_err(|e| TrainError::Plot(format!("{}: {e}", path.display())))?;
     bioseg_data::write_rgb_u8_png(path, w, h, &buf)?;
     Ok(())
 }
 
 /// Renders the two charts into an RGB buffer.
 fn draw(buf: &mut [u8], size: (u32, u32), history: &[UnetEpoch]) -> Result<(), String> {
-    let root = BitMapBackend::<RGBPixel>::with_buffer_and_format(buf, size)
-        .map_err(|e| e.to_string())?
-        .into_drawing_area();
+    let root =
+        BitMapBackend::<RGBPixel>::with_buffer_and_format(buf, size).map_err(|e| e.to_string())?.into_drawing_area();
     root.fill(&WHITE).map_err(|e| e.to_string())?;
     let (left, right) = root.split_horizontally(size.0 / 2);
     let last_epoch = history.iter().map(|e| e.epoch).max().unwrap_or(1).max(1) as f64;
-    let x_range = if last_epoch > 1.0 {
-        1.0..last_epoch
-    } else {
-        0.5..1.5
-    };
+    let x_range = if last_epoch > 1.0 { 1.0..last_epoch } else { 0.5..1.5 };
     // Whole epochs only: at most 10 ticks, fractional ones left blank.
     let x_ticks = (last_epoch as usize).clamp(2, 10);
     let epoch_label = |x: &f64| {
-        if (x - x.round()).abs() < 1e-6 {
-            format!("{x:.0}")
-        } else {
-            String::new()
-        }
+        if (x - x.round()).abs() < 1e-6 { format!("{x:.0}") } else { String::new() }
     };
 
     // Loss.
     let finite = |v: f64| v.is_finite().then_some(v);
-    let has_val = history
-        .iter()
-        .any(|e| e.val_loss != 0.0 && e.val_loss.is_finite());
+    let has_val = history.iter().any(|e| e.val_loss != 0.0 && e.val_loss.is_finite());
     let max_loss = history
         .iter()
-        .flat_map(|e| {
-            [
-                finite(e.train_loss),
-                if has_val { finite(e.val_loss) } else { None },
-            ]
-        })
+        .flat_map(|e| [finite(e.train_loss), if has_val { finite(e.val_loss) } else { None }])
         .flatten()
         .fold(0.0f64, f64::max);
     // Headroom above the lines for the legend.
@@ -138,19 +111,13 @@ fn draw(buf: &mut [u8], size: (u32, u32), history: &[UnetEpoch]) -> Result<(), S
     let mut series: Vec<Series> = vec![(
         "training",
         COLORS[0],
-        history
-            .iter()
-            .filter_map(|e| finite(e.train_loss).map(|v| (e.epoch as f64, v)))
-            .collect(),
+        history.iter().filter_map(|e| finite(e.train_loss).map(|v| (e.epoch as f64, v))).collect(),
     )];
     if has_val {
         series.push((
             "validation",
             COLORS[1],
-            history
-                .iter()
-                .filter_map(|e| finite(e.val_loss).map(|v| (e.epoch as f64, v)))
-                .collect(),
+            history.iter().filter_map(|e| finite(e.val_loss).map(|v| (e.epoch as f64, v))).collect(),
         ));
     }
     for (name, color, points) in series {
@@ -158,12 +125,8 @@ fn draw(buf: &mut [u8], size: (u32, u32), history: &[UnetEpoch]) -> Result<(), S
             .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
             .map_err(|e| e.to_string())?
             .label(name)
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-            });
-        chart
-            .draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled())))
-            .map_err(|e| e.to_string())?;
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+        chart.draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled()))).map_err(|e| e.to_string())?;
     }
     chart
         .configure_series_labels()
@@ -200,24 +163,14 @@ fn draw(buf: &mut [u8], size: (u32, u32), history: &[UnetEpoch]) -> Result<(), S
         let color = COLORS[(2 + c) % COLORS.len()];
         let points: Vec<(f64, f64)> = history
             .iter()
-            .filter_map(|e| {
-                e.val_dice
-                    .get(c)
-                    .copied()
-                    .and_then(finite)
-                    .map(|v| (e.epoch as f64, v))
-            })
+            .filter_map(|e| e.val_dice.get(c).copied().and_then(finite).map(|v| (e.epoch as f64, v)))
             .collect();
         chart
             .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
             .map_err(|e| e.to_string())?
             .label(format!("class {c}"))
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-            });
-        chart
-            .draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled())))
-            .map_err(|e| e.to_string())?;
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+        chart.draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled()))).map_err(|e| e.to_string())?;
     }
     if classes > 0 {
         chart
@@ -254,26 +207,16 @@ mod tests {
     fn writes_a_png_of_the_expected_size() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("curves.png");
-        let history = vec![
-            epoch(1, 0.7, 0.65, [0.4, 0.6]),
-            epoch(2, 0.5, 0.55, [0.55, 0.72]),
-            epoch(3, 0.35, 0.5, [0.6, 0.8]),
-        ];
+        let history =
+            vec![epoch(1, 0.7, 0.65, [0.4, 0.6]), epoch(2, 0.5, 0.55, [0.55, 0.72]), epoch(3, 0.35, 0.5, [0.6, 0.8])];
         write_training_curves(&path, &history).unwrap();
         let img = bioseg_data::read_image(&path).unwrap();
-        assert_eq!(
-            (img.width(), img.height(), img.channels()),
-            (CURVES_WIDTH as usize, CURVES_HEIGHT as usize, 3)
-        );
+        assert_eq!((img.width(), img.height(), img.channels()), (CURVES_WIDTH as usize, CURVES_HEIGHT as usize, 3));
         // Something was drawn in colour (the lines), not just a white page.
         let coloured = img
             .data
             .outer_iter()
-            .flat_map(|row| {
-                row.outer_iter()
-                    .map(|p| (p[0] - p[1]).abs() + (p[1] - p[2]).abs())
-                    .collect::<Vec<_>>()
-            })
+            .flat_map(|row| row.outer_iter().map(|p| (p[0] - p[1]).abs() + (p[1] - p[2]).abs()).collect::<Vec<_>>())
             .filter(|&d| d > 60.0)
             .count();
         assert!(coloured > 500, "only {coloured} coloured pixels");
@@ -285,19 +228,10 @@ mod tests {
     fn odd_histories_do_not_panic() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.png");
-        assert!(matches!(
-            write_training_curves(&path, &[]),
-            Err(TrainError::Config(_))
-        ));
-        let history = vec![
-            epoch(1, f64::NAN, 0.0, [f64::NAN, 0.5]),
-            epoch(2, f64::INFINITY, 0.0, [0.1, 0.2]),
-        ];
+        assert!(matches!(write_training_curves(&path, &[]), Err(TrainError::Config(_))));
+        let history = vec![epoch(1, f64::NAN, 0.0, [f64::NAN, 0.5]), epoch(2, f64::INFINITY, 0.0, [0.1, 0.2])];
         write_training_curves(&path, &history).unwrap();
         let missing = dir.path().join("no/such/dir/c.png");
-        assert!(matches!(
-            write_training_curves(&missing, &history),
-            Err(TrainError::Data(_))
-        ));
+        assert!(matches!(write_training_curves(&missing, &history), Err(TrainError::Data(_))));
     }
 }

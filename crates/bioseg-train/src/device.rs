@@ -39,10 +39,7 @@ impl FromStr for DeviceSpec {
             "ndarray" | "cpu-ndarray" => Ok(DeviceSpec::CpuNdarray),
             "cuda" | "gpu" => Ok(DeviceSpec::Cuda(0)),
             _ => match s.strip_prefix("cuda:") {
-                Some(i) => i
-                    .parse()
-                    .map(DeviceSpec::Cuda)
-                    .map_err(|_| format!("bad CUDA device index in `{s}`")),
+                Some(i) => i.parse().map(DeviceSpec::Cuda).map_err(|_| format!("bad CUDA device index in `{s}`")),
                 None => Err(format!("unknown device `{s}` (expected cpu, cuda, cuda:N or ndarray)")),
             },
         }

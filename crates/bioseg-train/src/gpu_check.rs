@@ -133,15 +133,23 @@ fn correctness<B: AutodiffBackend>(args: &GpuCheckArgs, device: &B::Device, rows
     let cfg = UnetConfig::new().with_filters(8).with_depth(3);
     let cpu_model: Unet<CpuBackend> = cfg.init(&cpu_dev);
     let x: Vec<f32> = (0..2 * 64 * 64).map(|i| ((i * 7919) % 255) as f32 / 255.0).collect();
-    let cpu_out = flat(cpu_model.forward(Tensor::<CpuBackend, 4>::from_data(TensorData::new(x.clone(), [2, 1, 64, 64]), &cpu_dev)));
+    let cpu_out = flat(
+        cpu_model.forward(Tensor::<CpuBackend, 4>::from_data(TensorData::new(x.clone(), [2, 1, 64, 64]), &cpu_dev)),
+    );
     use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Recorder};
     let recorder = NamedMpkBytesRecorder::<FullPrecisionSettings>::default();
     let bytes = Recorder::<CpuBackend>::record(&recorder, cpu_model.clone().into_record(), ())?;
     let gpu_model: Unet<B::InnerBackend> =
         cfg.init(&device).load_record(Recorder::<B::InnerBackend>::load(&recorder, bytes, &device)?);
-    let gpu_out = flat(gpu_model.forward(Tensor::<B::InnerBackend, 4>::from_data(TensorData::new(x.clone(), [2, 1, 64, 64]), &device)));
+    let gpu_out = flat(
+        gpu_model.forward(Tensor::<B::InnerBackend, 4>::from_data(TensorData::new(x.clone(), [2, 1, 64, 64]), &device)),
+    );
     let d = max_diff(&cpu_out, &gpu_out);
-    rows.push(Row("CPU vs GPU forward, same weights (U-Net F=8, 2x1x64x64)".into(), format!("max abs diff {d:.2e}"), d <= GPU_TOLERANCE));
+    rows.push(Row(
+        "CPU vs GPU forward, same weights (U-Net F=8, 2x1x64x64)".into(),
+        format!("max abs diff {d:.2e}"),
+        d <= GPU_TOLERANCE,
+    ));
 
     // 1b. CPU vs GPU gradients of the same loss, every parameter (the 8→2 and 2→1 heads included).
     let cfg = cfg.with_drop_rate(0.0);
@@ -162,7 +170,13 @@ fn correctness<B: AutodiffBackend>(args: &GpuCheckArgs, device: &B::Device, rows
 
     // 2. Tiny training on the GPU, export, tract vs GPU.
     let data = args.out.join("data");
-    bioseg_data::write_dataset(&data, 4, 0, &bioseg_data::SynthParams { width: 128, height: 128, ..Default::default() }, 1)?;
+    bioseg_data::write_dataset(
+        &data,
+        4,
+        0,
+        &bioseg_data::SynthParams { width: 128, height: 128, ..Default::default() },
+        1,
+    )?;
     let train = UnetTraining {
         data_dir: data,
         filters: 8,
@@ -177,7 +191,8 @@ fn correctness<B: AutodiffBackend>(args: &GpuCheckArgs, device: &B::Device, rows
         ..Default::default()
     };
     let t0 = Instant::now();
-    let trained = train_unet::<B>(&train, &RunOptions { quiet: true, ..Default::default() }, std::slice::from_ref(&device))?;
+    let trained =
+        train_unet::<B>(&train, &RunOptions { quiet: true, ..Default::default() }, std::slice::from_ref(&device))?;
     let (first, last) = (trained.history[0].train_loss, trained.history.last().unwrap().train_loss);
     rows.push(Row(
         "tiny U-Net trains on the GPU (4 epochs x 10 steps)".into(),
@@ -188,9 +203,17 @@ fn correctness<B: AutodiffBackend>(args: &GpuCheckArgs, device: &B::Device, rows
     crate::export::write_onnx(&trained.model.to_onnx(&crate::export::base_metadata()), &onnx)?;
     let model = bioseg_infer::OnnxModel::load(&onnx)?;
     let tract_out = model.run(&[2, 1, 64, 64], &x)?.swap_remove(0).1;
-    let gpu_out = flat(trained.model.forward(Tensor::<B::InnerBackend, 4>::from_data(TensorData::new(x.clone(), [2, 1, 64, 64]), &device)));
+    let gpu_out = flat(
+        trained
+            .model
+            .forward(Tensor::<B::InnerBackend, 4>::from_data(TensorData::new(x.clone(), [2, 1, 64, 64]), &device)),
+    );
     let d = max_diff(&tract_out, &gpu_out);
-    rows.push(Row("exported ONNX (tract, CPU) vs GPU forward".into(), format!("max abs diff {d:.2e}"), d <= GPU_TOLERANCE));
+    rows.push(Row(
+        "exported ONNX (tract, CPU) vs GPU forward".into(),
+        format!("max abs diff {d:.2e}"),
+        d <= GPU_TOLERANCE,
+    ));
 
     // 3. Data parallel vs single device.
     let replicas: Vec<B::Device> = if args.gpus >= 2 {

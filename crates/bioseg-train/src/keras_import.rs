@@ -109,17 +109,11 @@ pub struct KerasUnet {
 }
 
 fn import_err(path: &Path, reason: impl Into<String>) -> TrainError {
-    TrainError::KerasImport {
-        path: path.to_path_buf(),
-        reason: reason.into(),
-    }
+    TrainError::KerasImport { path: path.to_path_buf(), reason: reason.into() }
 }
 
 fn ints(node: &NodeProto, name: &str) -> Option<Vec<i64>> {
-    node.attribute
-        .iter()
-        .find(|a| a.name == name)
-        .map(|a| a.ints.clone())
+    node.attribute.iter().find(|a| a.name == name).map(|a| a.ints.clone())
 }
 
 fn int(node: &NodeProto, name: &str) -> Option<i64> {
@@ -127,10 +121,7 @@ fn int(node: &NodeProto, name: &str) -> Option<i64> {
 }
 
 fn string(node: &NodeProto, name: &str) -> Option<String> {
-    node.attribute
-        .iter()
-        .find(|a| a.name == name)
-        .map(|a| String::from_utf8_lossy(&a.s).into_owned())
+    node.attribute.iter().find(|a| a.name == name).map(|a| String::from_utf8_lossy(&a.s).into_owned())
 }
 
 fn float(node: &NodeProto, name: &str) -> Option<f32> {
@@ -148,24 +139,17 @@ fn pair(v: &[i64], default: usize) -> [usize; 2] {
 /// Reads the convolutions of the Keras U-Net in the ONNX file at `path`.
 pub fn read_keras_unet(path: &Path) -> Result<KerasUnet, TrainError> {
     let proto = bioseg_onnx::read_model(path)?;
-    let graph = proto
-        .graph
-        .as_ref()
-        .ok_or_else(|| import_err(path, "the file holds no graph"))?;
+    let graph = proto.graph.as_ref().ok_or_else(|| import_err(path, "the file holds no graph"))?;
     parse_graph(path, graph)
 }
 
 fn parse_graph(path: &Path, graph: &GraphProto) -> Result<KerasUnet, TrainError> {
     let consts = bioseg_infer::inspect::constants(graph);
     let values = |name: &str, what: &str, node: &str| -> Result<Vec<f32>, TrainError> {
-        let t: &TensorProto = consts.get(name).ok_or_else(|| {
-            import_err(
-                path,
-                format!("node `{node}`: its {what} `{name}` is not a constant"),
-            )
-        })?;
-        bioseg_onnx::initializer_to_f32(t)
-            .map_err(|e| import_err(path, format!("node `{node}`: {what}: {e}")))
+        let t: &TensorProto = consts
+            .get(name)
+            .ok_or_else(|| import_err(path, format!("node `{node}`: its {what} `{name}` is not a constant")))?;
+        bioseg_onnx::initializer_to_f32(t).map_err(|e| import_err(path, format!("node `{node}`: {what}: {e}")))
     };
     let input_name = graph
         .input
@@ -195,10 +179,7 @@ fn parse_graph(path: &Path, graph: &GraphProto) -> Result<KerasUnet, TrainError>
         }
     };
     let other_input = |n: &NodeProto, data: &str| -> Option<String> {
-        n.input
-            .iter()
-            .find(|x| x.as_str() != data && !x.is_empty())
-            .cloned()
+        n.input.iter().find(|x| x.as_str() != data && !x.is_empty()).cloned()
     };
 
     let mut convs = Vec::new();
@@ -210,21 +191,12 @@ fn parse_graph(path: &Path, graph: &GraphProto) -> Result<KerasUnet, TrainError>
             "ConvTranspose" => true,
             _ => continue,
         };
-        let name = if node.name.is_empty() {
-            node.output.first().cloned().unwrap_or_default()
-        } else {
-            node.name.clone()
-        };
-        let w_name = node
-            .input
-            .get(1)
-            .ok_or_else(|| import_err(path, format!("node `{name}` has no weight input")))?;
-        let w_tensor = consts.get(w_name.as_str()).ok_or_else(|| {
-            import_err(
-                path,
-                format!("node `{name}`: its weight `{w_name}` is not a constant"),
-            )
-        })?;
+        let name =
+            if node.name.is_empty() { node.output.first().cloned().unwrap_or_default() } else { node.name.clone() };
+        let w_name = node.input.get(1).ok_or_else(|| import_err(path, format!("node `{name}` has no weight input")))?;
+        let w_tensor = consts
+            .get(w_name.as_str())
+            .ok_or_else(|| import_err(path, format!("node `{name}`: its weight `{w_name}` is not a constant")))?;
         let weight_dims: Vec<usize> = w_tensor.dims.iter().map(|&d| d.max(0) as usize).collect();
         if weight_dims.len() != 4 {
             return Err(import_err(
@@ -247,11 +219,7 @@ fn parse_graph(path: &Path, graph: &GraphProto) -> Result<KerasUnet, TrainError>
                 let split = |k: usize| {
                     let total = k.saturating_sub(1);
                     let small = total / 2;
-                    if auto_pad == "SAME_UPPER" {
-                        (small, total - small)
-                    } else {
-                        (total - small, small)
-                    }
+                    if auto_pad == "SAME_UPPER" { (small, total - small) } else { (total - small, small) }
                 };
                 let ((t, b), (l, r)) = (split(kh), split(kw));
                 [t, l, b, r]
@@ -262,26 +230,16 @@ fn parse_graph(path: &Path, graph: &GraphProto) -> Result<KerasUnet, TrainError>
                 [] => [0; 4],
                 [t, l, b, r] => [*t, *l, *b, *r].map(|v| v.max(0) as usize),
                 other => {
-                    return Err(import_err(
-                        path,
-                        format!("node `{name}`: unexpected pads {other:?}"),
-                    ));
+                    return Err(import_err(path, format!("node `{name}`: unexpected pads {other:?}")));
                 }
             },
             other => {
-                return Err(import_err(
-                    path,
-                    format!("node `{name}`: unsupported auto_pad `{other}`"),
-                ));
+                return Err(import_err(path, format!("node `{name}`: unsupported auto_pad `{other}`")));
             }
         };
         let group = int(node, "group").unwrap_or(1).max(1) as usize;
         let output_padding = pair(&ints(node, "output_padding").unwrap_or_default(), 0);
-        let channels = if transpose {
-            weight_dims[1] * group
-        } else {
-            weight_dims[0]
-        };
+        let channels = if transpose { weight_dims[1] * group } else { weight_dims[0] };
 
         // Follow the output: pass-through ops, then an optional batch norm, then the activation.
         let mut cur = node.output.first().cloned().unwrap_or_default();
@@ -297,44 +255,24 @@ fn parse_graph(path: &Path, graph: &GraphProto) -> Result<KerasUnet, TrainError>
                 "Add" if batch_norm.is_none() && bias.is_none() => {
                     let c = other_input(n, &cur)
                         .ok_or_else(|| import_err(path, format!("node `{}`: one input", n.name)))?;
-                    bias = Some(per_channel(
-                        path,
-                        &values(&c, "bias", &n.name)?,
-                        channels,
-                        &n.name,
-                    )?);
+                    bias = Some(per_channel(path, &values(&c, "bias", &n.name)?, channels, &n.name)?);
                     cur = out;
                 }
                 "Mul" if batch_norm.is_none() => {
-                    let Some(c) = other_input(n, &cur).filter(|c| consts.contains_key(c.as_str()))
-                    else {
+                    let Some(c) = other_input(n, &cur).filter(|c| consts.contains_key(c.as_str())) else {
                         next_op = Some(n.op_type.clone());
                         break;
                     };
-                    let scale = per_channel(
-                        path,
-                        &values(&c, "batch-norm scale", &n.name)?,
-                        channels,
-                        &n.name,
-                    )?;
+                    let scale = per_channel(path, &values(&c, "batch-norm scale", &n.name)?, channels, &n.name)?;
                     let add = single(&out).filter(|a| a.op_type == "Add").ok_or_else(|| {
                         import_err(
                             path,
-                            format!(
-                                "node `{}`: a per-channel Mul not followed by an Add (batch norm)",
-                                n.name
-                            ),
+                            format!("node `{}`: a per-channel Mul not followed by an Add (batch norm)", n.name),
                         )
                     })?;
-                    let c = other_input(add, &out).ok_or_else(|| {
-                        import_err(path, format!("node `{}`: one input", add.name))
-                    })?;
-                    let shift = per_channel(
-                        path,
-                        &values(&c, "batch-norm shift", &add.name)?,
-                        channels,
-                        &add.name,
-                    )?;
+                    let c = other_input(add, &out)
+                        .ok_or_else(|| import_err(path, format!("node `{}`: one input", add.name)))?;
+                    let shift = per_channel(path, &values(&c, "batch-norm shift", &add.name)?, channels, &add.name)?;
                     batch_norm = Some(KerasBatchNorm {
                         gamma: scale,
                         beta: shift,
@@ -348,30 +286,16 @@ fn parse_graph(path: &Path, graph: &GraphProto) -> Result<KerasUnet, TrainError>
                     let mut p = Vec::new();
                     for (i, what) in ["scale", "B", "mean", "var"].into_iter().enumerate() {
                         let name_i = n.input.get(i + 1).ok_or_else(|| {
-                            import_err(
-                                path,
-                                format!("node `{}`: BatchNormalization without `{what}`", n.name),
-                            )
+                            import_err(path, format!("node `{}`: BatchNormalization without `{what}`", n.name))
                         })?;
-                        p.push(per_channel(
-                            path,
-                            &values(name_i, what, &n.name)?,
-                            channels,
-                            &n.name,
-                        )?);
+                        p.push(per_channel(path, &values(name_i, what, &n.name)?, channels, &n.name)?);
                     }
                     let var = p.pop().unwrap_or_default();
                     let mean = p.pop().unwrap_or_default();
                     let beta = p.pop().unwrap_or_default();
                     let gamma = p.pop().unwrap_or_default();
                     let epsilon = Some(float(n, "epsilon").unwrap_or(1e-5) as f64);
-                    batch_norm = Some(KerasBatchNorm {
-                        gamma,
-                        beta,
-                        mean,
-                        var,
-                        epsilon,
-                    });
+                    batch_norm = Some(KerasBatchNorm { gamma, beta, mean, var, epsilon });
                     cur = out;
                 }
                 other => {
@@ -395,28 +319,15 @@ fn parse_graph(path: &Path, graph: &GraphProto) -> Result<KerasUnet, TrainError>
             next_op,
         });
     }
-    Ok(KerasUnet {
-        path: path.to_path_buf(),
-        input_name,
-        convs,
-        max_pools,
-    })
+    Ok(KerasUnet { path: path.to_path_buf(), input_name, convs, max_pools })
 }
 
 /// `values` as one value per channel (a scalar is broadcast).
-fn per_channel(
-    path: &Path,
-    values: &[f32],
-    channels: usize,
-    node: &str,
-) -> Result<Vec<f32>, TrainError> {
+fn per_channel(path: &Path, values: &[f32], channels: usize, node: &str) -> Result<Vec<f32>, TrainError> {
     match values.len() {
         n if n == channels => Ok(values.to_vec()),
         1 => Ok(vec![values[0]; channels]),
-        n => Err(import_err(
-            path,
-            format!("node `{node}`: {n} values for {channels} channels"),
-        )),
+        n => Err(import_err(path, format!("node `{node}`: {n} values for {channels} channels"))),
     }
 }
 
@@ -443,10 +354,7 @@ impl KerasUnet {
         }
         let first = &self.convs[0];
         if first.transpose {
-            return Err(err(format!(
-                "the first convolution (node `{}`) is a ConvTranspose",
-                first.node
-            )));
+            return Err(err(format!("the first convolution (node `{}`) is a ConvTranspose", first.node)));
         }
         let up = &self.convs[2 * depth + 2];
         let last = &self.convs[n - 1];
@@ -457,16 +365,8 @@ impl KerasUnet {
             .with_classes(last.weight_dims[0])
             .with_batch_norm(first.batch_norm.is_some())
             .with_batch_norm_all(first.batch_norm.is_some() && up.batch_norm.is_some())
-            .with_upsample(if up.transpose {
-                Upsample::Transpose
-            } else {
-                Upsample::Nearest
-            });
-        cfg.validate().map_err(|e| {
-            err(format!(
-                "the graph's U-Net is not one bioseg can build: {e}"
-            ))
-        })?;
+            .with_upsample(if up.transpose { Upsample::Transpose } else { Upsample::Nearest });
+        cfg.validate().map_err(|e| err(format!("the graph's U-Net is not one bioseg can build: {e}")))?;
         Ok(cfg)
     }
 }
@@ -479,40 +379,23 @@ pub fn keras_unet_config(path: &Path) -> Result<UnetConfig, TrainError> {
 
 /// Makes the run options describe the Keras U-Net at `path` (filters, depth, input channels,
 /// batch norm, upsampling); returns one warning per option that changed.
-pub fn adopt_keras_architecture(
-    cfg: &mut UnetTraining,
-    path: &Path,
-) -> Result<Vec<String>, TrainError> {
+pub fn adopt_keras_architecture(cfg: &mut UnetTraining, path: &Path) -> Result<Vec<String>, TrainError> {
     let k = keras_unet_config(path)?;
     let mut warnings = Vec::new();
     let from = path.display();
     let mut set = |flag: &str, old: String, new: String| {
         if old != new {
-            warnings.push(format!(
-                "{flag} {old} replaced by {new}, the architecture of {from}"
-            ));
+            warnings.push(format!("{flag} {old} replaced by {new}, the architecture of {from}"));
         }
     };
     let upsample = match k.upsample {
         Upsample::Nearest => "nearest",
         Upsample::Transpose => "transpose",
     };
-    set(
-        "-F/--filters",
-        cfg.filters.to_string(),
-        k.filters.to_string(),
-    );
+    set("-F/--filters", cfg.filters.to_string(), k.filters.to_string());
     set("--depth", cfg.depth.to_string(), k.depth.to_string());
-    set(
-        "--in-channels",
-        cfg.in_channels.to_string(),
-        k.in_channels.to_string(),
-    );
-    set(
-        "--batch-norm",
-        cfg.batch_norm.to_string(),
-        k.batch_norm.to_string(),
-    );
+    set("--in-channels", cfg.in_channels.to_string(), k.in_channels.to_string());
+    set("--batch-norm", cfg.batch_norm.to_string(), k.batch_norm.to_string());
     set("--upsample", cfg.upsample.clone(), upsample.to_string());
     set(
         "batch norm after the upsampling and head convolutions:",
@@ -545,23 +428,10 @@ fn conv_slot<B: Backend>(name: String, c: &Conv2d<B>, batch_norm: bool, relu: bo
         PaddingConfig2d::Valid => [0; 4],
         PaddingConfig2d::Same => {
             let [kh, kw] = c.kernel_size;
-            [
-                (kh - 1) / 2,
-                (kw - 1) / 2,
-                kh - 1 - (kh - 1) / 2,
-                kw - 1 - (kw - 1) / 2,
-            ]
+            [(kh - 1) / 2, (kw - 1) / 2, kh - 1 - (kh - 1) / 2, kw - 1 - (kw - 1) / 2]
         }
     };
-    Slot {
-        name,
-        transpose: false,
-        weight_dims: c.weight.val().dims(),
-        pads,
-        strides: c.stride,
-        batch_norm,
-        relu,
-    }
+    Slot { name, transpose: false, weight_dims: c.weight.val().dims(), pads, strides: c.stride, batch_norm, relu }
 }
 
 fn transpose_slot<B: Backend>(name: String, t: &ConvTranspose2d<B>, batch_norm: bool) -> Slot {
@@ -578,18 +448,8 @@ fn transpose_slot<B: Backend>(name: String, t: &ConvTranspose2d<B>, batch_norm: 
 }
 
 fn block_slots<B: Backend>(prefix: &str, b: &ConvBlock<B>, out: &mut Vec<Slot>) {
-    out.push(conv_slot(
-        format!("{prefix}.conv1"),
-        &b.conv1,
-        b.bn1.is_some(),
-        true,
-    ));
-    out.push(conv_slot(
-        format!("{prefix}.conv2"),
-        &b.conv2,
-        b.bn2.is_some(),
-        true,
-    ));
+    out.push(conv_slot(format!("{prefix}.conv1"), &b.conv1, b.bn1.is_some(), true));
+    out.push(conv_slot(format!("{prefix}.conv2"), &b.conv2, b.bn2.is_some(), true));
 }
 
 /// The Burn U-Net's layers in forward order.
@@ -601,36 +461,19 @@ fn slots<B: Backend>(model: &Unet<B>) -> Vec<Slot> {
     block_slots("bottleneck", &model.bottleneck, &mut out);
     for (i, u) in model.up.iter().enumerate() {
         match (&u.up_conv, &u.up_transpose) {
-            (Some(c), _) => out.push(conv_slot(
-                format!("up{i}.up_conv"),
-                c,
-                u.up_bn.is_some(),
-                true,
-            )),
-            (None, Some(t)) => out.push(transpose_slot(
-                format!("up{i}.up_transpose"),
-                t,
-                u.up_bn.is_some(),
-            )),
+            (Some(c), _) => out.push(conv_slot(format!("up{i}.up_conv"), c, u.up_bn.is_some(), true)),
+            (None, Some(t)) => out.push(transpose_slot(format!("up{i}.up_transpose"), t, u.up_bn.is_some())),
             (None, None) => {}
         }
         block_slots(&format!("up{i}.block"), &u.block, &mut out);
     }
-    out.push(conv_slot(
-        "head".into(),
-        &model.head,
-        model.head_bn.is_some(),
-        true,
-    ));
+    out.push(conv_slot("head".into(), &model.head, model.head_bn.is_some(), true));
     out.push(conv_slot("out".into(), &model.out, false, false));
     out
 }
 
 fn describe(dims: &[usize], transpose: bool) -> String {
-    format!(
-        "{} weight {dims:?}",
-        if transpose { "ConvTranspose" } else { "Conv" }
-    )
+    format!("{} weight {dims:?}", if transpose { "ConvTranspose" } else { "Conv" })
 }
 
 /// Checks every found convolution against its Burn slot; the first difference is the error.
@@ -641,11 +484,7 @@ fn check(keras: &KerasUnet, slots: &[Slot], classes: usize) -> Result<(), TrainE
         String::new()
     } else {
         let depth = |n: usize| {
-            if n >= 4 && (n - 4).is_multiple_of(5) {
-                format!(" (depth {})", (n - 4) / 5)
-            } else {
-                String::new()
-            }
+            if n >= 4 && (n - 4).is_multiple_of(5) { format!(" (depth {})", (n - 4) / 5) } else { String::new() }
         };
         format!(
             "; the graph has {} convolutions{} and {} MaxPool, the Burn U-Net {} convolutions{}",
@@ -689,27 +528,14 @@ fn check(keras: &KerasUnet, slots: &[Slot], classes: usize) -> Result<(), TrainE
             return Err(err(reason));
         }
         if k.group != 1 || k.dilations != [1, 1] {
-            return Err(err(format!(
-                "{at}: groups {} and dilations {:?} are not supported",
-                k.group, k.dilations
-            )));
+            return Err(err(format!("{at}: groups {} and dilations {:?} are not supported", k.group, k.dilations)));
         }
-        let out_channels = if slot.transpose {
-            slot.weight_dims[1]
-        } else {
-            slot.weight_dims[0]
-        };
+        let out_channels = if slot.transpose { slot.weight_dims[1] } else { slot.weight_dims[0] };
         if let Some(b) = k.bias.as_ref().filter(|b| b.len() != out_channels) {
-            return Err(err(format!(
-                "{at}: expected {out_channels} bias values, found {}",
-                b.len()
-            )));
+            return Err(err(format!("{at}: expected {out_channels} bias values, found {}", b.len())));
         }
         if k.strides != slot.strides {
-            return Err(err(format!(
-                "{at}: expected strides {:?}, found {:?}",
-                slot.strides, k.strides
-            )));
+            return Err(err(format!("{at}: expected strides {:?}, found {:?}", slot.strides, k.strides)));
         }
         if k.pads != slot.pads || k.output_padding != [0, 0] {
             return Err(err(format!(
@@ -725,9 +551,7 @@ fn check(keras: &KerasUnet, slots: &[Slot], classes: usize) -> Result<(), TrainE
         }
         if k.batch_norm.is_some() != slot.batch_norm {
             return Err(err(if slot.batch_norm {
-                format!(
-                    "{at}: the Burn U-Net batch-normalises this layer's output, the graph does not"
-                )
+                format!("{at}: the Burn U-Net batch-normalises this layer's output, the graph does not")
             } else {
                 format!(
                     "{at}: the graph batch-normalises this layer's output, the Burn U-Net does not ({})",
@@ -820,11 +644,7 @@ fn load_bn<B: Backend>(bn: &mut Option<BatchNorm<B>>, k: &KerasConv, device: &B:
     bn.running_var = RunningState::new(vec1(&var));
 }
 
-fn load_block<'a, B: Backend>(
-    b: &mut ConvBlock<B>,
-    it: &mut impl Iterator<Item = &'a KerasConv>,
-    device: &B::Device,
-) {
+fn load_block<'a, B: Backend>(b: &mut ConvBlock<B>, it: &mut impl Iterator<Item = &'a KerasConv>, device: &B::Device) {
     if let Some(k) = it.next() {
         load_conv(&mut b.conv1, k, device);
         load_bn(&mut b.bn1, k, device);
@@ -839,11 +659,7 @@ fn load_block<'a, B: Backend>(
 /// `model`, a Burn U-Net of the same architecture (see [`keras_unet_config`]). Every layer is
 /// checked before anything is loaded: on a mismatch the error names the first layer that
 /// differs, with the expected and the found shapes.
-pub fn load_keras_unet<B: Backend>(
-    model: Unet<B>,
-    path: &Path,
-    device: &B::Device,
-) -> Result<Unet<B>, TrainError> {
+pub fn load_keras_unet<B: Backend>(model: Unet<B>, path: &Path, device: &B::Device) -> Result<Unet<B>, TrainError> {
     let keras = read_keras_unet(path)?;
     load_keras_graph(model, &keras, device)
 }
@@ -896,32 +712,16 @@ mod tests {
         let keras = read_keras_unet(&path).unwrap();
         let inferred = keras.config().unwrap();
         assert_eq!(
-            (
-                inferred.filters,
-                inferred.depth,
-                inferred.in_channels,
-                inferred.classes
-            ),
+            (inferred.filters, inferred.depth, inferred.in_channels, inferred.classes),
             (cfg.filters, cfg.depth, cfg.in_channels, cfg.classes)
         );
         assert_eq!(
-            (
-                inferred.batch_norm,
-                inferred.batch_norm_all,
-                inferred.upsample
-            ),
-            (
-                cfg.batch_norm,
-                cfg.batch_norm && cfg.batch_norm_all,
-                cfg.upsample
-            )
+            (inferred.batch_norm, inferred.batch_norm_all, inferred.upsample),
+            (cfg.batch_norm, cfg.batch_norm && cfg.batch_norm_all, cfg.upsample)
         );
         let b: Unet<CpuBackend> = load_keras_graph(cfg.init(&device), &keras, &device).unwrap();
-        let x = Tensor::<CpuBackend, 4>::random(
-            [1, cfg.in_channels, 32, 32],
-            burn::tensor::Distribution::Default,
-            &device,
-        );
+        let x =
+            Tensor::<CpuBackend, 4>::random([1, cfg.in_channels, 32, 32], burn::tensor::Distribution::Default, &device);
         let (ya, yb) = (a.forward(x.clone()), b.forward(x));
         let d: f32 = (ya - yb).abs().max().into_scalar();
         assert!(d < 1e-5, "{d}");
@@ -941,11 +741,6 @@ mod tests {
                 .with_batch_norm_all(true)
                 .with_upsample(Upsample::Transpose),
         );
-        roundtrip(
-            UnetConfig::new()
-                .with_filters(2)
-                .with_depth(1)
-                .with_batch_norm(true),
-        );
+        roundtrip(UnetConfig::new().with_filters(2).with_depth(1).with_batch_norm(true));
     }
 }

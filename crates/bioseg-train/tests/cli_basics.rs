@@ -11,7 +11,9 @@ fn help_explains_the_biowulf_options_with_defaults() {
     let out = bioseg_train().args(["unet", "--help"]).output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    for flag in ["--augmentation-rate", "--batch-size", "--filters", "--loss", "--cw", "--load-weights", "[default: 20]"] {
+    for flag in
+        ["--augmentation-rate", "--batch-size", "--filters", "--loss", "--cw", "--load-weights", "[default: 20]"]
+    {
         assert!(text.contains(flag), "missing {flag} in:\n{text}");
     }
 }

@@ -179,9 +179,7 @@ impl UnetConfig {
         for level in (0..self.depth).rev() {
             let (from, to) = (f(level + 1), f(level));
             let (up_conv, up_transpose) = match self.upsample {
-                Upsample::Nearest => {
-                    (Some(conv(from, to, 2, PaddingConfig2d::Explicit(0, 0, 1, 1), device)), None)
-                }
+                Upsample::Nearest => (Some(conv(from, to, 2, PaddingConfig2d::Explicit(0, 0, 1, 1), device)), None),
                 Upsample::Transpose => (
                     None,
                     Some({
@@ -403,12 +401,8 @@ impl<B: Backend> Unet<B> {
     /// output `probabilities` `[batch, classes, height, width]`.
     pub fn to_onnx(&self, metadata: &ModelMetadata) -> bioseg_onnx::proto::ModelProto {
         let mut g = GraphBuilder::new("unet");
-        let dims_in = [
-            Dim::symbol("batch"),
-            Dim::Fixed(self.in_channels()),
-            Dim::symbol("height"),
-            Dim::symbol("width"),
-        ];
+        let dims_in =
+            [Dim::symbol("batch"), Dim::Fixed(self.in_channels()), Dim::symbol("height"), Dim::symbol("width")];
         let mut x = g.input("input", &dims_in);
         let mut skips = Vec::new();
         for (level, block) in self.down.iter().enumerate() {
@@ -458,12 +452,7 @@ impl<B: Backend> Unet<B> {
         } else {
             (g.softmax_channels("out.softmax", &logits), OutputActivation::Softmax)
         };
-        let dims_out = [
-            Dim::symbol("batch"),
-            Dim::Fixed(self.classes),
-            Dim::symbol("height"),
-            Dim::symbol("width"),
-        ];
+        let dims_out = [Dim::symbol("batch"), Dim::Fixed(self.classes), Dim::symbol("height"), Dim::symbol("width")];
         g.output(&probs, "probabilities", &dims_out);
         let mut md = metadata.clone();
         md.architecture.get_or_insert_with(|| "unet".into());

@@ -132,11 +132,7 @@ fn class_probabilities<B: Backend>(logits: Tensor<B, 4>) -> (Tensor<B, 4>, Tenso
 
 /// Expands a one-channel binary target to `[background, foreground]`.
 fn two_class_target<B: Backend>(target: Tensor<B, 4>) -> Tensor<B, 4> {
-    if target.dims()[1] == 1 {
-        Tensor::cat(vec![target.clone().neg().add_scalar(1.0), target], 1)
-    } else {
-        target
-    }
+    if target.dims()[1] == 1 { Tensor::cat(vec![target.clone().neg().add_scalar(1.0), target], 1) } else { target }
 }
 
 impl Loss {
@@ -146,11 +142,7 @@ impl Loss {
         let (probs, log_probs) = class_probabilities(logits);
         let target = two_class_target(target);
         let [n, k, h, w] = target.dims();
-        let weights = if self.class_weights.len() == k {
-            self.class_weights.clone()
-        } else {
-            vec![1.0; k]
-        };
+        let weights = if self.class_weights.len() == k { self.class_weights.clone() } else { vec![1.0; k] };
         let wt = Tensor::<B, 1>::from_data(TensorData::new(weights.clone(), [k]), &device);
         let pixels = (n * h * w) as f64;
         match self.kind {
@@ -168,9 +160,7 @@ impl Loss {
                 } else {
                     let fn_ = sum(target.clone()) - tp.clone();
                     let fp = sum(probs) - tp.clone();
-                    let denom = tp.clone()
-                        + fn_.mul_scalar(self.beta as f64)
-                        + fp.mul_scalar(1.0 - self.beta as f64);
+                    let denom = tp.clone() + fn_.mul_scalar(self.beta as f64) + fp.mul_scalar(1.0 - self.beta as f64);
                     tp.add_scalar(EPS) / denom.add_scalar(EPS)
                 };
                 let mut per_class = score.neg().add_scalar(1.0);

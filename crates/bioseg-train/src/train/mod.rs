@@ -1,8 +1,8 @@
 //! Training loops.
 
 pub mod data_parallel;
-pub mod multi_node;
 pub mod losses;
+pub mod multi_node;
 pub mod perceptron;
 pub mod seeds;
 pub mod unet;

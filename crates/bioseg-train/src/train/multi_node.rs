@@ -85,11 +85,9 @@ impl MultiNodeArgs {
         let parse_env = |k: &str| -> Result<Option<usize>, TrainError> {
             match env(k) {
                 None => Ok(None),
-                Some(v) => v
-                    .trim()
-                    .parse()
-                    .map(Some)
-                    .map_err(|_| TrainError::Config(format!("{k}={v} is not a number"))),
+                Some(v) => {
+                    v.trim().parse().map(Some).map_err(|_| TrainError::Config(format!("{k}={v} is not a number")))
+                }
             }
         };
         let nodes = match self.nodes {
@@ -147,7 +145,15 @@ impl MultiNodeArgs {
                 .map_err(|_| TrainError::Config("coordinator port too high to derive --data-port".into()))?,
         };
         let join_timeout_s = self.join_timeout_s.unwrap_or(DEFAULT_JOIN_TIMEOUT_S);
-        Ok(Some(MultiNodeConfig { nodes, rank, coordinator_host, coordinator_port, node_host, data_port, join_timeout_s }))
+        Ok(Some(MultiNodeConfig {
+            nodes,
+            rank,
+            coordinator_host,
+            coordinator_port,
+            node_host,
+            data_port,
+            join_timeout_s,
+        }))
     }
 }
 
@@ -202,9 +208,7 @@ pub use collective::{Collective, step};
 mod collective {
     use std::time::Duration;
 
-    use burn::collective::{
-        CollectiveConfig, PeerId, ReduceOperation, all_reduce, finish_collective, register,
-    };
+    use burn::collective::{CollectiveConfig, PeerId, ReduceOperation, all_reduce, finish_collective, register};
     use burn::module::{AutodiffModule, Module, ModuleVisitor, Param, ParamId};
     use burn::optim::{GradientsParams, MultiGradientsParams, Optimizer};
     use burn::prelude::*;
@@ -337,7 +341,12 @@ mod collective {
                 .into_iter()
                 .map(f64::from)
                 .collect();
-            let mut scatter = Scatter::<B> { flat, offset: 0, layout: gather.layout.into_iter().peekable(), out: GradientsParams::new() };
+            let mut scatter = Scatter::<B> {
+                flat,
+                offset: 0,
+                layout: gather.layout.into_iter().peekable(),
+                out: GradientsParams::new(),
+            };
             model.visit(&mut scatter);
             Ok((scatter.out, sums))
         }
@@ -446,9 +455,10 @@ mod collective {
     /// as it would without it.
     fn start_coordinator(port: u16) -> Result<(), TrainError> {
         // Fail early and clearly when the port is taken.
-        drop(std::net::TcpListener::bind(("0.0.0.0", port)).map_err(|e| {
-            TrainError::Config(format!("multi-node: cannot open the coordinator port {port}: {e}"))
-        })?);
+        drop(
+            std::net::TcpListener::bind(("0.0.0.0", port))
+                .map_err(|e| TrainError::Config(format!("multi-node: cannot open the coordinator port {port}: {e}")))?,
+        );
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -480,8 +490,7 @@ mod collective {
         collective: &Collective<B>,
     ) -> Result<(Unet<B>, f64), TrainError> {
         let global_total = batch.len() * collective.nodes();
-        let (multi, value) =
-            crate::train::data_parallel::replica_gradients(&model, loss, batch, devices, global_total);
+        let (multi, value) = crate::train::data_parallel::replica_gradients(&model, loss, batch, devices, global_total);
         let (grads, sums) = collective.all_reduce_grads(&model, multi, &[value])?;
         Ok((optim.step(learning_rate, model, grads), sums[0]))
     }

@@ -143,18 +143,13 @@ pub fn train_perceptron<B: AutodiffBackend>(
             if state.config != cfg.identity() {
                 return Err(TrainError::Checkpoint {
                     path: ckpt,
-                    reason: format!(
-                        "was trained with {} but this run asks for {}",
-                        state.config,
-                        cfg.identity()
-                    ),
+                    reason: format!("was trained with {} but this run asks for {}", state.config, cfg.identity()),
                 });
             }
             model = m;
             optim = optim.load_record(record);
-            history = serde_json::from_value(state.history).map_err(|e| {
-                TrainError::Checkpoint { path: ckpt.clone(), reason: e.to_string() }
-            })?;
+            history = serde_json::from_value(state.history)
+                .map_err(|e| TrainError::Checkpoint { path: ckpt.clone(), reason: e.to_string() })?;
             start = state.epoch;
             tracing::info!("resuming from {} (epoch {start})", ckpt.display());
         }

@@ -246,10 +246,7 @@ impl UnetTraining {
             let (image, mask) = ds.load_pair(i)?;
             let pair = &ds.pairs()[i];
             if image.data.iter().any(|v| !v.is_finite()) {
-                return Err(TrainError::Config(format!(
-                    "image {} holds NaN or infinite values",
-                    pair.image.display()
-                )));
+                return Err(TrainError::Config(format!("image {} holds NaN or infinite values", pair.image.display())));
             }
             let (h, w, _) = image.data.dim();
             if w < self.crop_width || h < self.crop_height {
@@ -503,10 +500,8 @@ pub fn train_unet<B: AutodiffBackend>(
     }
     let model_cfg = cfg.model_config(data.classes);
     let weights_classes = data.classes;
-    let class_weights = cfg
-        .class_weights
-        .resolve(weights_classes, &data.class_frequencies)
-        .map_err(TrainError::Config)?;
+    let class_weights =
+        cfg.class_weights.resolve(weights_classes, &data.class_frequencies).map_err(TrainError::Config)?;
     let loss = Loss { kind: cfg.loss, class_weights, beta: cfg.beta, gamma: cfg.gamma };
     let class_names = if cfg.class_names.is_empty() {
         if data.classes == 2 {
@@ -608,18 +603,16 @@ pub fn train_unet<B: AutodiffBackend>(
         for (step, batch) in batches.into_iter().enumerate() {
             #[cfg(feature = "collective")]
             let (m, value) = match &collective {
-                Some(c) => crate::train::multi_node::step(model, &mut optim, &loss, &batch, devices, cfg.learning_rate, c)?,
-                None => crate::train::data_parallel::step(model, &mut optim, &loss, &batch, devices, cfg.learning_rate)?,
+                Some(c) => {
+                    crate::train::multi_node::step(model, &mut optim, &loss, &batch, devices, cfg.learning_rate, c)?
+                }
+                None => {
+                    crate::train::data_parallel::step(model, &mut optim, &loss, &batch, devices, cfg.learning_rate)?
+                }
             };
             #[cfg(not(feature = "collective"))]
-            let (m, value) = crate::train::data_parallel::step(
-                model,
-                &mut optim,
-                &loss,
-                &batch,
-                devices,
-                cfg.learning_rate,
-            )?;
+            let (m, value) =
+                crate::train::data_parallel::step(model, &mut optim, &loss, &batch, devices, cfg.learning_rate)?;
             model = m;
             if !value.is_finite() {
                 return Err(TrainError::Diverged { epoch: epoch + 1, loss: value as f32 });
