@@ -1,4 +1,4 @@
-//! The deployment crate must never pull Burn in.
+//! The deployment crate must never pull Burn in, and the shared kernels neither engine.
 
 #[test]
 fn bioseg_infer_dependency_tree_has_no_burn() {
@@ -12,4 +12,20 @@ fn bioseg_infer_dependency_tree_has_no_burn() {
     assert!(tree.lines().any(|l| l.starts_with("tract")), "tract expected in:\n{tree}");
     let burn: Vec<&str> = tree.lines().filter(|l| l.starts_with("burn") || l.starts_with("cubecl")).collect();
     assert!(burn.is_empty(), "bioseg-infer depends on {burn:?}");
+}
+
+/// The kernel crate shared by training and inference depends on neither engine.
+#[test]
+fn bioseg_kernels_depend_on_neither_burn_nor_tract() {
+    let out = std::process::Command::new(env!("CARGO"))
+        .args(["tree", "-p", "bioseg-kernels", "--edges", "normal,build", "--prefix", "none", "--offline"])
+        .current_dir(bioseg_suite::root())
+        .output()
+        .expect("cargo tree runs");
+    assert!(out.status.success(), "cargo tree failed: {}", String::from_utf8_lossy(&out.stderr));
+    let tree = String::from_utf8_lossy(&out.stdout);
+    assert!(tree.lines().any(|l| l.starts_with("gemm")), "gemm expected in:\n{tree}");
+    let engines: Vec<&str> =
+        tree.lines().filter(|l| ["burn", "cubecl", "tract"].iter().any(|e| l.starts_with(e))).collect();
+    assert!(engines.is_empty(), "bioseg-kernels depends on {engines:?}");
 }

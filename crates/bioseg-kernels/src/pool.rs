@@ -90,7 +90,7 @@ pub fn max_pool2d_backward(
     dx: &mut [f32],
 ) -> Result<(), KernelError> {
     let in_len = in_hw[0] * in_hw[1];
-    let out_len = if planes == 0 { 0 } else { dy.len() / planes };
+    let out_len = dy.len().checked_div(planes).unwrap_or(0);
     for (what, got, expected) in [
         ("output gradient", dy.len(), planes * out_len),
         ("indices", indices.len(), dy.len()),

@@ -9,7 +9,7 @@ use crate::error::KernelError;
 pub fn whole_factors(in_hw: [usize; 2], out_hw: [usize; 2]) -> Result<[usize; 2], KernelError> {
     let mut f = [0; 2];
     for a in 0..2 {
-        if in_hw[a] == 0 || out_hw[a] % in_hw[a] != 0 || out_hw[a] == 0 {
+        if in_hw[a] == 0 || out_hw[a] == 0 || !out_hw[a].is_multiple_of(in_hw[a]) {
             return Err(KernelError::NotWholeFactor { input: in_hw[a], output: out_hw[a] });
         }
         f[a] = out_hw[a] / in_hw[a];
