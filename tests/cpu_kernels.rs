@@ -5,7 +5,7 @@
 //! padding 0–2, stride 1–2, dilation 1–2, 1–64 channels, batch 1–4, sizes down to 1×1), and
 //! 20 Adam steps of a small U-Net on both paths.
 
-use bioseg_train::augment::{AugmentConfig, Sample, augment_batch};
+use bioseg_train::augment::{AugmentConfig, augment_batch, synthetic_samples};
 use bioseg_train::device::{CpuAutodiff, CpuBackend};
 use bioseg_train::model::unet::{Unet, UnetConfig, Upsample};
 use bioseg_train::train::losses::{Loss, LossKind};
@@ -170,16 +170,7 @@ fn flat(m: &Unet<CpuBackend>) -> Vec<f32> {
 fn twenty_adam_steps_of_a_unet_agree_with_flex() {
     let _k = Kernels::lock();
     let device = Default::default();
-    let sources: Vec<Sample> = (0..2)
-        .map(|s| {
-            let g = bioseg_data::generate(&bioseg_data::SynthParams { width: 64, height: 64, ..Default::default() }, s)
-                .unwrap();
-            Sample {
-                image: g.image.mapv(|v| v as f32 / 255.0).insert_axis(ndarray::Axis(2)),
-                mask: g.membrane.mapv(|v| u8::from(v > 127)),
-            }
-        })
-        .collect();
+    let sources = synthetic_samples(2, 64, 0).unwrap();
     let loss = Loss { kind: LossKind::Bce, class_weights: vec![], beta: 0.5, gamma: 1.0 };
     for upsample in [Upsample::Nearest, Upsample::Transpose] {
         let run = |on: bool| {
@@ -214,5 +205,41 @@ fn twenty_adam_steps_of_a_unet_agree_with_flex() {
         assert!(d <= 1e-3, "{upsample:?}: final weights differ by {d:.2e} (relative)");
         let moved = relative(&w_ours, &start);
         assert!(moved > 1e-3, "{upsample:?}: the weights did not move ({moved:.2e})");
+    }
+}
+
+/// The classic decoder step as one transposed convolution (`upsample_conv2x2`, used on the
+/// CPU) equals nearest ×2 up-sampling then the 2×2 convolution padded bottom and right, forward
+/// and gradients (input, weights, bias), on odd and even sizes.
+#[test]
+fn decoder_step_as_a_transposed_convolution_equals_upsampling_then_conv() {
+    use bioseg_train::model::unet::{upsample_conv2x2, upsample2};
+    use burn::nn::PaddingConfig2d;
+    use burn::nn::conv::Conv2dConfig;
+    let _k = Kernels::lock();
+    let device = Default::default();
+    for (n, c_in, c_out, h, w) in [(2, 6, 3, 5, 4), (1, 4, 8, 1, 1), (3, 2, 2, 7, 6)] {
+        let run = |fold: bool| {
+            B::seed(&device, 11);
+            let conv = Conv2dConfig::new([c_in, c_out], [2, 2])
+                .with_padding(PaddingConfig2d::Explicit(0, 0, 1, 1))
+                .init::<B>(&device);
+            let x = leaf([n, c_in, h, w], 5);
+            let y = if fold { upsample_conv2x2(&conv, x.clone()) } else { conv.forward(upsample2(x.clone())) };
+            let r = Tensor::<B, 4>::from_data(TensorData::new(values(y.shape().num_elements(), 7), y.dims()), &device);
+            let grads = (y.clone() * r).sum().backward();
+            let bias = conv.bias.as_ref().expect("bias").val();
+            vec![
+                data(y.inner()),
+                data(x.grad(&grads).expect("x")),
+                data(conv.weight.val().grad(&grads).expect("w")),
+                data(bias.grad(&grads).expect("b")),
+            ]
+        };
+        let (folded, plain) = (run(true), run(false));
+        for (i, (a, b)) in folded.iter().zip(&plain).enumerate() {
+            let d = relative(a, b);
+            assert!(d <= 1e-5, "{n}×{c_in}×{h}×{w}: output {i} differs by {d:.2e}");
+        }
     }
 }

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use bioseg_infer::OnnxModel;
-use bioseg_train::augment::{AugmentConfig, Sample, augment_batch};
+use bioseg_train::augment::{AugmentConfig, augment_batch, synthetic_samples};
 use bioseg_train::device::{CpuAutodiff, CpuBackend};
 use bioseg_train::model::unet::{Unet, UnetConfig, Upsample};
 use bioseg_train::train::losses::{ClassWeights, Loss, LossKind};
@@ -174,16 +174,7 @@ fn resume_reproduces_an_uninterrupted_run() {
 fn data_parallel_step_equals_single_step_on_the_concatenated_batch() {
     let _serial = bioseg_suite::burn_lock();
     let device = Default::default();
-    let sources: Vec<Sample> = (0..3)
-        .map(|s| {
-            let g = bioseg_data::generate(&bioseg_data::SynthParams { width: 64, height: 64, ..Default::default() }, s)
-                .unwrap();
-            Sample {
-                image: g.image.mapv(|v| v as f32 / 255.0).insert_axis(ndarray::Axis(2)),
-                mask: g.membrane.mapv(|v| u8::from(v > 127)),
-            }
-        })
-        .collect();
+    let sources = synthetic_samples(3, 64, 0).unwrap();
     let batch = augment_batch(&sources, 0, 4, 32, 32, &AugmentConfig::default(), 9);
     let loss = Loss { kind: LossKind::Bce, class_weights: vec![], beta: 0.5, gamma: 1.0 };
     let config = UnetConfig::new().with_filters(4).with_depth(2).with_drop_rate(0.0);

@@ -131,6 +131,22 @@ pub struct Sample {
     pub mask: Array2<u8>,
 }
 
+/// `n` synthetic EM sections of `size` × `size` (seeds `seed`, `seed + 1`, …) as membrane
+/// samples: the gray image scaled to [0, 1], the mask 1 on membrane pixels. For checks and
+/// benchmarks that need data without a dataset on disk.
+pub fn synthetic_samples(n: usize, size: usize, seed: u64) -> Result<Vec<Sample>, bioseg_data::DataError> {
+    let p = bioseg_data::SynthParams { width: size, height: size, ..Default::default() };
+    (0..n as u64)
+        .map(|s| {
+            let g = bioseg_data::generate(&p, seed + s)?;
+            Ok(Sample {
+                image: g.image.mapv(|v| v as f32 / 255.0).insert_axis(ndarray::Axis(2)),
+                mask: g.membrane.mapv(|v| u8::from(v > 127)),
+            })
+        })
+        .collect()
+}
+
 /// Draws a random crop of `(crop_h, crop_w)` from `src` with a random combination of the
 /// configured transforms, all drawn from `rng`.
 ///

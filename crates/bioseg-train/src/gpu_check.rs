@@ -69,19 +69,6 @@ impl Rows {
     }
 }
 
-fn samples(n: usize, size: usize, seed: u64) -> Result<Vec<Sample>> {
-    let p = bioseg_data::SynthParams { width: size, height: size, ..Default::default() };
-    (0..n as u64)
-        .map(|s| {
-            let g = bioseg_data::generate(&p, seed + s)?;
-            Ok(Sample {
-                image: g.image.mapv(|v| v as f32 / 255.0).insert_axis(ndarray::Axis(2)),
-                mask: g.membrane.mapv(|v| u8::from(v > 127)),
-            })
-        })
-        .collect()
-}
-
 fn flat<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
     t.into_data().convert::<f32>().to_vec().expect("f32")
 }
@@ -156,7 +143,7 @@ fn correctness<B: AutodiffBackend>(args: &GpuCheckArgs, device: &B::Device, rows
     let cpu_model: Unet<crate::device::CpuAutodiff> = cfg.init(&cpu_dev);
     let bytes = Recorder::<crate::device::CpuAutodiff>::record(&recorder, cpu_model.clone().into_record(), ())?;
     let gpu_model: Unet<B> = cfg.init(&device).load_record(Recorder::<B>::load(&recorder, bytes, &device)?);
-    let src = samples(2, 96, 9)?;
+    let src = crate::augment::synthetic_samples(2, 96, 9)?;
     let batch = augment_batch(&src, 0, 2, 64, 64, &AugmentConfig::none(), 2);
     let before = weights(&cpu_model.valid());
     let cpu_after = sgd_step(cpu_model, &batch, std::slice::from_ref(&cpu_dev))?;
@@ -221,7 +208,7 @@ fn correctness<B: AutodiffBackend>(args: &GpuCheckArgs, device: &B::Device, rows
     } else {
         vec![device.clone(), device.clone()]
     };
-    let src = samples(3, 128, 5)?;
+    let src = crate::augment::synthetic_samples(3, 128, 5)?;
     let batch = augment_batch(&src, 0, 2 * replicas.len(), 64, 64, &AugmentConfig::default(), 3);
     // SGD with learning rate 1, so the weight change is the gradient (Adam's normalised update
     // turns TF32 rounding of near-zero gradients into steps of ±lr).
@@ -281,7 +268,7 @@ pub fn bench<B: AutodiffBackend>(
     profile: bool,
 ) -> Result<f64> {
     let device = &devices[0];
-    let src = samples(2, size, 11)?;
+    let src = crate::augment::synthetic_samples(2, size, 11)?;
     let global = batch * devices.len();
     let batch_samples = augment_batch(&src, 0, global, size, size, &AugmentConfig::none(), 1);
     let loss = Loss { kind: LossKind::Bce, class_weights: vec![], beta: 0.5, gamma: 1.0 };
