@@ -9,11 +9,12 @@
 //! - data gradient, stride 1: the forward kernel run on the output gradient with the kernel
 //!   flipped and transposed (a "full" convolution: no scatter, no zero-filled buffer);
 //!   stride > 1: `cols = Wᵀ × dY` then col2im, one image's group of channels per task;
-//! - weight gradient: one product over all N·H·W pixels, `dW[c_out, K] += dY[c_out, block] ×
-//!   colsᵀ[block, K]`, blocks spread over threads, each accumulating into its own partial sum;
+//! - weight gradient: one product over all N·H·W pixels, `dWᵀ[K, c_out] += cols[K, block] ×
+//!   dYᵀ[block, c_out]`, blocks spread over threads, one partial sum per thread;
 //! - bias gradient: per-channel sums.
 //!
-//! Blocks are sized so that a column block stays within half a MiB (in L2).
+//! Blocks are sized so that a column block stays within half a MiB (in L2), in multiples of 64
+//! pixels (the microkernels' height).
 
 use std::cell::RefCell;
 
