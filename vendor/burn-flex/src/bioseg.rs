@@ -120,6 +120,16 @@ fn float(shape: &[usize], data: Vec<f32>) -> FlexTensor {
     tensor(shape, data, DType::F32)
 }
 
+/// A bias's values: `Some(None)` without a bias, `None` (flex's code then runs) when it is not
+/// an f32 vector of `channels` values.
+fn bias_values(bias: Option<&FlexTensor>, channels: usize) -> Option<Option<FlexTensor>> {
+    match bias {
+        Some(b) if dims1(b) == Some(channels) => Some(Some(values(b))),
+        Some(_) => None,
+        None => Some(None),
+    }
+}
+
 /// The convolution geometry of `conv2d(x, weight)` (one group).
 fn conv_geometry(x: [usize; 4], w: [usize; 4], o: &ConvOptions<2>) -> Option<k::Conv2dGeometry> {
     if !enabled() || o.groups != 1 || x[1] != w[1] {
@@ -140,10 +150,7 @@ fn transposed_geometry(x: [usize; 4], w: [usize; 4], o: &ConvTransposeOptions<2>
 
 pub(crate) fn conv2d(x: &FlexTensor, weight: &FlexTensor, bias: Option<&FlexTensor>, options: &ConvOptions<2>) -> Option<FlexTensor> {
     let g = conv_geometry(dims4(x)?, dims4(weight)?, options)?;
-    let bias = match bias {
-        Some(b) => Some(values(b)).filter(|b| dims1(b) == Some(g.c_out)).map(Some)?,
-        None => None,
-    };
+    let bias = bias_values(bias, g.c_out)?;
     timed(|| op_name("conv", &g, "forward"), g.macs(), || {
         let (x, weight) = (values(x), values(weight));
         let mut y = output::<f32>(g.output_len());
@@ -192,10 +199,7 @@ pub(crate) fn bias_backward(bias: &FlexTensor, dy: &FlexTensor) -> Option<FlexTe
 
 pub(crate) fn conv_transpose2d(x: &FlexTensor, weight: &FlexTensor, bias: Option<&FlexTensor>, options: &ConvTransposeOptions<2>) -> Option<FlexTensor> {
     let g = transposed_geometry(dims4(x)?, dims4(weight)?, options)?;
-    let bias = match bias {
-        Some(b) => Some(values(b)).filter(|b| dims1(b) == Some(g.c_in)).map(Some)?,
-        None => None,
-    };
+    let bias = bias_values(bias, g.c_in)?;
     timed(|| op_name("transposed conv", &g, "forward"), g.macs(), || {
         let (x, weight) = (values(x), values(weight));
         let mut y = output::<f32>(g.input_len());
