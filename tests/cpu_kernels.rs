@@ -243,3 +243,45 @@ fn decoder_step_as_a_transposed_convolution_equals_upsampling_then_conv() {
         }
     }
 }
+
+/// flex's element-wise passes run over rayon's threads from 65,536 elements on (vendor
+/// burn-flex `bioseg_par.rs`): ReLU and its gradient, a product and a sum (in place and
+/// allocating), scalar arithmetic, a channel concatenation and its gradient halves, each on
+/// tensors on both sides of that threshold and checked element by element against plain loops.
+#[test]
+fn element_wise_passes_over_threads_match_plain_loops() {
+    let device = Default::default();
+    for (n, c, h, w) in [(1, 2, 3, 5), (2, 3, 128, 96), (1, 5, 131, 67)] {
+        let len = n * c * h * w;
+        let (a, b) = (values(len, 1), values(len, 2));
+        let x = leaf([n, c, h, w], 1);
+        let y = Tensor::<B, 4>::from_data(TensorData::new(b.clone(), [n, c, h, w]), &device);
+        // relu(x) · y + 2·x − 0.5, concatenated with x along channels; gradient of its sum
+        // weighted by r.
+        let z = burn::tensor::activation::relu(x.clone()) * y.clone() + x.clone().mul_scalar(2.0).sub_scalar(0.5);
+        let cat = Tensor::cat(vec![z.clone(), x.clone()], 1);
+        let r = values(2 * len, 3);
+        let weight = Tensor::<B, 4>::from_data(TensorData::new(r.clone(), [n, 2 * c, h, w]), &device);
+        let grads = (cat.clone() * weight).sum().backward();
+        let plane = c * h * w;
+        let want_z: Vec<f32> = (0..len).map(|i| a[i].max(0.0) * b[i] + (2.0 * a[i] - 0.5)).collect();
+        let mut want_cat = Vec::with_capacity(2 * len);
+        for img in 0..n {
+            want_cat.extend_from_slice(&want_z[img * plane..][..plane]);
+            want_cat.extend_from_slice(&a[img * plane..][..plane]);
+        }
+        // d/dx: through z (relu' · y + 2) times z's half of r, plus x's half of r.
+        let want_dx: Vec<f32> = (0..len)
+            .map(|i| {
+                let (img, j) = (i / plane, i % plane);
+                let (rz, rx) = (r[img * 2 * plane + j], r[img * 2 * plane + plane + j]);
+                rz * (if a[i] > 0.0 { b[i] } else { 0.0 } + 2.0) + rx
+            })
+            .collect();
+        assert_eq!(data(z.inner()), want_z, "{n}×{c}×{h}×{w}: relu · y + 2x − 0.5");
+        assert_eq!(data(cat.inner()), want_cat, "{n}×{c}×{h}×{w}: concatenation");
+        let dx = data(x.grad(&grads).expect("x has a gradient"));
+        let d = relative(&dx, &want_dx);
+        assert!(d <= 1e-6, "{n}×{c}×{h}×{w}: gradient differs by {d:.2e}");
+    }
+}

@@ -2,7 +2,8 @@
 # The ISBI 2012 table (tools/isbi/README.md): train bioseg's U-Net and the Keras reference U-Net on
 # ISBI slices 0-19 for the same number of steps, predict the held-out slices 20-24 with
 # `bioseg predict`, score them with `bioseg evaluate`, and write a Markdown table into
-# docs/isbi_table.md.
+# docs/isbi_table.md. With the Keras reference, a third model is bioseg trained for as many steps
+# as fit in Keras' training time (its own measured time per step): the two at equal wall time.
 #
 #   tools/isbi/run_table.sh                 # the full run (STEPS=2000 by default: hours on 2 cores)
 #   STEPS=4 EPOCHS=2 TABLE=/tmp/t.md tools/isbi/run_table.sh   # smoke test, a few minutes
@@ -15,6 +16,7 @@
 #   F [16] BATCH [2] SIZE [256] LR [1e-4] SEED [1]   filters, batch, crop size, Adam rate, seed
 #   AUGMENT [1]      1: bioseg's default augmentation / Keras flips + 90° rotations; 0: crops only
 #   KERAS [1]        0 skips the Keras reference (tools/keras/.venv must exist otherwise)
+#   EQUAL_TIME [1]   with KERAS=1: also train bioseg for Keras' training time (0 skips it)
 #   OUT [out/isbi_table]  working folder (models, predictions, scores); replaced on every run
 #   TABLE [docs/isbi_table.md]  the Markdown table to write
 #   CARGO_PROFILE [release]  profile the bioseg binaries are built with
@@ -34,6 +36,7 @@ LR=${LR:-1e-4}
 SEED=${SEED:-1}
 AUGMENT=${AUGMENT:-1}
 KERAS=${KERAS:-1}
+EQUAL_TIME=${EQUAL_TIME:-1}
 OUT=${OUT:-$ROOT/out/isbi_table}
 TABLE=${TABLE:-$ROOT/docs/isbi_table.md}
 CARGO_PROFILE=${CARGO_PROFILE:-release}
@@ -96,23 +99,32 @@ predict_and_score() {
         --pred "$pred/20.png" --errors -o "$OUT/$name/slice20.png" >/dev/null
 }
 
-echo "== bioseg: $STEPS steps ($EPOCHS epochs x $SPE), F=$F, batch $BATCH, ${SIZE}x$SIZE crops"
 AUG_FLAG=()
 [[ $AUGMENT == 1 ]] || AUG_FLAG=(--no-augment)
-t0=$(now)
-"$TRAINER" unet -d "$ISBI" -c membrane --val-names 20,21,22,23,24 -F "$F" -b "$BATCH" \
-    -X "$SIZE" -Y "$SIZE" -l "$LR" --loss bce -e "$EPOCHS" --steps-per-epoch "$SPE" \
-    --seed "$SEED" --device "$DEVICE" "${AUG_FLAG[@]}" -o "$OUT/rust" -q
-t1=$(now)
-elapsed "$t0" "$t1" > "$OUT/rust/wall_seconds"
-python3 -c "import json,sys; h=json.load(open(sys.argv[1])); print(f\"{sum(e['seconds'] for e in h):.1f}\")" \
-    "$OUT/rust/history.json" > "$OUT/rust/train_seconds"
-predict_and_score rust "$OUT/rust/model.onnx"
-if [[ $HAS_TTA == 1 ]]; then
-    mkdir -p "$OUT/rust_tta"
-    cp "$OUT/rust/train_seconds" "$OUT/rust/wall_seconds" "$OUT/rust_tta/"
-    predict_and_score rust_tta "$OUT/rust/model.onnx" --tta
-fi
+# train_bioseg NAME STEPS: trains bioseg's U-Net for STEPS steps (EPOCHS epochs when they divide
+# it, else one) into $OUT/NAME, records its steps and times, predicts and scores.
+train_bioseg() {
+    local name=$1 steps=$2 epochs=$EPOCHS
+    if (( epochs > steps || steps % epochs != 0 )); then epochs=1; fi
+    echo "== bioseg ($name): $steps steps ($epochs epochs x $(( steps / epochs ))), F=$F, batch $BATCH, ${SIZE}x$SIZE crops"
+    local t0 t1
+    t0=$(now)
+    "$TRAINER" unet -d "$ISBI" -c membrane --val-names 20,21,22,23,24 -F "$F" -b "$BATCH" \
+        -X "$SIZE" -Y "$SIZE" -l "$LR" --loss bce -e "$epochs" --steps-per-epoch "$(( steps / epochs ))" \
+        --seed "$SEED" --device "$DEVICE" "${AUG_FLAG[@]}" -o "$OUT/$name" -q
+    t1=$(now)
+    elapsed "$t0" "$t1" > "$OUT/$name/wall_seconds"
+    echo "$steps" > "$OUT/$name/steps"
+    python3 -c "import json,sys; h=json.load(open(sys.argv[1])); print(f\"{sum(e['seconds'] for e in h):.1f}\")" \
+        "$OUT/$name/history.json" > "$OUT/$name/train_seconds"
+    predict_and_score "$name" "$OUT/$name/model.onnx"
+    if [[ $HAS_TTA == 1 ]]; then
+        mkdir -p "$OUT/${name}_tta"
+        cp "$OUT/$name/train_seconds" "$OUT/$name/wall_seconds" "$OUT/$name/steps" "$OUT/${name}_tta/"
+        predict_and_score "${name}_tta" "$OUT/$name/model.onnx" --tta
+    fi
+}
+train_bioseg rust "$STEPS"
 
 if [[ $KERAS == 1 ]]; then
     echo "== Keras reference: $STEPS steps, F=$F, batch $BATCH, ${SIZE}x$SIZE crops"
@@ -126,11 +138,19 @@ if [[ $KERAS == 1 ]]; then
     elapsed "$t0" "$t1" > "$OUT/keras/wall_seconds"
     python3 -c "import json,sys; print(f\"{json.load(open(sys.argv[1]))['seconds']:.1f}\")" \
         "$OUT/keras/train.json" > "$OUT/keras/train_seconds"
+    echo "$STEPS" > "$OUT/keras/steps"
     predict_and_score keras "$OUT/keras/model.onnx"
     if [[ $HAS_TTA == 1 ]]; then
         mkdir -p "$OUT/keras_tta"
-        cp "$OUT/keras/train_seconds" "$OUT/keras/wall_seconds" "$OUT/keras_tta/"
+        cp "$OUT/keras/train_seconds" "$OUT/keras/wall_seconds" "$OUT/keras/steps" "$OUT/keras_tta/"
         predict_and_score keras_tta "$OUT/keras/model.onnx" --tta
+    fi
+    if [[ $EQUAL_TIME == 1 ]]; then
+        # As many bioseg steps as fit in Keras' training time at bioseg's measured s/step,
+        # rounded down to whole epochs.
+        EQ_STEPS=$(python3 -c "import sys; k, r, n, e = map(float, sys.argv[1:]); s = int(k / (r / n)); print(max(1, s // int(e) * int(e) or s))" \
+            "$(cat "$OUT/keras/train_seconds")" "$(cat "$OUT/rust/train_seconds")" "$STEPS" "$EPOCHS")
+        train_bioseg rust_equal_time "$EQ_STEPS"
     fi
 fi
 
@@ -143,7 +163,8 @@ python3 - "$OUT" "$TABLE.tmp" <<PY
 import json, os, sys
 out, table = sys.argv[1], sys.argv[2]
 rows = [("rust", "bioseg (Burn, " + ("flex CPU" if "$DEVICE" == "cpu" else "$DEVICE") + " backend)"), ("rust_tta", "bioseg + TTA (flips, 90° rotations)"),
-        ("keras", "Keras reference (TensorFlow, CPU)"), ("keras_tta", "Keras reference + TTA")]
+        ("keras", "Keras reference (TensorFlow, CPU)"), ("keras_tta", "Keras reference + TTA"),
+        ("rust_equal_time", "bioseg, Keras' training time"), ("rust_equal_time_tta", "bioseg, Keras' training time + TTA")]
 def read(name, f):
     with open(os.path.join(out, name, f)) as fh:
         return fh.read()
@@ -167,8 +188,9 @@ for name, label in rows:
     s = json.loads(read(name, "scores.json"))
     m = s["mean"]
     secs = float(read(name, "train_seconds"))
+    steps = int(read(name, "steps"))
     lines.append(
-        f"| {label} | $STEPS | {secs:.0f} | {secs / $STEPS:.3f} | {m['dice'][1]:.4f} | {m['dice'][0]:.4f} | "
+        f"| {label} | {steps} | {secs:.0f} | {secs / steps:.3f} | {m['dice'][1]:.4f} | {m['dice'][0]:.4f} | "
         f"{m['pixel_error']:.4f} | {m['v_rand']:.4f} | {m['v_info']:.4f} | {m['adapted_rand_error']:.4f} | "
         f"{m['vi_split'] + m['vi_merge']:.3f} |"
     )
@@ -178,6 +200,9 @@ for name, label in rows:
             f"{r['v_info']:.4f} | {int(r['cells_true'])} | {int(r['cells_pred'])} |"
         )
 lines += [
+    "",
+    "The last rows (when present) are bioseg trained for as many steps as fit in the Keras "
+    "reference's training time at bioseg's own measured time per step: the two at equal wall time.",
     "",
     "Training time is the training steps only (bioseg: the sum of the epochs' \`seconds\` in "
     "history.json, without validation; Keras: the \`train_on_batch\` loop). V_rand and V_info "

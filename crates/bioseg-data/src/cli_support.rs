@@ -6,8 +6,8 @@
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 /// Makes mimalloc (both binaries' global allocator) keep freed pages for `millis` before
-/// returning them to the kernel, instead of its default 10 ms, unless `MIMALLOC_PURGE_DELAY`
-/// says otherwise. Large tensors come and go for every tile and every training step; pages
+/// returning them to the kernel (never when negative), instead of its default 10 ms, unless
+/// `MIMALLOC_PURGE_DELAY` says otherwise. Large tensors come and go for every tile and every training step; pages
 /// returned too early are faulted in and zeroed again (measured: inference F=16 window −8 %,
 /// U-Net F=16 training step 0.55 → 0.38 s; BENCHMARKS.md). Call first thing in `main`.
 pub fn keep_freed_pages(millis: i64) {
@@ -66,4 +66,10 @@ mod tests {
         let e = std::io::Error::other("a\nb");
         assert_eq!(super::error_line(&e), "a b");
     }
+}
+
+/// `[0.9421, 0.7763]`: scores for a user-facing line, each rounded to four decimals.
+pub fn rounded_list(values: &[f64]) -> String {
+    let items: Vec<String> = values.iter().map(|v| format!("{v:.4}")).collect();
+    format!("[{}]", items.join(", "))
 }

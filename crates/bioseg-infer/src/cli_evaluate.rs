@@ -427,9 +427,9 @@ pub fn evaluate(args: EvaluateArgs) -> Result<()> {
         Some(out) => {
             bioseg_data::write_bytes_atomic(out, text.as_bytes())?;
             eprintln!(
-                "{} image(s): mean Dice {:?}, pixel error {:.4}, V_rand {:.4}, V_info {:.4} -> {}",
+                "{} image(s): mean Dice {}, pixel error {:.4}, V_rand {:.4}, V_info {:.4} -> {}",
                 rows.len(),
-                mean.dice.iter().map(|d| (d * 1e4).round() / 1e4).collect::<Vec<_>>(),
+                bioseg_data::cli_support::rounded_list(&mean.dice),
                 mean.pixel_error,
                 mean.v_rand,
                 mean.v_info,

@@ -323,8 +323,12 @@ pub fn unet(mut args: UnetArgs, quiet: bool) -> Result<()> {
         export_trained(&trained, &cfg, &onnx)?;
         if let Some(h) = trained.history.last() {
             println!(
-                "epoch {}: train loss {:.4}, val loss {:.4}, val Dice {:?}, val pixel error {:.4}",
-                h.epoch, h.train_loss, h.val_loss, h.val_dice, h.val_pixel_error
+                "epoch {}: train loss {:.4}, val loss {:.4}, val Dice {}, val pixel error {:.4}",
+                h.epoch,
+                h.train_loss,
+                h.val_loss,
+                bioseg_data::cli_support::rounded_list(&h.val_dice),
+                h.val_pixel_error
             );
         }
         println!("ONNX written to {}", onnx.display());

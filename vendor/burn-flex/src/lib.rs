@@ -42,6 +42,9 @@ pub mod ops;
 #[cfg(feature = "bioseg")]
 pub mod bioseg;
 
+// bioseg: element-wise passes over rayon's threads (vendor/README.md).
+mod bioseg_par;
+
 #[doc(hidden)]
 pub mod simd;
 

@@ -379,25 +379,20 @@ impl FlexTensor {
             );
         } else if all_positive && strides[strides.len() - 1] == 1 {
             // bioseg: an N-D view whose innermost run is contiguous (a slice of channels, rows
-            // or columns, as autodiff makes for concatenations and padding): one memcpy per run
-            // instead of an index computation per element (vendor/README.md).
+            // or columns, as autodiff makes for concatenations and padding): one copy per run
+            // instead of an index computation per element, runs spread over rayon's threads
+            // (vendor/README.md).
             let last = shape.len() - 1;
             let run = shape[last];
             let outer: usize = shape[..last].iter().product();
-            // SAFETY: capacity is n = outer · run; each run below is written once.
-            unsafe { dst.set_len(n) };
-            let mut index = alloc::vec![0usize; last];
-            for out in dst.chunks_exact_mut(run.max(1)).take(outer) {
-                let start = offset + index.iter().zip(strides).map(|(&i, &st)| i as isize * st).sum::<isize>();
-                out.copy_from_slice(&src[start as usize..start as usize + run]);
+            dst = crate::bioseg_par::gather_runs(src, run, outer, |mut r| {
+                let mut start = offset;
                 for d in (0..last).rev() {
-                    index[d] += 1;
-                    if index[d] < shape[d] {
-                        break;
-                    }
-                    index[d] = 0;
+                    start += (r % shape[d]) as isize * strides[d];
+                    r /= shape[d];
                 }
-            }
+                start as usize
+            });
         } else {
             // General fallback: covers negative strides (flipped
             // tensors) and ND layouts that can't collapse to ≤2D.

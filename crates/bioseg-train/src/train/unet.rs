@@ -641,11 +641,11 @@ pub fn train_unet<B: AutodiffBackend>(
             images_per_second: (steps * global_batch) as f64 / seconds,
         };
         tracing::info!(
-            "epoch {}: loss {:.4}, val loss {:.4}, val dice {:?}, {:.2} img/s",
+            "epoch {}: loss {:.4}, val loss {:.4}, val Dice {}, {:.2} img/s",
             record.epoch,
             record.train_loss,
             record.val_loss,
-            record.val_dice,
+            bioseg_data::cli_support::rounded_list(&record.val_dice),
             record.images_per_second
         );
         let fg = record.foreground_dice();

@@ -100,6 +100,9 @@ fn cat_impl<E: Element + bytemuck::Pod>(tensors: Vec<FlexTensor>, dim: usize) ->
         // Make all tensors contiguous for simple indexing
         let contiguous: Vec<FlexTensor> = tensors.into_iter().map(|t| t.to_contiguous()).collect();
 
+        // bioseg: the segments are listed first and copied over rayon's threads
+        // (vendor/README.md).
+        let mut segments: Vec<&[E]> = Vec::with_capacity(outer_size * contiguous.len());
         for outer in 0..outer_size {
             for t in &contiguous {
                 let data: &[E] = t.storage();
@@ -109,9 +112,10 @@ fn cat_impl<E: Element + bytemuck::Pod>(tensors: Vec<FlexTensor>, dim: usize) ->
                 // offset = t_start + outer * t_dim_size * inner_size
                 let chunk_start = t_start + outer * t_dim_size * inner_size;
                 let chunk_len = t_dim_size * inner_size;
-                output.extend_from_slice(&data[chunk_start..chunk_start + chunk_len]);
+                segments.push(&data[chunk_start..chunk_start + chunk_len]);
             }
         }
+        output = crate::bioseg_par::concat(total_elements, &segments);
     }
 
     let bytes = Bytes::from_elems(output);
