@@ -10,7 +10,9 @@
 //!   flipped and transposed (a "full" convolution: no scatter, no zero-filled buffer);
 //!   stride > 1: `cols = Wᵀ × dY` then col2im, one image's group of channels per task;
 //! - weight gradient: one product over all N·H·W pixels, `dWᵀ[K, c_out] += cols[K, block] ×
-//!   dYᵀ[block, c_out]`, blocks spread over threads, one partial sum per thread;
+//!   dYᵀ[block, c_out]`, blocks spread over threads with one partial sum per thread, or, for
+//!   512 output channels and more (and layers with fewer pixels than channels per thread), K
+//!   shared out between the threads over large chunks of pixels;
 //! - bias gradient: per-channel sums.
 //!
 //! Blocks are sized so that a column block stays within half a MiB (in L2), in multiples of 64
@@ -28,12 +30,33 @@ use crate::input::{ConvInput, channel_lookup};
 /// Values per column block (512 KiB of f32).
 const COLS_BUDGET: usize = 128 * 1024;
 
+/// Values per column block of a weight gradient (2 MiB of f32, up to 4096 pixels): each product
+/// adds into the whole `K × c_out` partial sum, so deeper blocks rewrite it less often
+/// (measured, 64 start filters at 512²: 128→128 3×3 at 256² 159 → 182 GFLOP/s, 256→128 at 256²
+/// 170 → 192, 64→64 at 512² 147 → 155; the 16-filter layers unchanged).
+const WEIGHT_GRADIENT_COLS_BUDGET: usize = 4 * COLS_BUDGET;
+
+/// Values per chunk of columns when the threads share out K (16 MiB of f32, half the L3 cache).
+const K_SPLIT_COLS_BUDGET: usize = 4 << 20;
+
+/// Fewest output channels for which a weight gradient's threads share out K rather than the
+/// pixels (as do layers with more output channels per thread than pixels). Measured, GFLOP/s,
+/// 64 start filters at 512², partial sums → K shared: 256→512 at 64² 162 → 191, 1024→512 at
+/// 64² 163 → 194, 1024→1024 at 32² 73 → 165; but 256→256 at 128² 189 → 167 and 128→128 at
+/// 32² 166 → 108.
+const K_SPLIT_CHANNELS: usize = 512;
+
 /// Output pixels per block for column blocks of `rows` rows over `pixels` output pixels: within
-/// [`COLS_BUDGET`] (at least 64), then evened out over the blocks an image needs, in multiples
-/// of 64 (the height of the gemm microkernels: a 224-pixel block ran its last 32 rows in a
-/// half-empty kernel).
+/// [`COLS_BUDGET`] and 1024 pixels.
 fn block_pixels(rows: usize, pixels: usize) -> usize {
-    let most = (COLS_BUDGET / rows.max(1)).clamp(64, 1024) / 64 * 64;
+    block_pixels_within(rows, pixels, COLS_BUDGET, 1024)
+}
+
+/// Output pixels per block: within `budget` values and `max` pixels (at least 64), then evened
+/// out over the blocks an image needs, in multiples of 64 (the height of the gemm microkernels:
+/// a 224-pixel block ran its last 32 rows in a half-empty kernel).
+fn block_pixels_within(rows: usize, pixels: usize, budget: usize, max: usize) -> usize {
+    let most = (budget / rows.max(1)).clamp(64, max) / 64 * 64;
     let blocks = pixels.div_ceil(most).max(1);
     pixels.div_ceil(blocks).next_multiple_of(64).min(most)
 }
@@ -341,22 +364,61 @@ pub fn conv2d_backward_weight(g: &Conv2dGeometry, x: &[f32], dy: &[f32], dw: &mu
     g.check("input", x.len(), g.input_len())?;
     g.check("output gradient", dy.len(), g.output_len())?;
     g.check("weight gradient", dw.len(), g.weight_len())?;
-    let [h, w] = g.in_hw;
-    let c_in = g.c_in;
-    let c_out = g.c_out;
-    let k = c_in * g.kernel[0] * g.kernel[1];
-    let pixels = g.out_hw[0] * g.out_hw[1];
-    let block = block_pixels(k, pixels);
-    let blocks = pixels.div_ceil(block);
-    let taps = g.taps();
+    let k_split =
+        g.c_out >= K_SPLIT_CHANNELS || g.c_out * rayon::current_num_threads() >= g.batch * g.out_hw[0] * g.out_hw[1];
+    weight_gradient(g, x, dy, dw, k_split.then_some(K_SPLIT_COLS_BUDGET));
+    Ok(())
+}
+
+/// [`conv2d_backward_weight`] by either strategy: the threads sharing out K over chunks of
+/// `k_split` column values ([`weight_gradient_k_split`]) or per-thread partial sums over blocks
+/// of pixels ([`weight_gradient_partial_sums`]) when `None`.
+fn weight_gradient(g: &Conv2dGeometry, x: &[f32], dy: &[f32], dw: &mut [f32], k_split: Option<usize>) {
+    let (k, c_out) = (g.c_in * g.kernel[0] * g.kernel[1], g.c_out);
     // The sums' layout: `[K, c_out]` row-major, transposed at the end, or straight in dw's
     // `[c_out, K]` layout (see the function's documentation).
     let direct = c_out >= DIRECT_LAYOUT_CHANNELS;
-    let (cs, rs) = if direct { (k, 1) } else { (1, c_out) };
+    let strides = if direct { (k, 1) } else { (1, c_out) };
+    let sums = if let Some(budget) = k_split {
+        let mut sums = if direct { None } else { Some(vec![0f32; k * c_out]) };
+        weight_gradient_k_split(g, x, dy, strides, sums.as_deref_mut().unwrap_or(dw), budget);
+        sums
+    } else {
+        match weight_gradient_partial_sums(g, x, dy, strides) {
+            Some(s) if direct => {
+                dw.copy_from_slice(&s);
+                None
+            }
+            None => {
+                dw.fill(0.0);
+                None
+            }
+            s => s,
+        }
+    };
+    if let Some(s) = sums {
+        transpose_into(&s, k, c_out, dw);
+    }
+}
+
+/// The weight gradient's sums (`[K, c_out]` with strides `(cs, rs)`), one partial sum per
+/// thread over its blocks of pixels (a partial sum per rayon split cost as much zeroing and
+/// adding as the products themselves on the 16×16 layers); `None` without pixels.
+fn weight_gradient_partial_sums(
+    g: &Conv2dGeometry,
+    x: &[f32],
+    dy: &[f32],
+    (cs, rs): (usize, usize),
+) -> Option<Vec<f32>> {
+    let [h, w] = g.in_hw;
+    let (c_in, c_out) = (g.c_in, g.c_out);
+    let k = c_in * g.kernel[0] * g.kernel[1];
+    let pixels = g.out_hw[0] * g.out_hw[1];
+    let taps = g.taps();
+    let block = block_pixels_within(k, pixels, WEIGHT_GRADIENT_COLS_BUDGET, 4096);
+    let blocks = pixels.div_ceil(block);
     let lookup = channel_lookup(&[c_in]);
-    // One partial sum per thread (a partial sum per rayon split cost as much zeroing and adding
-    // as the products themselves on the 16×16 layers).
-    let sum = per_thread(g.batch * blocks)
+    per_thread(g.batch * blocks)
         .into_par_iter()
         .map(|tasks| {
             let mut acc = vec![0f32; c_out * k];
@@ -369,9 +431,9 @@ pub fn conv2d_backward_weight(g: &Conv2dGeometry, x: &[f32], dy: &[f32], dw: &mu
                     let mut cols = cols.borrow_mut();
                     let cols = grow(&mut cols, k * block);
                     im2col_block(&image, c_in, (h, w), &taps, g.out_hw[1], (q0, m), cols, block);
-                    // SAFETY: acc is k × c_out (strides cs, rs, inside it); dy's pixels q0..q0+m of image n are c_out × m
-                    // with row stride `pixels`; the column block is k × m with row stride
-                    // `block`: all inside their buffers.
+                    // SAFETY: acc is k × c_out (strides cs, rs, inside it); dy's pixels
+                    // q0..q0+m of image n are c_out × m with row stride `pixels`; the column
+                    // block is k × m with row stride `block`: all inside their buffers.
                     unsafe {
                         let dy = dy.as_ptr().add(n * c_out * pixels + q0);
                         product_acc(
@@ -389,13 +451,63 @@ pub fn conv2d_backward_weight(g: &Conv2dGeometry, x: &[f32], dy: &[f32], dw: &mu
         .reduce_with(|mut a, b| {
             a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
             a
-        });
-    match sum {
-        Some(s) if direct => dw.copy_from_slice(&s),
-        Some(s) => transpose_into(&s, k, c_out, dw),
-        None => dw.fill(0.0),
+        })
+}
+
+/// The weight gradient's sums, `[K, c_out]` with strides `(cs, rs)` in `dst`, with the threads
+/// sharing out K instead of the pixels: for chunks of pixels (columns of at most `cols_budget`
+/// values, at least 64 pixels), the columns first (one task per input channel), then one
+/// product over the chunk per block of K rows, added into `dst`; no thread keeps a partial sum
+/// of the whole gradient (measured: 1024→1024 3×3 at 32², batch 1: per-thread sums of
+/// 9216 × 1024 values, rewritten every 64 pixels, ran at 73 GFLOP/s, this at 165).
+fn weight_gradient_k_split(
+    g: &Conv2dGeometry,
+    x: &[f32],
+    dy: &[f32],
+    (cs, rs): (usize, usize),
+    dst: &mut [f32],
+    cols_budget: usize,
+) {
+    let [h, w] = g.in_hw;
+    let (c_in, c_out) = (g.c_in, g.c_out);
+    let per_channel = g.kernel[0] * g.kernel[1];
+    let k = c_in * per_channel;
+    let pixels = g.out_hw[0] * g.out_hw[1];
+    let chunk = (cols_budget / k).max(64).min(pixels.max(1));
+    let taps = g.taps();
+    let lookup = channel_lookup(&[1]);
+    // Blocks of K rows (multiples of 64, the microkernels' height), a few per thread.
+    let tasks = 4 * rayon::current_num_threads();
+    let rows = k.div_ceil(tasks).next_multiple_of(64);
+    let mut cols = vec![0f32; k * chunk.min(pixels)];
+    let dst = SendPtr(dst.as_mut_ptr());
+    for n in 0..g.batch {
+        for q0 in (0..pixels).step_by(chunk) {
+            let m = chunk.min(pixels - q0);
+            // cols[kk, j]: tap kk of pixel q0 + j of image n.
+            cols[..k * m].par_chunks_mut(per_channel * m).enumerate().for_each(|(c, rows)| {
+                let plane = &x[(n * c_in + c) * h * w..][..h * w];
+                let image = ConvInput::new(vec![(plane, 1)], &lookup, (h, w), false);
+                im2col_block(&image, 1, (h, w), &taps, g.out_hw[1], (q0, m), rows, m);
+            });
+            let first = n == 0 && q0 == 0;
+            (0..k.div_ceil(rows)).into_par_iter().for_each(|t| {
+                let (k0, kn) = (t * rows, rows.min(k - t * rows));
+                // SAFETY: dst rows k0..k0+kn (row stride rs, column stride cs) of the k × c_out
+                // sums are this task's alone; lhs is rows k0.. of the chunk's columns (kn × m,
+                // row stride m); rhs is image n's dy at pixels q0.. read as m × c_out.
+                unsafe {
+                    product_acc(
+                        [kn, c_out, m],
+                        (dst.get().add(k0 * rs), cs, rs),
+                        (cols.as_ptr().add(k0 * m), 1, m),
+                        (dy.as_ptr().add(n * c_out * pixels + q0), pixels, 1),
+                        !first,
+                    );
+                }
+            });
+        }
     }
-    Ok(())
 }
 
 /// `dst[o, kk] = src[kk, o]` for a `k × c_out` source, in 32 × 32 tiles (element by element it
@@ -472,4 +584,40 @@ pub fn conv_transpose2d_forward(
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Both weight-gradient strategies agree, in both sum layouts, whichever one the geometry
+    /// would choose (the public reference tests reach each only through that choice).
+    #[test]
+    fn weight_gradient_strategies_agree() {
+        for (batch, c_in, c_out, hw, kernel, stride, padding) in [
+            (2, 3, 5, 9, 3, 1, 1),
+            (1, 4, 300, 6, 3, 2, 0),
+            (3, 2, 7, 17, 2, 1, 0),
+            (2, 3, 4, 20, 3, 1, 1),
+            (1, 8, 256, 3, 1, 1, 2),
+        ] {
+            let g =
+                Conv2dGeometry::new(batch, c_in, [hw, hw + 1], c_out, [kernel; 2], [stride; 2], [padding; 2], [1, 1])
+                    .expect("a valid geometry");
+            let x: Vec<f32> = (0..g.input_len()).map(|i| ((i * 7919) % 23) as f32 / 11.0 - 1.0).collect();
+            let dy: Vec<f32> = (0..g.output_len()).map(|i| ((i * 104_729) % 19) as f32 / 9.0 - 1.0).collect();
+            let mut sums = vec![1f32; g.weight_len()];
+            weight_gradient(&g, &x, &dy, &mut sums, None);
+            assert!(sums.iter().any(|&v| v != 0.0), "{g:?}: an all-zero gradient proves nothing");
+            let scale = sums.iter().fold(1f32, |m, v| m.max(v.abs()));
+            // All pixels in one chunk, and chunks of 64 pixels with a shorter last one.
+            let k = g.c_in * kernel * kernel;
+            for budget in [K_SPLIT_COLS_BUDGET, 64 * k] {
+                let mut split = vec![1f32; g.weight_len()];
+                weight_gradient(&g, &x, &dy, &mut split, Some(budget));
+                let worst = split.iter().zip(&sums).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max);
+                assert!(worst <= 1e-5 * scale, "{g:?}, budget {budget}: strategies differ by {worst}");
+            }
+        }
+    }
 }
