@@ -148,7 +148,9 @@ fn predict_cmd(model: &Path, input: &Path, output: &Path) -> Command {
 
 /// One case: builds its inputs inside its folder and returns the command and the words its
 /// error line must contain.
-type Case = (&'static str, Box<dyn Fn(&Path, &Fixtures) -> (Command, Vec<String>)>);
+/// Builds a case's command and the words its error must contain.
+type CaseFn = Box<dyn Fn(&Path, &Fixtures) -> (Command, Vec<String>)>;
+type Case = (&'static str, CaseFn);
 
 fn words(w: &[&str]) -> Vec<String> {
     w.iter().map(|s| s.to_string()).collect()
@@ -156,7 +158,7 @@ fn words(w: &[&str]) -> Vec<String> {
 
 fn cases() -> Vec<Case> {
     let mut c: Vec<Case> = Vec::new();
-    let mut add = |name: &'static str, f: Box<dyn Fn(&Path, &Fixtures) -> (Command, Vec<String>)>| c.push((name, f));
+    let mut add = |name: &'static str, f: CaseFn| c.push((name, f));
 
     // ---- bioseg predict: inputs ----
     add(

@@ -27,10 +27,10 @@ fn perceptron_models() -> Vec<PathBuf> {
 fn keras_perceptrons_match_keras_to_1e5() {
     let models = perceptron_models();
     assert!(models.len() >= 4, "expected Sequential and Functional via tf2onnx and Keras 3: {models:?}");
-    let input = bioseg_data::read_tensor(&fixtures().join("perceptron_input.npy")).unwrap();
+    let input = bioseg_data::read_tensor(fixtures().join("perceptron_input.npy")).unwrap();
     for path in models {
         let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
-        let expected = bioseg_data::read_tensor(&fixtures().join(format!("{stem}_expected.npy"))).unwrap();
+        let expected = bioseg_data::read_tensor(fixtures().join(format!("{stem}_expected.npy"))).unwrap();
         let model = OnnxModel::load(&path).unwrap();
         let out = bioseg_infer::tensor_run::run_tensor(&model, &input).unwrap().output;
         assert_eq!(out.len(), expected.len(), "{stem}");

@@ -53,6 +53,12 @@ pub fn error_line(error: &(dyn std::error::Error + 'static)) -> String {
     out.replace('\n', " ")
 }
 
+/// `[0.9421, 0.7763]`: scores for a user-facing line, each rounded to four decimals.
+pub fn rounded_list(values: &[f64]) -> String {
+    let items: Vec<String> = values.iter().map(|v| format!("{v:.4}")).collect();
+    format!("[{}]", items.join(", "))
+}
+
 #[cfg(test)]
 mod tests {
     #[derive(Debug, thiserror::Error)]
@@ -66,10 +72,10 @@ mod tests {
         let e = std::io::Error::other("a\nb");
         assert_eq!(super::error_line(&e), "a b");
     }
-}
 
-/// `[0.9421, 0.7763]`: scores for a user-facing line, each rounded to four decimals.
-pub fn rounded_list(values: &[f64]) -> String {
-    let items: Vec<String> = values.iter().map(|v| format!("{v:.4}")).collect();
-    format!("[{}]", items.join(", "))
+    #[test]
+    fn score_lists_are_rounded_to_four_decimals() {
+        assert_eq!(super::rounded_list(&[0.8325459317585302, 0.00004, 1.0]), "[0.8325, 0.0000, 1.0000]");
+        assert_eq!(super::rounded_list(&[]), "[]");
+    }
 }

@@ -108,7 +108,7 @@ pub fn detect_activation(proto: &ModelProto) -> OutputActivation {
     let Some(out) = g.output.first() else { return OutputActivation::Logits };
     let mut name = out.name.clone();
     for _ in 0..8 {
-        let Some(node) = g.node.iter().find(|n| n.output.iter().any(|o| *o == name)) else { break };
+        let Some(node) = g.node.iter().find(|n| n.output.contains(&name)) else { break };
         match node.op_type.as_str() {
             "Sigmoid" => return OutputActivation::Sigmoid,
             "Softmax" => return OutputActivation::Softmax,

@@ -36,6 +36,9 @@ impl std::fmt::Display for InputDim {
 
 type Plan = Arc<dyn Runnable>;
 
+/// One output of a model run: its shape and its values (row-major).
+pub type Output = (Vec<usize>, Vec<f32>);
+
 /// An ONNX model ready to run on any input shape its graph allows.
 pub struct OnnxModel {
     path: PathBuf,
@@ -291,7 +294,7 @@ impl OnnxModel {
     }
 
     /// Runs the model on one float32 input of `shape`; returns each output's shape and values.
-    pub fn run(&self, shape: &[usize], data: &[f32]) -> Result<Vec<(Vec<usize>, Vec<f32>)>, InferError> {
+    pub fn run(&self, shape: &[usize], data: &[f32]) -> Result<Vec<Output>, InferError> {
         let plan = self.plan(shape)?;
         let run_err = |e: anyhow::Error| InferError::Run(error_chain(&e));
         let input = Tensor::from_shape(shape, data).map_err(run_err)?;

@@ -78,6 +78,9 @@ impl Prediction {
     }
 }
 
+/// A batch of tiles with the model's output for each (`[h, w, classes]`).
+type TileOutputs = Vec<(Tile, Array3<f32>)>;
+
 /// A prepared predictor: the model's interface, tiling and normalisation resolved once.
 pub struct Predictor<'m> {
     pub(crate) model: &'m OnnxModel,
@@ -234,7 +237,7 @@ impl<'m> Predictor<'m> {
         let chunk = batch * rayon::current_num_threads().max(1) * 2;
         let done = std::sync::atomic::AtomicUsize::new(0);
         for group in tiles.chunks(chunk) {
-            let outputs: Vec<Result<Vec<(Tile, Array3<f32>)>, InferError>> = group
+            let outputs: Vec<Result<TileOutputs, InferError>> = group
                 .par_chunks(batch)
                 .map(|b| {
                     let r = self.run_batch(&plan, b, image, norm, (wh, ww));
@@ -291,7 +294,7 @@ impl<'m> Predictor<'m> {
         image: ArrayView3<f32>,
         norm: Normalization,
         (wh, ww): (usize, usize),
-    ) -> Result<Vec<(Tile, Array3<f32>)>, InferError> {
+    ) -> Result<TileOutputs, InferError> {
         let c = image.dim().2;
         let b = tiles.len();
         let mut input = vec![0f32; b * c * wh * ww];

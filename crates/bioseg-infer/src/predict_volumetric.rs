@@ -14,6 +14,9 @@ use crate::error::InferError;
 use crate::predict::{Predictor, finish_blend, to_probabilities};
 use crate::tiling::{AxisPlan, Blend, gaussian_weights};
 
+/// A batch of 3-D tiles with the model's output for each (`[d, h, w, classes]`).
+type BlockOutputs = Vec<(Tile3, Array4<f32>)>;
+
 /// A 3-D tiling plan.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VolumePlan3 {
@@ -110,7 +113,7 @@ impl Predictor<'_> {
         let done = std::sync::atomic::AtomicUsize::new(0);
         let axes = [&plan.z, &plan.y, &plan.x];
         for group in tiles.chunks(chunk) {
-            let outputs: Vec<Result<Vec<(Tile3, Array4<f32>)>, InferError>> = group
+            let outputs: Vec<Result<BlockOutputs, InferError>> = group
                 .par_chunks(batch)
                 .map(|b| {
                     let r = self.run_batch_3d(&plan, b, block, norm);
@@ -167,7 +170,7 @@ impl Predictor<'_> {
         tiles: &[Tile3],
         block: ArrayView4<f32>,
         norm: Normalization,
-    ) -> Result<Vec<(Tile3, Array4<f32>)>, InferError> {
+    ) -> Result<BlockOutputs, InferError> {
         let c = block.dim().3;
         let b = tiles.len();
         let [wd, wh, ww] = plan.window();

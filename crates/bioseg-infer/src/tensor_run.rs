@@ -34,7 +34,7 @@ pub fn run_tensor(model: &OnnxModel, input: &ArrayD<f32>) -> Result<TensorRun, I
 pub fn predicted_classes(output: &ArrayD<f32>) -> Vec<usize> {
     let rows = output.shape().first().copied().unwrap_or(0);
     let flat: Vec<f32> = output.iter().copied().collect();
-    let per_row = if rows == 0 { 0 } else { flat.len() / rows };
+    let per_row = flat.len().checked_div(rows).unwrap_or(0);
     flat.chunks(per_row.max(1))
         .map(|r| {
             if r.len() == 1 {
@@ -50,7 +50,7 @@ pub fn predicted_classes(output: &ArrayD<f32>) -> Vec<usize> {
 pub fn label_classes(labels: &ArrayD<f32>) -> Vec<usize> {
     let rows = labels.shape().first().copied().unwrap_or(labels.len());
     let flat: Vec<f32> = labels.iter().copied().collect();
-    let per_row = if rows == 0 { 1 } else { (flat.len() / rows).max(1) };
+    let per_row = flat.len().checked_div(rows).map_or(1, |r| r.max(1));
     flat.chunks(per_row)
         .map(|r| {
             if r.len() == 1 {

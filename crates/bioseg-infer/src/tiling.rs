@@ -68,7 +68,7 @@ impl AxisPlan {
         if window <= 2 * halo {
             return Err(format!("the model's fixed input size {window} leaves no room inside a halo of {halo}"));
         }
-        let m = if (window - 2 * halo) % m == 0 { m } else { 1 };
+        let m = if (window - 2 * halo).is_multiple_of(m) { m } else { 1 };
         Self::with_core(size, window - 2 * halo, overlap, halo, m)
     }
 

@@ -26,6 +26,8 @@ pub struct Cli {
 }
 
 /// Sub-commands.
+// The command line is parsed once: the size of its largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Train the course's perceptron (Dense(10→1) + sigmoid, MSE, SGD) and export ONNX.

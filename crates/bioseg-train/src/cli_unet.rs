@@ -204,7 +204,7 @@ impl UnetArgs {
 /// Writes history.json, history.csv and curves.png (atomically) into `out`.
 pub fn write_history(out: &Path, history: &[UnetEpoch]) {
     let json = serde_json::to_vec_pretty(history).expect("serialises");
-    if let Err(e) = bioseg_data::write_bytes_atomic(&out.join("history.json"), &json) {
+    if let Err(e) = bioseg_data::write_bytes_atomic(out.join("history.json"), &json) {
         tracing::warn!("cannot write history.json: {e}");
     }
     let classes = history.first().map(|h| h.val_dice.len()).unwrap_or(0);
@@ -223,7 +223,7 @@ pub fn write_history(out: &Path, history: &[UnetEpoch]) {
         }
         csv.push('\n');
     }
-    if let Err(e) = bioseg_data::write_bytes_atomic(&out.join("history.csv"), csv.as_bytes()) {
+    if let Err(e) = bioseg_data::write_bytes_atomic(out.join("history.csv"), csv.as_bytes()) {
         tracing::warn!("cannot write history.csv: {e}");
     }
     if let Err(e) = crate::curves::write_training_curves(&out.join("curves.png"), history) {

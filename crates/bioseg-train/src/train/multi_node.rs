@@ -308,7 +308,7 @@ mod collective {
             };
             let r = all_reduce::<Inner<B>>(self.peer, t.into_primitive().tensor(), ReduceOperation::Sum)
                 .map_err(|e| collective_error("all-reduce", e))?;
-            Ok(Tensor::<Inner<B>, 1>::from_primitive(TensorPrimitive::Float(r)).slice([0..n]))
+            Ok(Tensor::<Inner<B>, 1>::from_primitive(TensorPrimitive::Float(r)).narrow(0, 0, n))
         }
 
         /// Sums the gradients of `model`'s parameters over the local devices (`multi`) and then
@@ -333,7 +333,7 @@ mod collective {
             let flat = self.all_reduce_flat(Tensor::cat(parts, 0))?;
             let sums: Vec<f64> = flat
                 .clone()
-                .slice([len..len + extra.len()])
+                .narrow(0, len, extra.len())
                 .into_data()
                 .convert::<f32>()
                 .to_vec::<f32>()
@@ -432,7 +432,7 @@ mod collective {
             let (id, dims) = self.layout.next().expect("peeked");
             let n = dims.iter().product::<usize>();
             let shape: [usize; D] = dims.try_into().expect("the gradient has the parameter's rank");
-            let grad = self.flat.clone().slice([self.offset..self.offset + n]).reshape(shape);
+            let grad = self.flat.clone().narrow(0, self.offset, n).reshape(shape);
             self.offset += n;
             self.out.register::<Inner<B>, D>(id, grad);
         }

@@ -208,7 +208,11 @@ impl UnetTraining {
         self.model_config(2).validate().map_err(TrainError::Config)?;
         self.upsample.parse::<Upsample>().map_err(TrainError::Config)?;
         let m = 1usize << self.depth;
-        if self.crop_width == 0 || self.crop_height == 0 || self.crop_width % m != 0 || self.crop_height % m != 0 {
+        if self.crop_width == 0
+            || self.crop_height == 0
+            || !self.crop_width.is_multiple_of(m)
+            || !self.crop_height.is_multiple_of(m)
+        {
             return bad(format!(
                 "-X/-Y ({}x{}) must be positive multiples of {m} (2^depth)",
                 self.crop_width, self.crop_height
@@ -229,7 +233,7 @@ impl UnetTraining {
         if !(0.0..1.0).contains(&self.val_fraction) {
             return bad(format!("--val-fraction must be in [0, 1), not {}", self.val_fraction));
         }
-        if !(0.0..=1.0).contains(&self.beta) || !(self.gamma > 0.0) {
+        if !(0.0..=1.0).contains(&self.beta) || self.gamma.is_nan() || self.gamma <= 0.0 {
             return bad("--beta must be in [0, 1] and --gamma positive".into());
         }
         Ok(())
