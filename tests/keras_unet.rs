@@ -195,7 +195,14 @@ fn bioseg_inspect_describes_every_keras_unet() {
         assert_eq!(r["tiling"]["receptive_field_radius"]["source"], "computed", "{}", f.name);
         let radius = r["tiling"]["receptive_field_radius"]["value"].as_u64().unwrap();
         assert_eq!(radius, if transpose { 123 } else { 138 }, "{}", f.name);
-        assert_eq!(r["tiling"]["recommended_halo"]["value"], radius.div_ceil(16) * 16, "{}", f.name);
+        let halo = radius.div_ceil(16) * 16;
+        assert_eq!(r["tiling"]["recommended_halo"]["value"], halo, "{}", f.name);
+        // The note names the halo `bioseg predict` uses on this model, not another default.
+        let notes = r["tiling"]["notes"].to_string();
+        assert!(notes.contains(&format!("uses a halo of {halo} ")), "{}: {notes}", f.name);
+        let model = OnnxModel::load(&f.onnx).unwrap();
+        let predictor = Predictor::new(&model, PredictOptions::default()).unwrap();
+        assert_eq!(predictor.halo() as u64, halo, "{}", f.name);
         let symbolic = r["inputs"][0]["symbolic_axes"].as_array().unwrap().len();
         assert_eq!(symbolic, f.onnx_dynamic_dims(), "{}", f.name);
     }

@@ -59,6 +59,20 @@ pub fn rounded_list(values: &[f64]) -> String {
     format!("[{}]", items.join(", "))
 }
 
+/// `membrane 0.8813, interior 0.9712`: one score per class for a user-facing line, named (`class
+/// i` past the end of `names`) and rounded to four decimals.
+pub fn named_scores(names: &[String], values: &[f64]) -> String {
+    let items: Vec<String> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| match names.get(i) {
+            Some(name) => format!("{name} {v:.4}"),
+            None => format!("class {i} {v:.4}"),
+        })
+        .collect();
+    items.join(", ")
+}
+
 #[cfg(test)]
 mod tests {
     #[derive(Debug, thiserror::Error)]
@@ -77,5 +91,12 @@ mod tests {
     fn score_lists_are_rounded_to_four_decimals() {
         assert_eq!(super::rounded_list(&[0.8325459317585302, 0.00004, 1.0]), "[0.8325, 0.0000, 1.0000]");
         assert_eq!(super::rounded_list(&[]), "[]");
+    }
+
+    #[test]
+    fn scores_are_named_by_class() {
+        let names = vec!["membrane".to_string(), "interior".to_string()];
+        assert_eq!(super::named_scores(&names, &[0.88134, 0.97116]), "membrane 0.8813, interior 0.9712");
+        assert_eq!(super::named_scores(&names[..1], &[0.5, 0.25]), "membrane 0.5000, class 1 0.2500");
     }
 }

@@ -565,8 +565,10 @@ fn tiling_report(md: &ModelMetadata, io: Option<&ModelIo>, est: &GraphEstimate) 
     report.size_multiple = sourced(md.size_multiple, est.size_multiple);
     report.receptive_field_radius = sourced(md.receptive_field_radius, est.receptive_field_radius);
     let m = report.size_multiple.map(|s| s.value).unwrap_or(1).max(1);
-    report.recommended_halo =
-        sourced(md.recommended_halo, report.receptive_field_radius.map(|r| r.value.div_ceil(m) * m));
+    report.recommended_halo = sourced(
+        md.recommended_halo,
+        report.receptive_field_radius.map(|r| crate::io_spec::halo_from_radius(r.value, m)),
+    );
     if md.size_multiple.is_none() || md.receptive_field_radius.is_none() {
         notes.extend(est.notes.iter().cloned());
         if est.receptive_field_radius.is_some() {
@@ -583,13 +585,20 @@ fn tiling_report(md: &ModelMetadata, io: Option<&ModelIo>, est: &GraphEstimate) 
             io.size_multiple
         ));
     }
-    if md.recommended_halo.is_none()
-        && let Some(h) = report.recommended_halo
-    {
-        notes.push(format!(
-            "without bioseg.recommended_halo, `bioseg predict` uses a halo of 32: pass --halo {}",
-            h.value
-        ));
+    if md.recommended_halo.is_none() {
+        // What `bioseg predict` will use (`ModelIo`, the one source of that choice).
+        notes.push(match io.recommended_halo {
+            Some(h) => format!(
+                "without bioseg.recommended_halo, `bioseg predict` uses a halo of {h} (the receptive field \
+                 rounded up to {}; --halo overrides it)",
+                io.size_multiple
+            ),
+            None => format!(
+                "without bioseg.recommended_halo or a receptive field, `bioseg predict` uses a halo of {}: \
+                 pass --halo",
+                crate::predict::FALLBACK_HALO
+            ),
+        });
     }
     let halo = report.recommended_halo.map(|h| h.value);
     match (io.fixed_size, halo) {

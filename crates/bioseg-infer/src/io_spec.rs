@@ -33,6 +33,13 @@ pub struct ModelIo {
     pub recommended_halo: Option<usize>,
 }
 
+/// The halo a model without `bioseg.recommended_halo` gets from its receptive-field radius: the
+/// radius rounded up to the size multiple (so tile origins stay on the pooling grid). `bioseg
+/// predict` and `bioseg inspect` both use it.
+pub fn halo_from_radius(radius: usize, size_multiple: usize) -> usize {
+    radius.div_ceil(size_multiple.max(1)) * size_multiple.max(1)
+}
+
 fn fixed(d: &InputDim) -> Option<usize> {
     match d {
         InputDim::Fixed(n) => Some(*n),
@@ -82,7 +89,7 @@ impl ModelIo {
         let size_multiple =
             md.size_multiple.or_else(|| estimate.as_ref().and_then(|e| e.size_multiple)).unwrap_or(16).max(1);
         let recommended_halo = md.recommended_halo.or_else(|| {
-            estimate.as_ref().and_then(|e| e.receptive_field_radius).map(|r| r.div_ceil(size_multiple) * size_multiple)
+            estimate.as_ref().and_then(|e| e.receptive_field_radius).map(|r| halo_from_radius(r, size_multiple))
         });
         let batch_symbolic = fixed(&dims[0]).is_none();
         let activation = md.output.unwrap_or_else(|| detect_activation(model.proto()));

@@ -12,6 +12,10 @@ use crate::io_spec::ModelIo;
 use crate::model::OnnxModel;
 use crate::tiling::{Blend, Tile, TilePlan, gaussian_weights};
 
+/// The halo of a model with neither `bioseg.recommended_halo` nor a receptive field that the
+/// graph analysis can find, unless `--halo` is given.
+pub const FALLBACK_HALO: usize = 32;
+
 /// How to tile and prepare the input.
 #[derive(Clone, Debug)]
 pub struct PredictOptions {
@@ -95,7 +99,7 @@ impl<'m> Predictor<'m> {
     pub fn new(model: &'m OnnxModel, opts: PredictOptions) -> Result<Self, InferError> {
         let io = ModelIo::probe(model, opts.layout)?;
         let multiple = opts.size_multiple.unwrap_or(io.size_multiple).max(1);
-        let halo = opts.halo.or(io.recommended_halo).unwrap_or(32);
+        let halo = opts.halo.or(io.recommended_halo).unwrap_or(FALLBACK_HALO);
         if opts.tile == 0 {
             return Err(InferError::Input("--tile must be positive".into()));
         }

@@ -327,7 +327,7 @@ pub fn unet(mut args: UnetArgs, quiet: bool) -> Result<()> {
                 h.epoch,
                 h.train_loss,
                 h.val_loss,
-                bioseg_data::cli_support::rounded_list(&h.val_dice),
+                bioseg_data::cli_support::named_scores(&trained.class_names, &h.val_dice),
                 h.val_pixel_error
             );
         }

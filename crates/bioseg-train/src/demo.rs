@@ -60,10 +60,10 @@ pub fn run_demo(args: &DemoArgs, quiet: bool) -> Result<()> {
     if let Some(h) = trained.history.last() {
         let speed = trained.history.iter().map(|e| e.images_per_second).sum::<f64>() / trained.history.len() as f64;
         println!(
-            "   {} epochs at {speed:.1} training images/s; last: train loss {:.4}, validation Dice {:.3}, pixel error {:.4}",
+            "   {} epochs at {speed:.1} training images/s; last: train loss {:.4}, validation Dice {}, pixel error {:.4}",
             h.epoch,
             h.train_loss,
-            h.foreground_dice(),
+            bioseg_data::cli_support::named_scores(&trained.class_names, &h.val_dice),
             h.val_pixel_error
         );
     }

@@ -524,12 +524,15 @@ pub fn train_unet<B: AutodiffBackend>(
         )));
     };
     tracing::info!(
-        "{} training images, {} validation crops, {} classes (frequencies {:?}), class weights {:?}",
+        "{} training images, {} validation crops, {} classes (frequencies: {}; loss weights: {})",
         data.train.len(),
         data.val.len(),
         data.classes,
-        data.class_frequencies,
-        loss.class_weights
+        bioseg_data::cli_support::named_scores(&class_names, &data.class_frequencies),
+        bioseg_data::cli_support::named_scores(
+            &class_names,
+            &loss.class_weights.iter().map(|&w| f64::from(w)).collect::<Vec<_>>()
+        )
     );
 
     if let Some((dir, n)) = &opts.save_augmented {
@@ -649,7 +652,7 @@ pub fn train_unet<B: AutodiffBackend>(
             record.epoch,
             record.train_loss,
             record.val_loss,
-            bioseg_data::cli_support::rounded_list(&record.val_dice),
+            bioseg_data::cli_support::named_scores(&class_names, &record.val_dice),
             record.images_per_second
         );
         let fg = record.foreground_dice();
