@@ -17,11 +17,16 @@
 //!
 //! Blocks are sized so that a column block stays within half a MiB (in L2), in multiples of 64
 //! pixels (the microkernels' height).
+//!
+//! Stride-1 layers reading 8–64 channels and writing whole vectors of 16 skip all of this on
+//! AVX-512 machines: their forward pass, data gradient and (3-wide kernels) weight gradient run
+//! on the direct kernels of `direct.rs` (no im2col, no packing; the reasons are measured there).
 
 use std::cell::RefCell;
 
 use rayon::prelude::*;
 
+use crate::direct::{self, Direct, tile_weights};
 use crate::error::KernelError;
 use crate::gemm::{SendPtr, grow, product, product_acc};
 use crate::im2col::{Taps, col2im_block, im2col_block};
@@ -68,6 +73,25 @@ fn block_pixels_within(rows: usize, pixels: usize, budget: usize, max: usize) ->
 /// 1024→1024 3×3 at 16² 20 → 43, 512→1024 71 → 126, 256→256 121 → 154, but 128→128 158 → 78,
 /// 16→16 127 → 79.
 const DIRECT_LAYOUT_CHANNELS: usize = 256;
+
+/// The forward convolution `g` of `x` as the direct kernel runs it.
+fn direct_forward<'a>(g: &Conv2dGeometry, x: &'a [f32]) -> Direct<'a> {
+    Direct {
+        x,
+        batch: g.batch,
+        c_in: g.c_in,
+        in_hw: g.in_hw,
+        pad: g.padding,
+        kernel: g.kernel,
+        c_out: g.c_out,
+        out_hw: g.out_hw,
+    }
+}
+
+/// Stride and dilation 1: what the direct kernel runs.
+fn unit_steps(g: &Conv2dGeometry) -> bool {
+    g.stride == [1, 1] && g.dilation == [1, 1]
+}
 
 /// Splits `tasks` tasks into one contiguous range per thread (fewer when there are fewer
 /// tasks), so a reduction keeps one partial sum per thread.
@@ -270,6 +294,12 @@ pub fn conv2d_forward(
     if let Some(b) = bias {
         g.check("bias", b.len(), g.c_out)?;
     }
+    if unit_steps(g) && direct::pays(g.c_in, g.c_out) {
+        let weights = tile_weights(weight, g.c_out, g.c_in, g.kernel, false);
+        let conv = direct_forward(g, x);
+        conv.run(&weights, bias, y);
+        return Ok(());
+    }
     let wmat = with_bias(weight, g.c_out, bias);
     let planes = Planes { data: x, batch: g.batch, channels: g.c_in, hw: g.in_hw };
     im2col_gemm(planes, &g.taps(), g.out_hw, &wmat, g.c_out, y);
@@ -283,6 +313,22 @@ pub fn conv2d_backward_data(g: &Conv2dGeometry, weight: &[f32], dy: &[f32], dx: 
     g.check("input gradient", dx.len(), g.input_len())?;
     let [kh, kw] = g.kernel;
     let (c_in, c_out) = (g.c_in, g.c_out);
+    if unit_steps(g) && direct::pays(c_out, c_in) && (0..2).all(|a| g.padding[a] < g.kernel[a]) {
+        // The "full" convolution below, by the direct kernel.
+        let weights = tile_weights(weight, c_in, c_out, g.kernel, true);
+        let conv = Direct {
+            x: dy,
+            batch: g.batch,
+            c_in: c_out,
+            in_hw: g.out_hw,
+            pad: [0, 1].map(|a| g.kernel[a] - 1 - g.padding[a]),
+            kernel: g.kernel,
+            c_out: c_in,
+            out_hw: g.in_hw,
+        };
+        conv.run(&weights, None, dx);
+        return Ok(());
+    }
     if g.stride == [1, 1] {
         // dx[c, y] = Σ_{o, i} W[o, c, kh−1−i] · dy[o, y + p − d·(kh−1) + d·i]: a convolution of
         // dy with the kernel flipped and its channel axes swapped, reading d·(k−1) − p beyond
@@ -364,6 +410,11 @@ pub fn conv2d_backward_weight(g: &Conv2dGeometry, x: &[f32], dy: &[f32], dw: &mu
     g.check("input", x.len(), g.input_len())?;
     g.check("output gradient", dy.len(), g.output_len())?;
     g.check("weight gradient", dw.len(), g.weight_len())?;
+    if unit_steps(g) && direct::pays_weight_gradient(g.c_in, g.c_out, g.kernel[1]) {
+        let conv = direct_forward(g, x);
+        conv.weight_gradient(dy, dw);
+        return Ok(());
+    }
     let k_split =
         g.c_out >= K_SPLIT_CHANNELS || g.c_out * rayon::current_num_threads() >= g.batch * g.out_hw[0] * g.out_hw[1];
     weight_gradient(g, x, dy, dw, k_split.then_some(K_SPLIT_COLS_BUDGET));

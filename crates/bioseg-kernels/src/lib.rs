@@ -7,12 +7,14 @@
 //! - training (Burn's `flex` backend, patched in `vendor/burn-flex`): NCHW convolution forward,
 //!   data, weight and bias gradients and the transposed convolution ([`conv2d_forward`] …),
 //!   max pooling with indices and its gradient, nearest up-sampling and its gradient, each
-//!   spread over the cores with rayon.
+//!   spread over the cores with rayon; the layers with 8–64 channels on direct AVX-512 kernels
+//!   (register tiles of 16 output channels, no im2col).
 //!
 //! It depends on neither Burn nor tract, so the inference crate never links Burn and the
 //! trainer gets the `gemm` crate's AVX-512 kernels on its own.
 
 mod conv2d;
+mod direct;
 mod error;
 mod gemm;
 mod im2col;

@@ -229,6 +229,26 @@ fn large_layers_split_into_many_blocks_match_the_reference() {
     }
 }
 
+#[test]
+fn direct_kernel_layers_match_the_reference() {
+    // The direct kernel's layers (8–64 channels read, whole vectors of 16 written; on AVX-512
+    // machines): several bands per image, one-pixel images, uneven padding, kernels wider than
+    // tall, channel counts that are not multiples of 8, and 32 output channels (two chunks).
+    for (batch, c_in, [h, w], c_out, kernel, pad) in [
+        (2, 16, [37, 41], 16, [3, 3], [1, 1]),
+        (1, 10, [1, 1], 16, [3, 3], [1, 1]),
+        (3, 24, [5, 9], 32, [2, 3], [0, 2]),
+        (1, 64, [13, 6], 16, [3, 1], [2, 0]),
+        (2, 8, [70, 3], 48, [1, 3], [0, 1]),
+    ] {
+        let g = Conv2dGeometry::new(batch, c_in, [h, w], c_out, kernel, [1, 1], pad, [1, 1]).unwrap();
+        check_large(&g);
+        // The data gradient reads the output's 16–48 channels and writes the input's.
+        let t = Conv2dGeometry::new(batch, c_out, [h, w], c_in.next_multiple_of(16), kernel, [1, 1], pad, [1, 1]);
+        check_large(&t.unwrap());
+    }
+}
+
 fn check_large(g: &Conv2dGeometry) {
     let g = *g;
     let x = values(g.input_len(), 5);
