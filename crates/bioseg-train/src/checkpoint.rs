@@ -1,7 +1,11 @@
 //! Checkpoints: one folder per epoch (`epoch-000012/`) holding the model weights, the optimizer
 //! state and a `state.json` (epoch, history, seed, checksums). A checkpoint is written into a
 //! temporary folder and renamed into place, so a run killed at any moment leaves only complete
-//! checkpoints; loading verifies sizes and CRC-32 checksums before decoding.
+//! checkpoints; loading verifies sizes and CRC-32 checksums before decoding. Removal is atomic
+//! too: a checkpoint being replaced or pruned is first renamed to a hidden `.NAME.old-PID` folder
+//! and only then deleted, so a kill during the deletion never leaves a visible, half-deleted
+//! `epoch-NNNNNN/` (found by `tests/kill_and_resume.rs`: `remove_dir_all` deletes `state.json`
+//! before `model.mpk`, and a run killed in between left a folder that no longer loaded).
 
 use std::path::{Path, PathBuf};
 
@@ -82,12 +86,27 @@ pub fn save<B: Backend, M: Module<B>, O: Record<B>>(
         let path = tmp.join(name);
         write_synced(&path, bytes).map_err(TrainError::io(&path))?;
     }
-    if final_dir.exists() {
-        std::fs::remove_dir_all(&final_dir).map_err(TrainError::io(&final_dir))?;
-    }
-    std::fs::rename(&tmp, &final_dir).map_err(TrainError::io(&final_dir))?;
+    replace_dir(&tmp, &final_dir)?;
     prune(dir, keep)?;
     Ok(final_dir)
+}
+
+/// Moves the complete folder `tmp` to `target`, replacing a previous `target` atomically.
+fn replace_dir(tmp: &Path, target: &Path) -> Result<(), TrainError> {
+    if target.exists() {
+        remove_dir_atomically(target)?;
+    }
+    std::fs::rename(tmp, target).map_err(TrainError::io(target))
+}
+
+/// Renames `path` to a hidden sibling first, then deletes it: whatever moment the process dies
+/// at, `path` either is complete or is gone (a hidden leftover is cleaned by [`prune`]).
+fn remove_dir_atomically(path: &Path) -> Result<(), TrainError> {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let hidden = path.with_file_name(format!(".{name}.old-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&hidden);
+    std::fs::rename(path, &hidden).map_err(TrainError::io(path))?;
+    std::fs::remove_dir_all(&hidden).map_err(TrainError::io(&hidden))
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -106,10 +125,7 @@ pub fn copy_as(checkpoint: &Path, dir: &Path, name: &str) -> Result<PathBuf, Tra
         std::fs::copy(checkpoint.join(f), tmp.join(f)).map_err(TrainError::io(checkpoint.join(f)))?;
     }
     let target = dir.join(name);
-    if target.exists() {
-        std::fs::remove_dir_all(&target).map_err(TrainError::io(&target))?;
-    }
-    std::fs::rename(&tmp, &target).map_err(TrainError::io(&target))?;
+    replace_dir(&tmp, &target)?;
     Ok(target)
 }
 
@@ -135,17 +151,20 @@ fn prune(dir: &Path, keep: usize) -> Result<(), TrainError> {
     let dirs = epoch_dirs(dir)?;
     if dirs.len() > keep.max(1) {
         for (_, path) in &dirs[..dirs.len() - keep.max(1)] {
-            std::fs::remove_dir_all(path).map_err(TrainError::io(path))?;
+            remove_dir_atomically(path)?;
         }
     }
-    // Temporary folders of killed runs.
+    // Temporary and half-deleted folders of killed runs.
     if let Ok(entries) = std::fs::read_dir(dir) {
+        let own = std::process::id().to_string();
         for e in entries.flatten() {
             let name = e.file_name();
             let name = name.to_string_lossy();
-            if name.starts_with('.') && name.contains(".tmp-") {
-                let pid_part = name.rsplit(".tmp-").next().unwrap_or("");
-                if pid_part != std::process::id().to_string() {
+            if !name.starts_with('.') {
+                continue;
+            }
+            for marker in [".tmp-", ".old-"] {
+                if name.contains(marker) && name.rsplit(marker).next().unwrap_or("") != own {
                     let _ = std::fs::remove_dir_all(e.path());
                 }
             }
@@ -244,4 +263,64 @@ pub fn load<B: Backend, M: Module<B>, O: Record<B>>(
     let model = model.load_record(record);
     let optim: O = Recorder::<B>::load(&recorder, optim_bytes, device).map_err(|e| bad(OPTIM_FILE, e))?;
     Ok((model, optim, state))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::CpuBackend as B;
+    use burn::nn::{Linear, LinearConfig};
+
+    fn state(epoch: usize) -> CheckpointState {
+        CheckpointState {
+            kind: "test".into(),
+            epoch,
+            seed: 1,
+            config: serde_json::Value::Null,
+            history: serde_json::json!([]),
+            best: None,
+            model: None,
+            optimizer: None,
+        }
+    }
+
+    fn visible(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| !n.starts_with('.'))
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn pruning_and_replacing_leave_only_complete_checkpoints_and_clean_killed_leftovers() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let model: Linear<B> = LinearConfig::new(3, 2).init(&Default::default());
+        // What killed runs leave: a half-written and a half-deleted hidden folder.
+        for leftover in [".epoch-000001.tmp-4000000000", ".epoch-000000.old-4000000001"] {
+            std::fs::create_dir_all(dir.join(leftover)).unwrap();
+            std::fs::write(dir.join(leftover).join(MODEL_FILE), b"partial").unwrap();
+        }
+        for epoch in 1..=3 {
+            save::<B, _, _>(dir, &model, (), state(epoch), 2).unwrap();
+        }
+        // Re-saving an epoch replaces it; copying one as `best` twice replaces the copy.
+        let again = save::<B, _, _>(dir, &model, (), state(3), 2).unwrap();
+        copy_as(&again, dir, "best").unwrap();
+        copy_as(&again, dir, "best").unwrap();
+
+        assert_eq!(visible(dir), ["best", "epoch-000002", "epoch-000003"]);
+        let everything = std::fs::read_dir(dir).unwrap().count();
+        assert_eq!(everything, 3, "hidden leftovers remain");
+        for name in visible(dir) {
+            let ckpt = dir.join(name);
+            let fresh: Linear<B> = LinearConfig::new(3, 2).init(&Default::default());
+            let (_, st) = load_model(&ckpt, "test", fresh, &Default::default()).unwrap();
+            assert_eq!(st.epoch, if ckpt.ends_with("epoch-000002") { 2 } else { 3 });
+        }
+        assert_eq!(resolve(dir).unwrap(), dir.join("epoch-000003"));
+    }
 }
