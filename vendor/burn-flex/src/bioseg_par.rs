@@ -51,22 +51,14 @@ pub(crate) fn zip_in_place<E: Copy + Send + Sync>(l: &mut [E], r: &[E], op: impl
     zip_chunks_mut(l, r, |l, r| l.iter_mut().zip(r).for_each(|(l, &r)| *l = op(*l, r)));
 }
 
-/// A new vector of `n` elements, each chunk written once by `fill(first_index, chunk)`.
+/// A new vector of `n` elements, each chunk of [`CHUNK`] written once by `fill(first_index,
+/// chunk)`.
 fn collect<E: Copy + Send + Sync>(n: usize, fill: impl Fn(usize, &mut [MaybeUninit<E>]) + Sync + Send) -> Vec<E> {
-    collect_in(n, CHUNK, fill)
-}
-
-/// [`collect`] with tasks of `per_task` elements (the last one shorter).
-fn collect_in<E: Copy + Send + Sync>(
-    n: usize,
-    per_task: usize,
-    fill: impl Fn(usize, &mut [MaybeUninit<E>]) + Sync + Send,
-) -> Vec<E> {
     let mut out: Vec<E> = Vec::with_capacity(n);
     let spare = &mut out.spare_capacity_mut()[..n];
     #[cfg(feature = "rayon")]
     if n >= PARALLEL_MIN {
-        spare.par_chunks_mut(per_task.max(1)).enumerate().for_each(|(i, c)| fill(i * per_task, c));
+        spare.par_chunks_mut(CHUNK).enumerate().for_each(|(i, c)| fill(i * CHUNK, c));
     } else {
         fill(0, spare);
     }
@@ -98,7 +90,9 @@ pub(crate) fn zip_map<E: Copy + Send + Sync>(a: &[E], b: &[E], op: impl Fn(E, E)
 }
 
 /// `runs` runs of `run` elements, run `r` read from `src[start_of(r)..][..run]`, as one vector
-/// (a strided view made contiguous); tasks are whole runs.
+/// (a strided view made contiguous). Tasks are [`CHUNK`] elements of the result, cutting through
+/// runs where they end: a channel slice of a batch of 2 is 2 runs of a million values, which
+/// whole-run tasks had copied on one thread (and flex's 2-D tiled copy on the caller's).
 pub(crate) fn gather_runs<E: Copy + Send + Sync>(
     src: &[E],
     run: usize,
@@ -109,13 +103,16 @@ pub(crate) fn gather_runs<E: Copy + Send + Sync>(
     if n == 0 {
         return Vec::new();
     }
-    let per_task = (CHUNK / run).max(1) * run;
-    collect_in(n, per_task, |first, c| {
-        for (j, dst) in c.chunks_exact_mut(run).enumerate() {
-            let start = start_of(first / run + j);
-            for (d, &s) in dst.iter_mut().zip(&src[start..start + run]) {
+    collect(n, |first, c| {
+        let (mut at, mut done) = (first, 0);
+        while done < c.len() {
+            let (r, within) = (at / run, at % run);
+            let len = (run - within).min(c.len() - done);
+            let from = &src[start_of(r) + within..][..len];
+            for (d, &s) in c[done..done + len].iter_mut().zip(from) {
                 d.write(s);
             }
+            (at, done) = (at + len, done + len);
         }
     })
 }

@@ -365,7 +365,10 @@ impl FlexTensor {
                     }
                 }
             }
-        } else if shape.len() == 2 && all_positive {
+        } else if shape.len() == 2 && all_positive && strides[1] != 1 {
+            // bioseg: `&& strides[1] != 1`: rows that are contiguous runs (a channel slice of a
+            // batch collapses to [batch, run]) go to the parallel run copy below instead of the
+            // serial tiled copy (vendor/README.md).
             // 2D positive-stride (transpose-like): tile both dims so
             // reads stay in cache. The loop-nesting chooser inside
             // `copy_2d_tiled` picks whichever ordering puts the

@@ -245,36 +245,28 @@ fn folds_upsampling<B: Backend>(c: &Conv2d<B>, device: &B::Device) -> bool {
 /// Along each axis, output `2i` reads input `i` through both taps (`w0 + w1`) and output
 /// `2i + 1` reads input `i` through `w0` and input `i + 1` through `w1` (zero past the border,
 /// as the padding); a transposed convolution places input `i` at outputs `2i − 1 + k`, so its
-/// taps are `k = 0: w1`, `k = 1: w0 + w1`, `k = 2: w0`, per axis.
+/// taps are `k = 0: w1`, `k = 1: w0 + w1`, `k = 2: w0`, per axis. The 3×3 kernel is the 2×2 one
+/// times a constant 0/1 matrix (`[o·i, 4] × [4, 9]`): one product forward and one backward,
+/// where sixteen tap slices, their sums and concatenations had cost ~6 ms of serial copies and
+/// slice assignments per step in the backward pass (F=16 U-Net, BENCHMARKS.md "CPU training").
 pub fn upsample_conv2x2<B: Backend>(c: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
     let w = c.weight.val();
     let [o, i, _, _] = w.dims();
-    let tap = |dy: usize, dx: usize| w.clone().slice([0..o, 0..i, dy..dy + 1, dx..dx + 1]);
     // Taps of the 2×2 kernel feeding each of the 3 transposed-kernel positions, per axis.
     const FROM: [&[usize]; 3] = [&[1], &[0, 1], &[0]];
-    let rows = FROM
-        .iter()
-        .map(|ys| {
-            let row = FROM
-                .iter()
-                .map(|xs| {
-                    let mut sum: Option<Tensor<B, 4>> = None;
-                    for &dy in *ys {
-                        for &dx in *xs {
-                            sum = Some(match sum {
-                                Some(s) => s + tap(dy, dx),
-                                None => tap(dy, dx),
-                            });
-                        }
-                    }
-                    sum.expect("every position has a tap")
-                })
-                .collect();
-            Tensor::cat(row, 3)
-        })
-        .collect();
-    // [o, i, 3, 3] → the transposed convolution's [i, o, 3, 3].
-    let kernel = Tensor::cat(rows, 2).swap_dims(0, 1);
+    let mut spread = [0f32; 4 * 9];
+    for (ky, ys) in FROM.iter().enumerate() {
+        for (kx, xs) in FROM.iter().enumerate() {
+            for &dy in *ys {
+                for &dx in *xs {
+                    spread[(dy * 2 + dx) * 9 + ky * 3 + kx] = 1.0;
+                }
+            }
+        }
+    }
+    let spread = Tensor::<B, 2>::from_data(TensorData::new(spread.to_vec(), [4, 9]), &w.device());
+    // [o, i, 2, 2] → [o, i, 3, 3] → the transposed convolution's [i, o, 3, 3].
+    let kernel = w.reshape([o * i, 4]).matmul(spread).reshape([o, i, 3, 3]).swap_dims(0, 1);
     let options = ConvTransposeOptions::new([2, 2], [1, 1], [1, 1], [1, 1], 1);
     conv_transpose2d(x, kernel, c.bias.as_ref().map(|b| b.val()), options)
 }
