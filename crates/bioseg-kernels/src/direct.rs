@@ -12,7 +12,9 @@
 //! broadcast from memory inside the multiply-add (`vfmadd231ps zmm, zmm, [mem]{1to16}`): one
 //! load per 16 multiply-adds, nothing packed. The `kw − 1` positions at the end of each band
 //! row (and the last tile's overhang) are wasted work, dropped when the block is transposed
-//! into the output with its bias.
+//! into the output with its bias ([`copy_out`], 16 × 16 in registers). Where there are two
+//! chunks of 16 output channels, [`tile_pair`] runs both, so each broadcast value feeds two
+//! multiply-adds.
 //!
 //! The weight gradient ([`Direct::weight_gradient`]) turns the same band round: per position,
 //! one vector of 16 output-channel gradients times 8 band rows × 3 taps broadcast from memory.
@@ -36,6 +38,13 @@ const OUT: usize = 16;
 
 /// Positions per tile: accumulator registers (of 32; one more holds the weights).
 const TILE: usize = 24;
+
+/// Positions per tile when two chunks of output channels run together ([`tile_pair`]): 2 × 12
+/// accumulators, and one broadcast of an input value per two multiply-adds instead of one.
+/// Measured (`examples/unet_layers`, forward / data gradient GFLOP/s, single → pair): 64→64 at
+/// 64² 305 / 304 → 336 / 332, 64→32 at 128² 305 / 292 → 336 / 323, all 22 layers 150 → 146 ms;
+/// the 24-position tile is load-bound (one broadcast load per multiply-add).
+const PAIR_TILE: usize = 12;
 
 /// Band rows (input channel, kernel row) per weight-gradient tile, and the taps per row it
 /// runs (3: the tile holds ROWS · ROW_TAPS = 24 vectors of sums).
@@ -177,43 +186,62 @@ impl Direct<'_> {
                 let (band, block) = &mut *bufs.borrow_mut();
                 // The last channel's tiles read up to kw + TILE values past its plane.
                 let band = grow(band, c_in * plane + kw + TILE);
-                let block = grow(block, m * OUT);
+                let block = grow(block, 2 * m * OUT);
                 self.fill_band(n, r0, wp, plane, band);
-                for (chunk, w) in weights.chunks_exact(chunk_len).enumerate() {
-                    for p0 in (0..m).step_by(TILE) {
-                        // SAFETY: the tile reads band[c·plane + offsets[t] + p0 + i] for i <
-                        // TILE: at most (c_in − 1)·plane + (kh − 1)·wp + kw − 1 + m − 1, below
-                        // c_in·plane + kw + TILE since m < r·wp + TILE; w holds kh·kw·c_in
-                        // vectors of OUT; the tile writes block[p0·OUT ..][.. TILE·OUT], inside
-                        // m·OUT; pays() checked AVX-512.
-                        unsafe {
-                            tile(
-                                band.as_ptr().add(p0),
-                                plane,
-                                &offsets,
-                                c_in,
-                                w.as_ptr(),
-                                block.as_mut_ptr().add(p0 * OUT),
-                            )
-                        };
-                    }
-                    // Channel by channel: each output row written in order (writing the OUT
-                    // rows side by side, planes apart, ran the 16-channel layers at half speed).
-                    for j in 0..OUT {
-                        let o = chunk * OUT + j;
-                        let v = bias.map_or(0.0, |b| b[o]);
-                        for i in 0..r {
-                            // SAFETY: row r0 + i of channel o of image n: inside y, and the rows
-                            // of different tasks are disjoint.
-                            let dst = unsafe {
-                                std::slice::from_raw_parts_mut(y.get().add(((n * c_out + o) * ho + r0 + i) * wo), wo)
+                let (block, block2) = block.split_at_mut(m * OUT);
+                let mut chunk = 0;
+                while chunk < c_out / OUT {
+                    // Two chunks at a time where there are two: each broadcast input value then
+                    // feeds two multiply-adds (the module's note on PAIR_TILE).
+                    let pair = chunk + 1 < c_out / OUT;
+                    let w = &weights[chunk * chunk_len..][..chunk_len];
+                    if pair {
+                        let w2 = &weights[(chunk + 1) * chunk_len..][..chunk_len];
+                        for p0 in (0..m).step_by(PAIR_TILE) {
+                            // SAFETY: as for `tile` below, with PAIR_TILE < TILE positions (m is
+                            // a multiple of both) and a second chunk of weights and block.
+                            unsafe {
+                                tile_pair(
+                                    band.as_ptr().add(p0),
+                                    plane,
+                                    &offsets,
+                                    c_in,
+                                    w.as_ptr(),
+                                    w2.as_ptr(),
+                                    block.as_mut_ptr().add(p0 * OUT),
+                                    block2.as_mut_ptr().add(p0 * OUT),
+                                )
                             };
-                            let src = &block[i * wp * OUT + j..];
-                            for (col, d) in dst.iter_mut().enumerate() {
-                                *d = src[col * OUT] + v;
-                            }
+                        }
+                    } else {
+                        for p0 in (0..m).step_by(TILE) {
+                            // SAFETY: the tile reads band[c·plane + offsets[t] + p0 + i] for i <
+                            // TILE: at most (c_in − 1)·plane + (kh − 1)·wp + kw − 1 + m − 1, below
+                            // c_in·plane + kw + TILE since m < r·wp + TILE; w holds kh·kw·c_in
+                            // vectors of OUT; the tile writes block[p0·OUT ..][.. TILE·OUT], inside
+                            // m·OUT; pays() checked AVX-512.
+                            unsafe {
+                                tile(
+                                    band.as_ptr().add(p0),
+                                    plane,
+                                    &offsets,
+                                    c_in,
+                                    w.as_ptr(),
+                                    block.as_mut_ptr().add(p0 * OUT),
+                                )
+                            };
                         }
                     }
+                    for (k, blk) in [&*block, &*block2].into_iter().enumerate().take(if pair { 2 } else { 1 }) {
+                        let first = (chunk + k) * OUT;
+                        let add: [f32; OUT] = std::array::from_fn(|j| bias.map_or(0.0, |b| b[first + j]));
+                        // SAFETY: rows r0 .. r0 + r of channels first .. first + OUT of image n:
+                        // inside y, disjoint from other tasks' rows; blk holds r·wp positions.
+                        unsafe {
+                            copy_out(blk, wp, r, wo, &add, y.get().add(((n * c_out + first) * ho + r0) * wo), ho * wo)
+                        };
+                    }
+                    chunk += if pair { 2 } else { 1 };
                 }
             });
         });
@@ -299,6 +327,71 @@ impl Direct<'_> {
     }
 }
 
+/// [`tile`] for two chunks of output channels at once: `out` (weights `w`) and `out2` (`w2`),
+/// [`PAIR_TILE`] positions each.
+///
+/// # Safety
+/// As for [`tile`], for both chunks.
+#[allow(unused_variables, clippy::too_many_arguments)]
+unsafe fn tile_pair(
+    band: *const f32,
+    plane: usize,
+    offsets: &[usize],
+    c_in: usize,
+    w: *const f32,
+    w2: *const f32,
+    out: *mut f32,
+    out2: *mut f32,
+) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: forwarded from the caller; `pays` checked AVX-512.
+    unsafe {
+        tile_pair_avx512(band, plane, offsets, c_in, w, w2, out, out2)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    unreachable!("the direct kernel needs AVX-512 (`pays`)");
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile_pair_avx512(
+    band: *const f32,
+    plane: usize,
+    offsets: &[usize],
+    c_in: usize,
+    w: *const f32,
+    w2: *const f32,
+    out: *mut f32,
+    out2: *mut f32,
+) {
+    use std::arch::x86_64::*;
+    let mut acc = [_mm512_setzero_ps(); PAIR_TILE];
+    let mut acc2 = [_mm512_setzero_ps(); PAIR_TILE];
+    for (t, &off) in offsets.iter().enumerate() {
+        for c in 0..c_in {
+            // SAFETY: inside the buffers (the caller's contract).
+            unsafe {
+                let wv = _mm512_loadu_ps(w.add((t * c_in + c) * OUT));
+                let wv2 = _mm512_loadu_ps(w2.add((t * c_in + c) * OUT));
+                let src = band.add(c * plane + off);
+                for i in 0..PAIR_TILE {
+                    let b = _mm512_set1_ps(*src.add(i));
+                    acc[i] = _mm512_fmadd_ps(wv, b, acc[i]);
+                    acc2[i] = _mm512_fmadd_ps(wv2, b, acc2[i]);
+                }
+            }
+        }
+    }
+    for i in 0..PAIR_TILE {
+        // SAFETY: inside `out` and `out2` (the caller's contract).
+        unsafe {
+            _mm512_storeu_ps(out.add(i * OUT), acc[i]);
+            _mm512_storeu_ps(out2.add(i * OUT), acc2[i]);
+        }
+    }
+}
+
 /// `out[i·OUT + j] = Σ_{t, c} w[(t·c_in + c)·OUT + j] · band[c·plane + offsets[t] + i]` for
 /// `i < TILE`, `j < OUT`.
 ///
@@ -336,6 +429,86 @@ unsafe fn tile_avx512(band: *const f32, plane: usize, offsets: &[usize], c_in: u
         // SAFETY: inside `out` (the caller's contract).
         unsafe { _mm512_storeu_ps(out.add(i * OUT), *a) };
     }
+}
+
+/// Writes a block of `r` rows of `wp` positions × [`OUT`] channels (`block[(i·wp + col)·OUT +
+/// j]`) into `OUT` channel planes of `r` rows of `wo` values (`dst[j·plane + i·wo + col]`),
+/// adding `add[j]`; positions `wo .. wp` of each row are dropped.
+///
+/// Per row, 16 positions at a time are loaded as 16 vectors, transposed in registers and
+/// stored as 16 channel rows; the strided scalar copy it replaced read one value per cache line
+/// of the block, 16 times over (the forward of a 16→16 layer at 256² spent 22 % of its time
+/// there; `examples/unet_layers`).
+///
+/// # Safety
+/// `block` must hold `r·wp·OUT` values, `dst` the `OUT` planes' `r` rows.
+unsafe fn copy_out(block: &[f32], wp: usize, r: usize, wo: usize, add: &[f32; OUT], dst: *mut f32, plane: usize) {
+    debug_assert!(block.len() >= r * wp * OUT);
+    let whole = wo - wo % OUT;
+    for i in 0..r {
+        let src = &block[i * wp * OUT..];
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the callers checked AVX-512 (`pays`); reads inside `src`, writes inside row i
+        // of each plane (the caller's contract).
+        unsafe {
+            transpose_out_avx512(src.as_ptr(), whole, add, dst.add(i * wo), plane)
+        };
+        for col in whole..wo {
+            for (j, &a) in add.iter().enumerate() {
+                // SAFETY: row i of plane j (the caller's contract).
+                unsafe { *dst.add(j * plane + i * wo + col) = src[col * OUT + j] + a };
+            }
+        }
+    }
+}
+
+/// `dst[j·plane + col] = src[col·OUT + j] + add[j]` for `col < cols` (a multiple of 16).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn transpose_out_avx512(src: *const f32, cols: usize, add: &[f32; OUT], dst: *mut f32, plane: usize) {
+    use std::arch::x86_64::*;
+    // SAFETY: inside the buffers (the caller's contract).
+    unsafe {
+        let bias = _mm512_loadu_ps(add.as_ptr());
+        for col0 in (0..cols).step_by(16) {
+            // r[q]: position col0 + q, lanes = channels (plus the bias).
+            let r: [__m512; 16] =
+                std::array::from_fn(|q| _mm512_add_ps(_mm512_loadu_ps(src.add((col0 + q) * OUT)), bias));
+            let t = transpose16(r);
+            for (j, v) in t.iter().enumerate() {
+                _mm512_storeu_ps(dst.add(j * plane + col0), *v);
+            }
+        }
+    }
+}
+
+/// The 16 × 16 transpose of `r` (`out[j]` lane `q` = `r[q]` lane `j`).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn transpose16(r: [std::arch::x86_64::__m512; 16]) -> [std::arch::x86_64::__m512; 16] {
+    use std::arch::x86_64::*;
+    // Pairs of rows interleaved by 32-bit lanes, then by 64-bit lanes, then 128-bit blocks
+    // gathered twice: the standard 4-stage transpose.
+    let t: [__m512; 16] = std::array::from_fn(|i| {
+        let (a, b) = (r[i & !1], r[i | 1]);
+        if i % 2 == 0 { _mm512_unpacklo_ps(a, b) } else { _mm512_unpackhi_ps(a, b) }
+    });
+    let u: [__m512; 16] = std::array::from_fn(|i| {
+        // Within each group of 4: (t0, t2) lo/hi, (t1, t3) lo/hi.
+        let g = i & !3;
+        let (a, b) = (_mm512_castps_pd(t[g + (i >> 1 & 1)]), _mm512_castps_pd(t[g + 2 + (i >> 1 & 1)]));
+        _mm512_castpd_ps(if i % 2 == 0 { _mm512_unpacklo_pd(a, b) } else { _mm512_unpackhi_pd(a, b) })
+    });
+    let v: [__m512; 16] = std::array::from_fn(|i| {
+        // Within each group of 8: u[i] with u[i + 4] (0x88: even 128-bit blocks, 0xdd: odd).
+        let g = i & !7;
+        let (a, b) = (u[g + (i & 3)], u[g + 4 + (i & 3)]);
+        if i & 4 == 0 { _mm512_shuffle_f32x4::<0x88>(a, b) } else { _mm512_shuffle_f32x4::<0xdd>(a, b) }
+    });
+    std::array::from_fn(|i| {
+        let (a, b) = (v[i & 7], v[8 + (i & 7)]);
+        if i & 8 == 0 { _mm512_shuffle_f32x4::<0x88>(a, b) } else { _mm512_shuffle_f32x4::<0xdd>(a, b) }
+    })
 }
 
 /// `out[(g·ROW_TAPS + rx)·OUT + j] += Σ_{p < m} dyt[p·OUT + j] · band[bases[g] + p + rx]` for

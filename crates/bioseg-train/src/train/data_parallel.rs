@@ -32,11 +32,13 @@ pub fn step<B: AutodiffBackend, O: Optimizer<Unet<B>, B>>(
     let total = batch.len();
     if devices.len() <= 1 {
         let device = devices.first().cloned().unwrap_or_else(|| model.devices()[0].clone());
-        let (x, t) = to_tensors::<B>(batch, model.classes, &device);
-        let l = loss.forward(model.forward_logits(x), t);
-        let value: f32 = l.clone().into_scalar().elem();
-        let grads = GradientsParams::from_grads(l.backward(), &model);
-        return Ok((optim.step(learning_rate, model, grads), value as f64));
+        return Ok(on_worker(|| {
+            let (x, t) = to_tensors::<B>(batch, model.classes, &device);
+            let l = loss.forward(model.forward_logits(x), t);
+            let value: f32 = l.clone().into_scalar().elem();
+            let grads = GradientsParams::from_grads(l.backward(), &model);
+            (optim.step(learning_rate, model, grads), value as f64)
+        }));
     }
     let (multi, value) = replica_gradients(&model, loss, batch, devices, total);
     Ok((optim.step_multi(learning_rate, model, multi), value))
@@ -67,4 +69,17 @@ pub fn replica_gradients<B: AutodiffBackend>(
         multi.grads.push((grads, device.to_id()));
     }
     (multi, value)
+}
+
+/// Runs `f` on one of rayon's worker threads and waits for it.
+///
+/// A CPU step runs a few hundred parallel kernels and element-wise passes. Called from a thread
+/// outside the pool, each one is injected into the pool while the caller sleeps, and the caller
+/// is woken when it ends: two thread wake-ups per operation, and the calling core idle
+/// meanwhile. On a worker, the pieces go to its own queue, it works on them itself and only the
+/// other workers need waking. `f` must not wait for other rayon work submitted from outside
+/// the pool (the batch producer's): with one worker thread that would never run. A step does
+/// no such wait; the loop that receives batches stays outside.
+pub fn on_worker<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    rayon::scope(|_| f())
 }
