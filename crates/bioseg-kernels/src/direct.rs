@@ -444,7 +444,9 @@ unsafe fn tile_avx512(band: *const f32, plane: usize, offsets: &[usize], c_in: u
 /// `block` must hold `r·wp·OUT` values, `dst` the `OUT` planes' `r` rows.
 unsafe fn copy_out(block: &[f32], wp: usize, r: usize, wo: usize, add: &[f32; OUT], dst: *mut f32, plane: usize) {
     debug_assert!(block.len() >= r * wp * OUT);
-    let whole = wo - wo % OUT;
+    // The vector transpose takes whole groups of 16 columns (none without x86-64; `pays` keeps
+    // other targets off this path anyway).
+    let whole = if cfg!(target_arch = "x86_64") { wo - wo % OUT } else { 0 };
     for i in 0..r {
         let src = &block[i * wp * OUT..];
         #[cfg(target_arch = "x86_64")]
