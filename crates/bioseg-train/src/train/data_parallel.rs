@@ -80,6 +80,6 @@ pub fn replica_gradients<B: AutodiffBackend>(
 /// other workers need waking. `f` must not wait for other rayon work submitted from outside
 /// the pool (the batch producer's): with one worker thread that would never run. A step does
 /// no such wait; the loop that receives batches stays outside.
-pub fn on_worker<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+fn on_worker<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     rayon::scope(|_| f())
 }
