@@ -3,6 +3,7 @@
 //!
 //!     cargo run --release -p bioseg-kernels --example unet_layers -- [F] [size] [batch]
 //!     LAYER=9 cargo run ...   # only the tenth layer of the list
+//!     FOLDED=1 cargo run ...  # decoder up-sampling as the folded transposed convolution
 
 use std::time::Instant;
 
@@ -23,7 +24,10 @@ fn main() {
     let args: Vec<usize> = std::env::args().skip(1).map(|a| a.parse().expect("a number")).collect();
     let (f, size, batch) =
         (args.first().copied().unwrap_or(16), args.get(1).copied().unwrap_or(256), args.get(2).copied().unwrap_or(2));
-    // (input channels, output channels, kernel, size) of every convolution.
+    // (input channels, output channels, kernel, size) of every convolution; kernel 0 stands for
+    // the decoder's folded up-sampling (`bioseg-train`'s `upsample_conv2x2`): a transposed
+    // convolution 3×3, stride 2, padding 1, output padding 1, from half the size.
+    let folded = std::env::var("FOLDED").is_ok_and(|v| v == "1");
     let mut layers = vec![];
     let mut c = 1;
     for level in 0..=4 {
@@ -34,7 +38,7 @@ fn main() {
     }
     for level in (0..4).rev() {
         let s = size >> level;
-        layers.push((f << (level + 1), f << level, 2, s));
+        layers.push((f << (level + 1), f << level, if folded { 0 } else { 2 }, s));
         layers.push((f << (level + 1), f << level, 3, s));
         layers.push((f << level, f << level, 3, s));
     }
@@ -52,23 +56,35 @@ fn main() {
         if only.is_some_and(|l| l != i) {
             continue;
         }
-        let g = Conv2dGeometry::new(batch, ci, [s, s], co, [k, k], [1, 1], [(k - 1) / 2; 2], [1, 1]).unwrap();
-        let x = vec![0.5f32; g.input_len()];
-        let w = vec![0.1f32; g.weight_len()];
-        let mut y = vec![0f32; g.output_len()];
-        let mut dx = vec![0f32; g.input_len()];
-        let mut dw = vec![0f32; g.weight_len()];
-        let fl = 2.0 * g.macs() as f64;
-        let tf = time(|| conv2d_forward(&g, &x, &w, None, &mut y).unwrap());
-        let td = time(|| conv2d_backward_data(&g, &w, &y, &mut dx).unwrap());
-        let tw = time(|| conv2d_backward_weight(&g, &x, &y, &mut dw).unwrap());
-        println!(
-            "{:>22} {:>9.0} {:>9.0} {:>9.0}",
-            format!("{ci}→{co} {k}×{k} @{s}²"),
-            fl / tf / 1e9,
-            fl / td / 1e9,
-            fl / tw / 1e9
-        );
+        let (tf, td, tw, fl, name);
+        if k == 0 {
+            // The transposed convolution x [ci, s/2] → y [co, s]; `g` is the convolution y → x.
+            let g =
+                Conv2dGeometry::transposed(batch, ci, [s / 2; 2], co, [3, 3], [2, 2], [1, 1], [1, 1], [1, 1]).unwrap();
+            let x = vec![0.5f32; g.output_len()];
+            let w = vec![0.1f32; g.weight_len()];
+            let mut y = vec![0f32; g.input_len()];
+            let mut dx = vec![0f32; g.output_len()];
+            let mut dw = vec![0f32; g.weight_len()];
+            fl = 2.0 * g.macs() as f64;
+            tf = time(|| conv_transpose2d_forward(&g, &x, &w, None, &mut y).unwrap());
+            td = time(|| conv2d_forward(&g, &y, &w, None, &mut dx).unwrap());
+            tw = time(|| conv2d_backward_weight(&g, &y, &x, &mut dw).unwrap());
+            name = format!("{ci}→{co} up 3×3/2 @{s}²");
+        } else {
+            let g = Conv2dGeometry::new(batch, ci, [s, s], co, [k, k], [1, 1], [(k - 1) / 2; 2], [1, 1]).unwrap();
+            let x = vec![0.5f32; g.input_len()];
+            let w = vec![0.1f32; g.weight_len()];
+            let mut y = vec![0f32; g.output_len()];
+            let mut dx = vec![0f32; g.input_len()];
+            let mut dw = vec![0f32; g.weight_len()];
+            fl = 2.0 * g.macs() as f64;
+            tf = time(|| conv2d_forward(&g, &x, &w, None, &mut y).unwrap());
+            td = time(|| conv2d_backward_data(&g, &w, &y, &mut dx).unwrap());
+            tw = time(|| conv2d_backward_weight(&g, &x, &y, &mut dw).unwrap());
+            name = format!("{ci}→{co} {k}×{k} @{s}²");
+        }
+        println!("{:>22} {:>9.0} {:>9.0} {:>9.0}", name, fl / tf / 1e9, fl / td / 1e9, fl / tw / 1e9);
         total += tf + td + tw;
         flops += 3.0 * fl;
     }

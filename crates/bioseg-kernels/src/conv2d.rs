@@ -18,9 +18,10 @@
 //! Blocks are sized so that a column block stays within half a MiB (in L2), in multiples of 64
 //! pixels (the microkernels' height).
 //!
-//! Stride-1 layers reading 8–64 channels and writing whole vectors of 16 skip all of this on
-//! AVX-512 machines: their forward pass, data gradient and (3-wide kernels) weight gradient run
-//! on the direct kernels of `direct.rs` (no im2col, no packing; the reasons are measured there).
+//! Stride-1 and stride-2 layers reading 8–64 channels and writing whole vectors of 16 skip all
+//! of this on AVX-512 machines: their forward pass, data gradient and (3-wide kernels) weight
+//! gradient run on the direct kernels of `direct.rs` (no im2col, no packing, no col2im; the
+//! reasons are measured there).
 
 use std::cell::RefCell;
 
@@ -83,14 +84,21 @@ fn direct_forward<'a>(g: &Conv2dGeometry, x: &'a [f32]) -> Direct<'a> {
         in_hw: g.in_hw,
         pad: g.padding,
         kernel: g.kernel,
+        stride: g.stride[0],
         c_out: g.c_out,
         out_hw: g.out_hw,
     }
 }
 
-/// Stride and dilation 1: what the direct kernel runs.
+/// Stride and dilation 1: what the direct kernels run for every pass.
 fn unit_steps(g: &Conv2dGeometry) -> bool {
     g.stride == [1, 1] && g.dilation == [1, 1]
+}
+
+/// Dilation 1 and one of [`direct::STRIDES`] on both axes: what the direct kernels run forward
+/// and for the weight gradient.
+fn direct_steps(g: &Conv2dGeometry) -> bool {
+    g.stride[0] == g.stride[1] && direct::STRIDES.contains(&g.stride[0]) && g.dilation == [1, 1]
 }
 
 /// Splits `tasks` tasks into one contiguous range per thread (fewer when there are fewer
@@ -294,7 +302,7 @@ pub fn conv2d_forward(
     if let Some(b) = bias {
         g.check("bias", b.len(), g.c_out)?;
     }
-    if unit_steps(g) && direct::pays(g.c_in, g.c_out) {
+    if direct_steps(g) && direct::pays(g.c_in, g.c_out) {
         let weights = tile_weights(weight, g.c_out, g.c_in, g.kernel, false);
         let conv = direct_forward(g, x);
         conv.run(&weights, bias, y);
@@ -311,6 +319,13 @@ pub fn conv2d_backward_data(g: &Conv2dGeometry, weight: &[f32], dy: &[f32], dx: 
     g.check("weights", weight.len(), g.weight_len())?;
     g.check("output gradient", dy.len(), g.output_len())?;
     g.check("input gradient", dx.len(), g.input_len())?;
+    data_gradient(g, weight, dy, None, dx);
+    Ok(())
+}
+
+/// [`conv2d_backward_data`] plus `bias` per channel of `dx` (lengths checked by the callers):
+/// the transposed convolution forward.
+fn data_gradient(g: &Conv2dGeometry, weight: &[f32], dy: &[f32], bias: Option<&[f32]>, dx: &mut [f32]) {
     let [kh, kw] = g.kernel;
     let (c_in, c_out) = (g.c_in, g.c_out);
     if unit_steps(g) && direct::pays(c_out, c_in) && (0..2).all(|a| g.padding[a] < g.kernel[a]) {
@@ -323,11 +338,18 @@ pub fn conv2d_backward_data(g: &Conv2dGeometry, weight: &[f32], dy: &[f32], dx: 
             in_hw: g.out_hw,
             pad: [0, 1].map(|a| g.kernel[a] - 1 - g.padding[a]),
             kernel: g.kernel,
+            stride: 1,
             c_out: c_in,
             out_hw: g.in_hw,
         };
-        conv.run(&weights, None, dx);
-        return Ok(());
+        conv.run(&weights, bias, dx);
+        return;
+    }
+    if direct::pays(c_out, c_in)
+        && let Some(phases) = Direct::phases(g, dy)
+    {
+        phases.run(weight, bias, dx);
+        return;
     }
     if g.stride == [1, 1] {
         // dx[c, y] = Σ_{o, i} W[o, c, kh−1−i] · dy[o, y + p − d·(kh−1) + d·i]: a convolution of
@@ -345,6 +367,10 @@ pub fn conv2d_backward_data(g: &Conv2dGeometry, weight: &[f32], dy: &[f32], dx: 
                 }
             }
         }
+        // The bias column (times the row of ones).
+        if let Some(b) = bias {
+            (0..c_in).for_each(|c| wmat[c * (k + 1) + k] = b[c]);
+        }
         let taps = Taps {
             origin: [0, 1].map(|a| g.padding[a] as isize - (g.dilation[a] * (g.kernel[a] - 1)) as isize),
             kernel: g.kernel,
@@ -353,7 +379,7 @@ pub fn conv2d_backward_data(g: &Conv2dGeometry, weight: &[f32], dy: &[f32], dx: 
         };
         let planes = Planes { data: dy, batch: g.batch, channels: c_out, hw: g.out_hw };
         im2col_gemm(planes, &taps, g.in_hw, &wmat, c_in, dx);
-        return Ok(());
+        return;
     }
     // Strided: cols = Wᵀ × dy per block, added back onto the input positions (col2im). Blocks
     // of one image overlap in dx, so a task is one image's group of input channels (their
@@ -393,9 +419,14 @@ pub fn conv2d_backward_data(g: &Conv2dGeometry, weight: &[f32], dy: &[f32], dx: 
                     q0 += m;
                 }
             });
+            if let Some(b) = bias {
+                for (c, plane) in dx.chunks_exact_mut(plane).enumerate() {
+                    let v = b[gi * group + c];
+                    plane.iter_mut().for_each(|p| *p += v);
+                }
+            }
         });
     });
-    Ok(())
 }
 
 /// Weight gradient: `dw = Σ_{n, pixels} dy ⊗ taps of x` (one product over all N·H·W pixels,
@@ -410,7 +441,7 @@ pub fn conv2d_backward_weight(g: &Conv2dGeometry, x: &[f32], dy: &[f32], dw: &mu
     g.check("input", x.len(), g.input_len())?;
     g.check("output gradient", dy.len(), g.output_len())?;
     g.check("weight gradient", dw.len(), g.weight_len())?;
-    if unit_steps(g) && direct::pays_weight_gradient(g.c_in, g.c_out, g.kernel[1]) {
+    if direct_steps(g) && direct::pays_weight_gradient(g.c_in, g.c_out, g.kernel[1]) {
         let conv = direct_forward(g, x);
         conv.weight_gradient(dy, dw);
         return Ok(());
@@ -625,15 +656,13 @@ pub fn conv_transpose2d_forward(
     bias: Option<&[f32]>,
     y: &mut [f32],
 ) -> Result<(), KernelError> {
-    conv2d_backward_data(g, weight, x, y)?;
+    g.check("weights", weight.len(), g.weight_len())?;
+    g.check("input", x.len(), g.output_len())?;
+    g.check("output", y.len(), g.input_len())?;
     if let Some(b) = bias {
         g.check("bias", b.len(), g.c_in)?;
-        let pixels = g.in_hw[0] * g.in_hw[1];
-        y.par_chunks_mut(pixels).enumerate().for_each(|(i, plane)| {
-            let v = b[i % g.c_in];
-            plane.iter_mut().for_each(|p| *p += v);
-        });
     }
+    data_gradient(g, weight, x, bias, y);
     Ok(())
 }
 

@@ -1,6 +1,6 @@
-//! Direct convolutions for stride-1 layers with few channels (the 16–64-channel layers of a
-//! U-Net at full and half resolution): the forward pass and the data gradient without im2col
-//! and without the `gemm` crate.
+//! Direct convolutions for stride-1 and stride-2 layers with few channels (the 16–64-channel
+//! layers of a U-Net at full and half resolution): the forward pass and the data gradient
+//! without im2col and without the `gemm` crate.
 //!
 //! Design: a task (one image, a band of output rows) copies the input rows its band reads into
 //! a zero-padded local buffer, one plane per channel, `wp = out_w + kw − 1` columns wide. In
@@ -15,6 +15,17 @@
 //! into the output with its bias ([`copy_out`], 16 × 16 in registers). Where there are two
 //! chunks of 16 output channels, [`tile_pair`] runs both, so each broadcast value feeds two
 //! multiply-adds.
+//!
+//! Stride 2 (the U-Net's folded decoder step, `bioseg-train`'s `upsample_conv2x2`, is a
+//! transposed convolution 3×3 / 2 whose data gradient is a stride-2 convolution): the band
+//! holds each phase's rows (even input rows, then odd ones) at full width and a position
+//! reads every other value, so the same tiles run with `S = 2` ([`Direct::layout`]). The
+//! transposed convolution itself (the stride-2 data gradient) runs as four stride-1
+//! convolutions, one per phase of its output, written interleaved ([`Direct::phases`]).
+//! Measured (`FOLDED=1 examples/unet_layers`, forward / data / weight gradient GFLOP/s,
+//! im2col + gemm, col2im for the forward → direct): 32→16 at 256² 112 / 124 / 122 → 206 /
+//! 238 / 231, 64→32 at 128² 166 / 165 / 164 → 254 / 257 / 252; the F=16 U-Net step's
+//! transposed convolutions 23.7 → 16.8 ms.
 //!
 //! The weight gradient ([`Direct::weight_gradient`]) turns the same band round: per position,
 //! one vector of 16 output-channel gradients times 8 band rows × 3 taps broadcast from memory.
@@ -31,6 +42,7 @@
 
 use rayon::prelude::*;
 
+use crate::conv2d::Conv2dGeometry;
 use crate::gemm::{SendPtr, grow};
 
 /// Output channels per tile (the lanes of one AVX-512 vector).
@@ -62,7 +74,7 @@ const BAND_POSITIONS: usize = 2048;
 /// beyond 64 the band outgrows L1).
 const CHANNELS: std::ops::RangeInclusive<usize> = 8..=64;
 
-/// Whether the direct kernel runs a stride-1, dilation-1 convolution reading `c_in` channels
+/// Whether the direct kernel runs a dilation-1 convolution ([`STRIDES`]) reading `c_in` channels
 /// and writing `c_out` on this machine: AVX-512, whole vectors of output channels, and
 /// [`CHANNELS`] input channels. `BIOSEG_DIRECT_CONV=0` turns it off (for comparisons).
 pub(crate) fn pays(c_in: usize, c_out: usize) -> bool {
@@ -78,13 +90,14 @@ pub(crate) fn pays(c_in: usize, c_out: usize) -> bool {
     on && c_out.is_multiple_of(OUT) && CHANNELS.contains(&c_in)
 }
 
-/// Whether [`Direct::weight_gradient`] runs a stride-1, dilation-1 convolution: as [`pays`],
+/// Whether [`Direct::weight_gradient`] runs a dilation-1 convolution: as [`pays`],
 /// for kernels three taps wide.
 pub(crate) fn pays_weight_gradient(c_in: usize, c_out: usize, kw: usize) -> bool {
     kw == ROW_TAPS && pays(c_in, c_out)
 }
 
-/// A stride-1, dilation-1 convolution of a batch of channels-first images.
+/// A dilation-1 convolution of a batch of channels-first images, stride 1 or 2 (the same on
+/// both axes).
 #[derive(Clone, Copy)]
 pub(crate) struct Direct<'a> {
     /// The input, `[batch, c_in, h, w]`.
@@ -95,8 +108,26 @@ pub(crate) struct Direct<'a> {
     /// Zero padding above and left of the input (below and right follow from the output size).
     pub pad: [usize; 2],
     pub kernel: [usize; 2],
+    /// 1 or 2 ([`STRIDES`]).
+    pub stride: usize,
     pub c_out: usize,
     pub out_hw: [usize; 2],
+}
+
+/// The strides the direct kernels run.
+pub(crate) const STRIDES: [usize; 2] = [1, 2];
+
+/// Where a task's band of rows is read (see [`Direct::layout`]).
+#[derive(Clone, Copy, Debug)]
+struct Layout {
+    /// Positions per band row: output columns, then the wasted ones.
+    wp: usize,
+    /// Values per band row: `stride · wp`.
+    row: usize,
+    /// Phase-plane rows an output row's taps span beyond the first (`kh − 1` at stride 1).
+    span: usize,
+    /// The phase-plane row of a band's first row, relative to its first output row.
+    first: isize,
 }
 
 thread_local! {
@@ -128,13 +159,40 @@ pub(crate) fn tile_weights(weight: &[f32], c_out: usize, c_in: usize, [kh, kw]: 
     out
 }
 
-impl Direct<'_> {
+impl<'a> Direct<'a> {
+    /// The band's layout. At stride `s`, output pixel `(r, col)` reads input row `s·r − pad +
+    /// ky`, which is row `r + q(ky)` of phase `(ky − pad) mod s` (the input rows `≡` that phase
+    /// mod `s`), `q(ky) = ⌊(ky − pad)/s⌋`. A band holds, per phase and per channel, the phase
+    /// rows its output rows read, each a whole input row padded left by `pad` zeros and `s·wp`
+    /// wide; position `p = i·wp + col` then reads tap `(ky, kx)` at `s·p + kx` past the tap's
+    /// row of band row `i`: a constant offset per tap, as at stride 1 (one phase, `wp = wo +
+    /// kw − 1`). Stride 2 thus needs no im2col and no de-interleaved copy of the input, and
+    /// the broadcasts read every other value.
+    fn layout(&self) -> Layout {
+        let s = self.stride as isize;
+        let q = |k: usize, pad: usize| (k as isize - pad as isize).div_euclid(s);
+        let [kh, kw] = self.kernel;
+        let first = q(0, self.pad[0]);
+        // The last tap of a row, s·(wo − 1) + kw − 1, inside s·wp values.
+        let wp = self.out_hw[1] + kw.div_ceil(self.stride) - 1;
+        Layout { wp, row: self.stride * wp, span: (q(kh - 1, self.pad[0]) - first) as usize, first }
+    }
+
+    /// The offset of tap row `ky` in a band of phase planes of `plane` values (channel 0):
+    /// its phase's planes, then its row.
+    fn tap_row(&self, ky: usize, l: &Layout, plane: usize) -> usize {
+        let d = ky as isize - self.pad[0] as isize;
+        let phase = d.rem_euclid(self.stride as isize) as usize;
+        phase * self.c_in * plane + (d.div_euclid(self.stride as isize) - l.first) as usize * l.row
+    }
+
     /// Output rows per band: the band within [`BAND_BUDGET`] values and [`BAND_POSITIONS`]
     /// positions, evened out over the image, and narrower when the batch would give fewer than
     /// two bands per thread.
-    fn band_rows(&self, wp: usize) -> usize {
+    fn band_rows(&self, l: &Layout) -> usize {
         let ho = self.out_hw[0];
-        let by_input = (BAND_BUDGET / (self.c_in * wp).max(1)).saturating_sub(self.kernel[0] - 1);
+        let wp = l.wp;
+        let by_input = (BAND_BUDGET / (self.c_in * self.stride * l.row).max(1)).saturating_sub(l.span);
         let most = by_input.min(BAND_POSITIONS / wp).clamp(1, ho);
         let mut bands = ho.div_ceil(most);
         let wanted = 2 * rayon::current_num_threads();
@@ -144,21 +202,24 @@ impl Direct<'_> {
         ho.div_ceil(bands)
     }
 
-    /// Copies the input rows that output rows `r0 ..` of image `n` read into `band` (`c_in`
-    /// planes of `plane` values, rows of `wp`), zero where a tap falls outside the image.
-    fn fill_band(&self, n: usize, r0: usize, wp: usize, plane: usize, band: &mut [f32]) {
-        let Direct { x, c_in, in_hw: [h, w], pad, .. } = *self;
+    /// Copies the input rows that output rows `r0 ..` of image `n` read into `band` (per
+    /// phase, `c_in` planes of `plane` values, rows of `l.row`; see [`Direct::layout`]), zero
+    /// where a tap falls outside the image.
+    fn fill_band(&self, n: usize, r0: usize, l: &Layout, plane: usize, band: &mut [f32]) {
+        let Direct { x, c_in, in_hw: [h, w], pad, stride: s, .. } = *self;
         let image = &x[n * c_in * h * w..][..c_in * h * w];
-        for (c, dst) in band.chunks_exact_mut(plane).take(c_in).enumerate() {
+        let (lo, hi) = (pad[1].min(l.row), (w + pad[1]).min(l.row));
+        for (k, dst) in band.chunks_exact_mut(plane).take(s * c_in).enumerate() {
+            let (phase, c) = (k / c_in, k % c_in);
             let src = &image[c * h * w..][..h * w];
-            for (i, row) in dst.chunks_exact_mut(wp).enumerate() {
-                // Band row i is input row r0 + i − pad[0]; column j input column j − pad[1].
-                let yi = (r0 + i) as isize - pad[0] as isize;
+            for (i, row) in dst.chunks_exact_mut(l.row).enumerate() {
+                // Band row i is phase row r0 + i + first, input row s·(that) + phase; column j
+                // input column j − pad[1].
+                let yi = s as isize * ((r0 + i) as isize + l.first) + phase as isize;
                 if yi < 0 || yi >= h as isize {
                     row.fill(0.0);
                     continue;
                 }
-                let (lo, hi) = (pad[1].min(wp), (w + pad[1]).min(wp));
                 row[..lo].fill(0.0);
                 row[hi..].fill(0.0);
                 row[lo..hi].copy_from_slice(&src[yi as usize * w + lo - pad[1]..][..hi - lo]);
@@ -169,25 +230,36 @@ impl Direct<'_> {
     /// `y = conv(x) + bias`, `weights` from [`tile_weights`]; every element of `y` is written.
     /// Callers check [`pays`] first.
     pub(crate) fn run(&self, weights: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
+        match self.stride {
+            1 => self.run_strided::<1>(weights, bias, y),
+            2 => self.run_strided::<2>(weights, bias, y),
+            s => unreachable!("stride {s}: callers check `STRIDES`"),
+        }
+    }
+
+    /// [`Direct::run`] at stride `S`.
+    fn run_strided<const S: usize>(&self, weights: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
         let Direct { batch, c_in, kernel: [kh, kw], c_out, out_hw: [ho, wo], .. } = *self;
-        let wp = wo + kw - 1;
-        let rows = self.band_rows(wp);
+        debug_assert_eq!(self.stride, S);
+        let l = self.layout();
+        let wp = l.wp;
+        let rows = self.band_rows(&l);
         let bands = ho.div_ceil(rows);
-        let offsets: Vec<usize> = (0..kh * kw).map(|t| (t / kw) * wp + t % kw).collect();
         let chunk_len = kh * kw * c_in * OUT;
         let y = SendPtr(y.as_mut_ptr());
         (0..batch * bands).into_par_iter().for_each(|t| {
             let (n, b) = (t / bands, t % bands);
             let (r0, r) = (b * rows, rows.min(ho - b * rows));
-            let plane = (r + kh - 1) * wp;
+            let plane = (r + l.span) * l.row;
+            let offsets: Vec<usize> = (0..kh * kw).map(|t| self.tap_row(t / kw, &l, plane) + t % kw).collect();
             // Tiles run past the band's r·wp positions by less than TILE.
             let m = (r * wp).next_multiple_of(TILE);
             BUFFERS.with(|bufs| {
                 let (band, block) = &mut *bufs.borrow_mut();
-                // The last channel's tiles read up to kw + TILE values past its plane.
-                let band = grow(band, c_in * plane + kw + TILE);
+                // The last phase's last channel's tiles read up to kw + S·TILE values past it.
+                let band = grow(band, S * c_in * plane + kw + S * TILE);
                 let block = grow(block, 2 * m * OUT);
-                self.fill_band(n, r0, wp, plane, band);
+                self.fill_band(n, r0, &l, plane, band);
                 let (block, block2) = block.split_at_mut(m * OUT);
                 let mut chunk = 0;
                 while chunk < c_out / OUT {
@@ -195,43 +267,9 @@ impl Direct<'_> {
                     // feeds two multiply-adds (the module's note on PAIR_TILE).
                     let pair = chunk + 1 < c_out / OUT;
                     let w = &weights[chunk * chunk_len..][..chunk_len];
-                    if pair {
-                        let w2 = &weights[(chunk + 1) * chunk_len..][..chunk_len];
-                        for p0 in (0..m).step_by(PAIR_TILE) {
-                            // SAFETY: as for `tile` below, with PAIR_TILE < TILE positions (m is
-                            // a multiple of both) and a second chunk of weights and block.
-                            unsafe {
-                                tile_pair(
-                                    band.as_ptr().add(p0),
-                                    plane,
-                                    &offsets,
-                                    c_in,
-                                    w.as_ptr(),
-                                    w2.as_ptr(),
-                                    block.as_mut_ptr().add(p0 * OUT),
-                                    block2.as_mut_ptr().add(p0 * OUT),
-                                )
-                            };
-                        }
-                    } else {
-                        for p0 in (0..m).step_by(TILE) {
-                            // SAFETY: the tile reads band[c·plane + offsets[t] + p0 + i] for i <
-                            // TILE: at most (c_in − 1)·plane + (kh − 1)·wp + kw − 1 + m − 1, below
-                            // c_in·plane + kw + TILE since m < r·wp + TILE; w holds kh·kw·c_in
-                            // vectors of OUT; the tile writes block[p0·OUT ..][.. TILE·OUT], inside
-                            // m·OUT; pays() checked AVX-512.
-                            unsafe {
-                                tile(
-                                    band.as_ptr().add(p0),
-                                    plane,
-                                    &offsets,
-                                    c_in,
-                                    w.as_ptr(),
-                                    block.as_mut_ptr().add(p0 * OUT),
-                                )
-                            };
-                        }
-                    }
+                    let w2 = pair.then(|| &weights[(chunk + 1) * chunk_len..][..chunk_len]);
+                    // SAFETY: the band holds S·c_in·plane + kw + S·TILE values (see `products`).
+                    unsafe { products::<S>(band, plane, &offsets, c_in, w, w2, m, block, block2) };
                     for (k, blk) in [&*block, &*block2].into_iter().enumerate().take(if pair { 2 } else { 1 }) {
                         let first = (chunk + k) * OUT;
                         let add: [f32; OUT] = std::array::from_fn(|j| bias.map_or(0.0, |b| b[first + j]));
@@ -247,18 +285,86 @@ impl Direct<'_> {
         });
     }
 
-    /// Weight gradient: `dw[o, c, ry, rx] = Σ_{n, r, col} dy[n, o, r, col] · x[n, c, r + ry −
-    /// pad[0], col + rx − pad[1]]`, overwriting `dw`. Callers check [`pays_weight_gradient`].
+    /// The data gradient of a stride-2, dilation-1 convolution `g` (its transposed
+    /// convolution), plus `bias` per channel, into `dx` (overwritten). Callers check
+    /// [`pays_phases`] (and `pays` for the channels).
+    ///
+    /// Each phase `(py, px)` of `dx` (the pixels at `(2u + py, 2v + px)`) is a stride-1
+    /// convolution of `dy` whose taps are those of the kernel with `ky ≡ py + pad` (mod 2),
+    /// tap `ky` reading `dy` row `u + (py + pad − ky)/2`; all four read one band of `dy` (this
+    /// `Direct`: stride 1, its `pad` and `kernel` covering every phase's taps) and are written
+    /// interleaved ([`copy_out_interleaved`]): no col2im scatter, no zero-filled buffer, and
+    /// 2.25 instead of 4 multiply-adds per pixel for the U-Net's 3×3 kernel.
+    pub(crate) fn phases(g: &Conv2dGeometry, dy: &'a [f32]) -> Option<Phases<'a>> {
+        // Per axis and phase, the taps (k, d): kernel index and dy offset.
+        let taps = |a: usize| -> [Vec<(usize, isize)>; 2] {
+            std::array::from_fn(|ph| {
+                (0..g.kernel[a])
+                    .filter_map(|k| {
+                        let d = (ph + g.padding[a]) as isize - k as isize;
+                        (d.rem_euclid(2) == 0).then_some((k, d / 2))
+                    })
+                    .collect()
+            })
+        };
+        let (ty, tx) = (taps(0), taps(1));
+        if g.stride != [2, 2] || g.dilation != [1, 1] || ty.iter().chain(&tx).any(Vec::is_empty) {
+            return None;
+        }
+        let range = |t: &[Vec<(usize, isize)>; 2]| {
+            let d = t.iter().flatten().map(|&(_, d)| d);
+            (d.clone().min().unwrap_or(0), d.max().unwrap_or(0))
+        };
+        let ((y0, y1), (x0, x1)) = (range(&ty), range(&tx));
+        if y0 > 0 || x0 > 0 {
+            return None;
+        }
+        let conv = Direct {
+            x: dy,
+            batch: g.batch,
+            c_in: g.c_out,
+            in_hw: g.out_hw,
+            pad: [-y0 as usize, -x0 as usize],
+            kernel: [(y1 - y0 + 1) as usize, (x1 - x0 + 1) as usize],
+            stride: 1,
+            c_out: g.c_in,
+            out_hw: g.in_hw.map(|v| v.div_ceil(2)),
+        };
+        let wp = conv.layout().wp;
+        let phases = std::array::from_fn(|p| {
+            let (py, px) = (p / 2, p % 2);
+            ty[py]
+                .iter()
+                .flat_map(|&(ky, dy)| {
+                    tx[px].iter().map(move |&(kx, dx)| (ky, kx, (dy - y0) as usize * wp + (dx - x0) as usize))
+                })
+                .collect()
+        });
+        Some(Phases { conv, out_hw: g.in_hw, kernel: g.kernel, phases })
+    }
+
+    /// Weight gradient: `dw[o, c, ry, rx] = Σ_{n, r, col} dy[n, o, r, col] · x[n, c, s·r + ry −
+    /// pad[0], s·col + rx − pad[1]]`, overwriting `dw`. Callers check [`pays_weight_gradient`].
     ///
     /// Per band, the output gradient of a chunk of [`OUT`] channels is transposed to one vector
     /// per position (zero at the wasted ones), and [`rows_tile`] sums, over every position, its
     /// product with 8 band rows × 3 taps broadcast from memory: one partial sum of `[c_in·kh,
     /// 3, OUT]` per chunk and thread, added up at the end.
     pub(crate) fn weight_gradient(&self, dy: &[f32], dw: &mut [f32]) {
+        match self.stride {
+            1 => self.weight_gradient_strided::<1>(dy, dw),
+            2 => self.weight_gradient_strided::<2>(dy, dw),
+            s => unreachable!("stride {s}: callers check `STRIDES`"),
+        }
+    }
+
+    /// [`Direct::weight_gradient`] at stride `S`.
+    fn weight_gradient_strided<const S: usize>(&self, dy: &[f32], dw: &mut [f32]) {
         let Direct { batch, c_in, kernel: [kh, kw], c_out, out_hw: [ho, wo], .. } = *self;
-        debug_assert_eq!(kw, ROW_TAPS);
-        let wp = wo + kw - 1;
-        let rows = self.band_rows(wp);
+        debug_assert_eq!((kw, self.stride), (ROW_TAPS, S));
+        let l = self.layout();
+        let wp = l.wp;
+        let rows = self.band_rows(&l);
         let bands = ho.div_ceil(rows);
         // Band rows (c, ry) in groups of ROWS, the last group padded with row 0 (its sums dropped).
         let band_rows = c_in * kh;
@@ -276,13 +382,15 @@ impl Direct<'_> {
                     for t in part * tasks / threads..(part + 1) * tasks / threads {
                         let (n, b) = (t / bands, t % bands);
                         let (r0, r) = (b * rows, rows.min(ho - b * rows));
-                        let plane = (r + kh - 1) * wp;
+                        let plane = (r + l.span) * l.row;
                         let m = r * wp;
                         // Rows read up to kw − 1 values past the last plane.
-                        let band = grow(band, c_in * plane + kw);
-                        self.fill_band(n, r0, wp, plane, band);
+                        let band = grow(band, S * c_in * plane + kw);
+                        self.fill_band(n, r0, &l, plane, band);
                         let bases: Vec<usize> = (0..padded)
-                            .map(|row| if row < band_rows { (row / kh) * plane + (row % kh) * wp } else { 0 })
+                            .map(|row| {
+                                if row < band_rows { (row / kh) * plane + self.tap_row(row % kh, &l, plane) } else { 0 }
+                            })
                             .collect();
                         let dyt = grow(dyt, m * OUT);
                         for chunk in 0..chunks {
@@ -302,11 +410,11 @@ impl Direct<'_> {
                                 bases.chunks_exact(ROWS).zip(out.chunks_exact_mut(ROWS * ROW_TAPS * OUT))
                             {
                                 let group: &[usize; ROWS] = group.try_into().expect("ROWS bases");
-                                // SAFETY: row bases + p + rx < c_in·plane + kw for p < m = r·wp
-                                // (base ≤ (c_in − 1)·plane + (kh − 1)·wp); dyt holds m vectors;
-                                // out holds ROWS·ROW_TAPS vectors; pays_weight_gradient checked
-                                // AVX-512.
-                                unsafe { rows_tile(band.as_ptr(), group, dyt.as_ptr(), m, out.as_mut_ptr()) };
+                                // SAFETY: row bases + S·p + rx < S·c_in·plane + kw for p < m =
+                                // r·wp (base ≤ (S − 1)·c_in·plane + (c_in − 1)·plane + span·row,
+                                // S·m = r·row); dyt holds m vectors; out holds ROWS·ROW_TAPS
+                                // vectors; pays_weight_gradient checked AVX-512.
+                                unsafe { rows_tile::<S>(band.as_ptr(), group, dyt.as_ptr(), m, out.as_mut_ptr()) };
                             }
                         }
                     }
@@ -327,13 +435,259 @@ impl Direct<'_> {
     }
 }
 
+/// The data gradient of a stride-2 convolution as four phases of stride-1 direct convolutions
+/// ([`Direct::phases`]).
+pub(crate) struct Phases<'a> {
+    /// The convolution of `dy` every phase reads (its band), over the grid of phase pixels.
+    conv: Direct<'a>,
+    /// The size of `dx`.
+    out_hw: [usize; 2],
+    /// The strided convolution's kernel.
+    kernel: [usize; 2],
+    /// Per phase `py·2 + px`: its taps `(ky, kx, offset in a band plane)`.
+    phases: [Vec<(usize, usize, usize)>; 4],
+}
+
+impl Phases<'_> {
+    /// `dx = ∂(Σ dy·y)/∂x + bias`, `weight` `[c_out, c_in, kh, kw]` of the strided convolution
+    /// (`dy`'s channels first); every element of `dx` is written.
+    pub(crate) fn run(&self, weight: &[f32], bias: Option<&[f32]>, dx: &mut [f32]) {
+        let Direct { batch, c_in, c_out, out_hw: [hu, _], .. } = self.conv;
+        let [kh, kw] = self.kernel;
+        let [h, w] = self.out_hw;
+        let chunks = c_out / OUT;
+        // Per phase, [chunk][tap][c][OUT] as `tile` reads them: element (o, tap, c) is the
+        // weight from dy channel c to dx channel o.
+        let weights: Vec<Vec<f32>> = self
+            .phases
+            .iter()
+            .map(|taps| {
+                let mut out = vec![0f32; chunks * taps.len() * c_in * OUT];
+                for o in 0..c_out {
+                    for (t, &(ky, kx, _)) in taps.iter().enumerate() {
+                        for c in 0..c_in {
+                            out[((o / OUT * taps.len() + t) * c_in + c) * OUT + o % OUT] =
+                                weight[((c * c_out + o) * kh + ky) * kw + kx];
+                        }
+                    }
+                }
+                out
+            })
+            .collect();
+        let offsets: Vec<Vec<usize>> = self.phases.iter().map(|t| t.iter().map(|t| t.2).collect()).collect();
+        let l = self.conv.layout();
+        let rows = self.conv.band_rows(&l);
+        let bands = hu.div_ceil(rows);
+        let dx = SendPtr(dx.as_mut_ptr());
+        (0..batch * bands).into_par_iter().for_each(|t| {
+            let (n, b) = (t / bands, t % bands);
+            let (r0, r) = (b * rows, rows.min(hu - b * rows));
+            let plane = (r + l.span) * l.row;
+            let m = (r * l.wp).next_multiple_of(TILE);
+            BUFFERS.with(|bufs| {
+                let (band, block) = &mut *bufs.borrow_mut();
+                let band = grow(band, c_in * plane + self.conv.kernel[1] + TILE);
+                let block = grow(block, 4 * m * OUT);
+                self.conv.fill_band(n, r0, &l, plane, band);
+                // Two chunks (where there are two) of both column phases of one row phase.
+                let (even, odd) = block.split_at_mut(2 * m * OUT);
+                let mut chunk = 0;
+                while chunk < chunks {
+                    let pair = chunk + 1 < chunks;
+                    for py in 0..2 {
+                        for (px, blocks) in [&mut *even, &mut *odd].into_iter().enumerate() {
+                            let (w, len) = (&weights[py * 2 + px], offsets[py * 2 + px].len() * c_in * OUT);
+                            let (b1, b2) = blocks.split_at_mut(m * OUT);
+                            let w2 = pair.then(|| &w[(chunk + 1) * len..][..len]);
+                            // SAFETY: the band holds c_in·plane + kw + TILE values of a stride-1
+                            // band whose taps span the conv's kernel (see `products`).
+                            unsafe {
+                                products::<1>(
+                                    band,
+                                    plane,
+                                    &offsets[py * 2 + px],
+                                    c_in,
+                                    &w[chunk * len..][..len],
+                                    w2,
+                                    m,
+                                    b1,
+                                    b2,
+                                )
+                            };
+                        }
+                        for k in 0..1 + usize::from(pair) {
+                            let first = (chunk + k) * OUT;
+                            let add: [f32; OUT] = std::array::from_fn(|j| bias.map_or(0.0, |b| b[first + j]));
+                            let blocks = [&even[k * m * OUT..][..m * OUT], &odd[k * m * OUT..][..m * OUT]];
+                            // SAFETY: rows 2·(r0 .. r0 + r) + py of channels first .. first +
+                            // OUT of image n: inside dx, disjoint from other tasks' rows.
+                            unsafe {
+                                copy_out_interleaved(
+                                    blocks,
+                                    l.wp,
+                                    (r0, r, py),
+                                    [h, w],
+                                    &add,
+                                    dx.get().add((n * c_out + first) * h * w),
+                                )
+                            };
+                        }
+                    }
+                    chunk += 1 + usize::from(pair);
+                }
+            });
+        });
+    }
+}
+
+/// The products of a band with one chunk of weights `w` into `block`, and with a second chunk
+/// `w2` into `block2` where given, for positions `0 .. m` (a multiple of [`TILE`]).
+///
+/// # Safety
+/// The tiles read `band[c·plane + offsets[t] + S·p]` for `c < c_in`, `p < m`: the callers'
+/// bands hold `S·c_in·plane + kw + S·TILE` values with offsets below `(S − 1)·c_in·plane +
+/// span·row + kw` and `S·m < r·row + S·TILE`, `plane = (r + span)·row` (see
+/// [`Direct::layout`]); `w` and `w2` hold `offsets.len()·c_in` vectors of [`OUT`], the blocks
+/// `m·OUT` values; [`pays`] returned true.
+#[allow(clippy::too_many_arguments)]
+unsafe fn products<const S: usize>(
+    band: &[f32],
+    plane: usize,
+    offsets: &[usize],
+    c_in: usize,
+    w: &[f32],
+    w2: Option<&[f32]>,
+    m: usize,
+    block: &mut [f32],
+    block2: &mut [f32],
+) {
+    debug_assert!(m.is_multiple_of(TILE) && block.len() >= m * OUT && w.len() >= offsets.len() * c_in * OUT);
+    match w2 {
+        // Two chunks at a time where there are two: each broadcast input value then feeds two
+        // multiply-adds (the module's note on PAIR_TILE).
+        Some(w2) => {
+            for p0 in (0..m).step_by(PAIR_TILE) {
+                // SAFETY: the function's contract, with PAIR_TILE < TILE positions (m is a
+                // multiple of both).
+                unsafe {
+                    tile_pair::<S>(
+                        band.as_ptr().add(S * p0),
+                        plane,
+                        offsets,
+                        c_in,
+                        w.as_ptr(),
+                        w2.as_ptr(),
+                        block.as_mut_ptr().add(p0 * OUT),
+                        block2.as_mut_ptr().add(p0 * OUT),
+                    )
+                };
+            }
+        }
+        None => {
+            for p0 in (0..m).step_by(TILE) {
+                // SAFETY: the function's contract.
+                unsafe {
+                    tile::<S>(
+                        band.as_ptr().add(S * p0),
+                        plane,
+                        offsets,
+                        c_in,
+                        w.as_ptr(),
+                        block.as_mut_ptr().add(p0 * OUT),
+                    )
+                };
+            }
+        }
+    }
+}
+
+/// Writes the blocks of the two column phases (`blocks[px]`: `r` rows of `wp` positions ×
+/// [`OUT`] channels) of row phase `py` into rows `2·(r0 + i) + py` of `OUT` channel planes of
+/// size `[h, w]` at `dst`, position `v` of a row to columns `2v + px`, adding `add[j]`; rows
+/// and columns past `h` and `w` are dropped (odd sizes), as are positions past the phase grid.
+///
+/// # Safety
+/// Both blocks must hold `r·wp·OUT` values and `dst` the `OUT` planes.
+unsafe fn copy_out_interleaved(
+    blocks: [&[f32]; 2],
+    wp: usize,
+    (r0, r, py): (usize, usize, usize),
+    [h, w]: [usize; 2],
+    add: &[f32; OUT],
+    dst: *mut f32,
+) {
+    debug_assert!(blocks.iter().all(|b| b.len() >= r * wp * OUT));
+    // Whole groups of 16 positions (32 columns) interleaved in registers (none without x86-64;
+    // `pays` keeps other targets off this path anyway).
+    let half = w / 2;
+    let whole = if cfg!(target_arch = "x86_64") { half - half % OUT } else { 0 };
+    for i in 0..r {
+        let row = 2 * (r0 + i) + py;
+        if row >= h {
+            break;
+        }
+        let src = blocks.map(|b| &b[i * wp * OUT..]);
+        // SAFETY: row `row` of each plane (the caller's contract).
+        let d = unsafe { dst.add(row * w) };
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the callers checked AVX-512 (`pays`); reads inside the blocks' row i, writes
+        // inside columns 0 .. 2·whole ≤ w of the row.
+        unsafe {
+            interleave_out_avx512(src, whole, add, d, h * w)
+        };
+        for v in whole..w.div_ceil(2) {
+            for (px, s) in src.iter().enumerate() {
+                if 2 * v + px < w {
+                    for (j, &a) in add.iter().enumerate() {
+                        // SAFETY: column 2v + px < w of the row (the caller's contract).
+                        unsafe { *d.add(j * h * w + 2 * v + px) = s[v * OUT + j] + a };
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `dst[j·plane + 2·col + px] = src[px][col·OUT + j] + add[j]` for `col < cols` (a multiple of
+/// 16): two 16 × 16 transposes, their rows interleaved.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn interleave_out_avx512(src: [&[f32]; 2], cols: usize, add: &[f32; OUT], dst: *mut f32, plane: usize) {
+    use std::arch::x86_64::*;
+    // Lane k of the low half takes lane k/2 of the even phase (k even) or of the odd one
+    // (index 16 + k/2), the high half lanes 8 + k/2.
+    let index = |base: i32| {
+        let v: [i32; 16] = std::array::from_fn(|k| base + (k as i32 / 2) + if k % 2 == 1 { 16 } else { 0 });
+        // SAFETY: 16 lanes read from a 16-element array.
+        unsafe { _mm512_loadu_si512(v.as_ptr().cast()) }
+    };
+    let (lo, hi) = (index(0), index(8));
+    // SAFETY: inside the buffers (the caller's contract).
+    unsafe {
+        let bias = _mm512_loadu_ps(add.as_ptr());
+        for col0 in (0..cols).step_by(16) {
+            let [e, o] = src.map(|s| {
+                debug_assert!(s.len() >= (col0 + 16) * OUT);
+                transpose16(std::array::from_fn(|q| {
+                    _mm512_add_ps(_mm512_loadu_ps(s.as_ptr().add((col0 + q) * OUT)), bias)
+                }))
+            });
+            for j in 0..OUT {
+                let d = dst.add(j * plane + 2 * col0);
+                _mm512_storeu_ps(d, _mm512_permutex2var_ps(e[j], lo, o[j]));
+                _mm512_storeu_ps(d.add(16), _mm512_permutex2var_ps(e[j], hi, o[j]));
+            }
+        }
+    }
+}
+
 /// [`tile`] for two chunks of output channels at once: `out` (weights `w`) and `out2` (`w2`),
 /// [`PAIR_TILE`] positions each.
 ///
 /// # Safety
 /// As for [`tile`], for both chunks.
 #[allow(unused_variables, clippy::too_many_arguments)]
-unsafe fn tile_pair(
+unsafe fn tile_pair<const S: usize>(
     band: *const f32,
     plane: usize,
     offsets: &[usize],
@@ -346,7 +700,7 @@ unsafe fn tile_pair(
     #[cfg(target_arch = "x86_64")]
     // SAFETY: forwarded from the caller; `pays` checked AVX-512.
     unsafe {
-        tile_pair_avx512(band, plane, offsets, c_in, w, w2, out, out2)
+        tile_pair_avx512::<S>(band, plane, offsets, c_in, w, w2, out, out2)
     }
     #[cfg(not(target_arch = "x86_64"))]
     unreachable!("the direct kernel needs AVX-512 (`pays`)");
@@ -355,7 +709,7 @@ unsafe fn tile_pair(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn tile_pair_avx512(
+unsafe fn tile_pair_avx512<const S: usize>(
     band: *const f32,
     plane: usize,
     offsets: &[usize],
@@ -376,7 +730,7 @@ unsafe fn tile_pair_avx512(
                 let wv2 = _mm512_loadu_ps(w2.add((t * c_in + c) * OUT));
                 let src = band.add(c * plane + off);
                 for i in 0..PAIR_TILE {
-                    let b = _mm512_set1_ps(*src.add(i));
+                    let b = _mm512_set1_ps(*src.add(S * i));
                     acc[i] = _mm512_fmadd_ps(wv, b, acc[i]);
                     acc2[i] = _mm512_fmadd_ps(wv2, b, acc2[i]);
                 }
@@ -392,17 +746,24 @@ unsafe fn tile_pair_avx512(
     }
 }
 
-/// `out[i·OUT + j] = Σ_{t, c} w[(t·c_in + c)·OUT + j] · band[c·plane + offsets[t] + i]` for
+/// `out[i·OUT + j] = Σ_{t, c} w[(t·c_in + c)·OUT + j] · band[c·plane + offsets[t] + S·i]` for
 /// `i < TILE`, `j < OUT`.
 ///
 /// # Safety
 /// Every address named above must be inside its buffer, and [`pays`] must have returned true.
 #[allow(unused_variables)]
-unsafe fn tile(band: *const f32, plane: usize, offsets: &[usize], c_in: usize, w: *const f32, out: *mut f32) {
+unsafe fn tile<const S: usize>(
+    band: *const f32,
+    plane: usize,
+    offsets: &[usize],
+    c_in: usize,
+    w: *const f32,
+    out: *mut f32,
+) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: forwarded from the caller; `pays` checked AVX-512.
     unsafe {
-        tile_avx512(band, plane, offsets, c_in, w, out)
+        tile_avx512::<S>(band, plane, offsets, c_in, w, out)
     }
     #[cfg(not(target_arch = "x86_64"))]
     unreachable!("the direct kernel needs AVX-512 (`pays`)");
@@ -410,7 +771,14 @@ unsafe fn tile(band: *const f32, plane: usize, offsets: &[usize], c_in: usize, w
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn tile_avx512(band: *const f32, plane: usize, offsets: &[usize], c_in: usize, w: *const f32, out: *mut f32) {
+unsafe fn tile_avx512<const S: usize>(
+    band: *const f32,
+    plane: usize,
+    offsets: &[usize],
+    c_in: usize,
+    w: *const f32,
+    out: *mut f32,
+) {
     use std::arch::x86_64::*;
     let mut acc = [_mm512_setzero_ps(); TILE];
     for (t, &off) in offsets.iter().enumerate() {
@@ -420,7 +788,7 @@ unsafe fn tile_avx512(band: *const f32, plane: usize, offsets: &[usize], c_in: u
                 let wv = _mm512_loadu_ps(w.add((t * c_in + c) * OUT));
                 let src = band.add(c * plane + off);
                 for (i, a) in acc.iter_mut().enumerate() {
-                    *a = _mm512_fmadd_ps(wv, _mm512_set1_ps(*src.add(i)), *a);
+                    *a = _mm512_fmadd_ps(wv, _mm512_set1_ps(*src.add(S * i)), *a);
                 }
             }
         }
@@ -513,17 +881,17 @@ fn transpose16(r: [std::arch::x86_64::__m512; 16]) -> [std::arch::x86_64::__m512
     })
 }
 
-/// `out[(g·ROW_TAPS + rx)·OUT + j] += Σ_{p < m} dyt[p·OUT + j] · band[bases[g] + p + rx]` for
+/// `out[(g·ROW_TAPS + rx)·OUT + j] += Σ_{p < m} dyt[p·OUT + j] · band[bases[g] + S·p + rx]` for
 /// `g < ROWS`, `rx < ROW_TAPS`, `j < OUT`.
 ///
 /// # Safety
 /// Every address named above must be inside its buffer, and [`pays`] must have returned true.
 #[allow(unused_variables)]
-unsafe fn rows_tile(band: *const f32, bases: &[usize; ROWS], dyt: *const f32, m: usize, out: *mut f32) {
+unsafe fn rows_tile<const S: usize>(band: *const f32, bases: &[usize; ROWS], dyt: *const f32, m: usize, out: *mut f32) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: forwarded from the caller; `pays` checked AVX-512.
     unsafe {
-        rows_tile_avx512(band, bases, dyt, m, out)
+        rows_tile_avx512::<S>(band, bases, dyt, m, out)
     }
     #[cfg(not(target_arch = "x86_64"))]
     unreachable!("the direct kernel needs AVX-512 (`pays`)");
@@ -531,7 +899,13 @@ unsafe fn rows_tile(band: *const f32, bases: &[usize; ROWS], dyt: *const f32, m:
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn rows_tile_avx512(band: *const f32, bases: &[usize; ROWS], dyt: *const f32, m: usize, out: *mut f32) {
+unsafe fn rows_tile_avx512<const S: usize>(
+    band: *const f32,
+    bases: &[usize; ROWS],
+    dyt: *const f32,
+    m: usize,
+    out: *mut f32,
+) {
     use std::arch::x86_64::*;
     let mut acc = [_mm512_setzero_ps(); ROWS * ROW_TAPS];
     // SAFETY: inside the buffers (the caller's contract).
@@ -542,7 +916,7 @@ unsafe fn rows_tile_avx512(band: *const f32, bases: &[usize; ROWS], dyt: *const 
             for (g, row) in rows.iter().enumerate() {
                 for rx in 0..ROW_TAPS {
                     let a = &mut acc[g * ROW_TAPS + rx];
-                    *a = _mm512_fmadd_ps(d, _mm512_set1_ps(*row.add(p + rx)), *a);
+                    *a = _mm512_fmadd_ps(d, _mm512_set1_ps(*row.add(S * p + rx)), *a);
                 }
             }
         }

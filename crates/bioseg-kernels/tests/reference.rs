@@ -249,6 +249,35 @@ fn direct_kernel_layers_match_the_reference() {
     }
 }
 
+#[test]
+fn direct_kernel_stride_two_layers_match_the_reference() {
+    // The direct kernels at stride 2 (forward and weight gradient; the U-Net's folded decoder
+    // step runs its data gradient as such a convolution): odd and even sizes, padding 0–2,
+    // kernels 1–3 and wider than tall, two chunks of output channels, and several bands.
+    for (batch, c_in, [h, w], c_out, kernel, pad) in [
+        (2, 16, [64, 64], 32, [3, 3], [1, 1]),
+        (2, 16, [37, 41], 32, [3, 3], [1, 1]),
+        (1, 8, [2, 2], 16, [3, 3], [1, 1]),
+        (3, 24, [20, 17], 16, [3, 3], [0, 2]),
+        (1, 12, [9, 12], 48, [2, 3], [0, 1]),
+        (2, 10, [5, 7], 16, [1, 1], [0, 0]),
+        (1, 64, [11, 10], 16, [3, 2], [2, 1]),
+    ] {
+        let g = Conv2dGeometry::new(batch, c_in, [h, w], c_out, kernel, [2, 2], pad, [1, 1]).unwrap();
+        check_large(&g);
+        // Its data gradient as a transposed convolution with a bias, which the phases add as
+        // they write.
+        let (x, wt, bias) = (values(g.output_len(), 8), values(g.weight_len(), 9), values(g.c_in, 10));
+        let mut want = vec![0f32; g.input_len()];
+        for_each_tap(&g, |xi, yi, wi| want[xi] += x[yi] * wt[wi]);
+        let plane = h * w;
+        want.iter_mut().enumerate().for_each(|(i, v)| *v += bias[i / plane % g.c_in]);
+        let mut y = vec![f32::NAN; g.input_len()];
+        conv_transpose2d_forward(&g, &x, &wt, Some(&bias), &mut y).unwrap();
+        assert_close(&y, &want, "transposed convolution with bias");
+    }
+}
+
 fn check_large(g: &Conv2dGeometry) {
     let g = *g;
     let x = values(g.input_len(), 5);
