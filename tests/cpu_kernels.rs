@@ -285,3 +285,29 @@ fn element_wise_passes_over_threads_match_plain_loops() {
         assert!(d <= 1e-6, "{n}×{c}×{h}×{w}: gradient differs by {d:.2e}");
     }
 }
+
+/// Binary operations on views whose last axis is contiguous, one operand broadcast along the
+/// outer axes (the loss's per-class sums' gradients) or a channel slice, run run by run over
+/// the threads (`bioseg_par::zip_runs`): element for element the plain loop's values.
+#[test]
+fn broadcast_and_sliced_binary_operations_match_plain_loops() {
+    let device = Default::default();
+    for (n, c, h, w) in [(1, 2, 3, 5), (2, 2, 256, 256), (3, 4, 67, 129)] {
+        let len = n * c * h * w;
+        let (a, b) = (values(len, 4), values(c * w, 5));
+        let x = Tensor::<B, 4>::from_data(TensorData::new(a.clone(), [n, c, h, w]), &device);
+        let y = Tensor::<B, 4>::from_data(TensorData::new(b.clone(), [1, c, 1, w]), &device);
+        let want: Vec<f32> = (0..len).map(|i| a[i] * b[(i / (h * w) % c) * w + i % w]).collect();
+        assert_eq!(data((x.clone() * y.clone().expand([n, c, h, w])).inner()), want, "{n}×{c}×{h}×{w}: broadcast");
+        // A channel slice (not contiguous across images) minus a broadcast row.
+        let top = c / 2 + 1;
+        let sliced = x.slice([0..n, 0..top, 0..h, 0..w]) - y.slice([0..1, 0..top, 0..1, 0..w]).expand([n, top, h, w]);
+        let want: Vec<f32> = (0..n * top * h * w)
+            .map(|i| {
+                let (img, ch, row, col) = (i / (top * h * w), i / (h * w) % top, i / w % h, i % w);
+                a[((img * c + ch) * h + row) * w + col] - b[ch * w + col]
+            })
+            .collect();
+        assert_eq!(data(sliced.inner()), want, "{n}×{c}×{h}×{w}: slice minus broadcast");
+    }
+}

@@ -27,7 +27,7 @@ use std::cell::RefCell;
 
 use rayon::prelude::*;
 
-use crate::direct::{self, Direct, tile_weights};
+use crate::direct::{self, Direct, kernel_weights};
 use crate::error::KernelError;
 use crate::gemm::{SendPtr, grow, product, product_acc};
 use crate::im2col::{Taps, col2im_block, im2col_block};
@@ -303,7 +303,7 @@ pub fn conv2d_forward(
         g.check("bias", b.len(), g.c_out)?;
     }
     if direct_steps(g) && direct::pays(g.c_in, g.c_out) {
-        let weights = tile_weights(weight, g.c_out, g.c_in, g.kernel, false);
+        let weights = kernel_weights(weight, g.c_out, g.c_in, g.kernel, false);
         let conv = direct_forward(g, x);
         conv.run(&weights, bias, y);
         return Ok(());
@@ -330,7 +330,7 @@ fn data_gradient(g: &Conv2dGeometry, weight: &[f32], dy: &[f32], bias: Option<&[
     let (c_in, c_out) = (g.c_in, g.c_out);
     if unit_steps(g) && direct::pays(c_out, c_in) && (0..2).all(|a| g.padding[a] < g.kernel[a]) {
         // The "full" convolution below, by the direct kernel.
-        let weights = tile_weights(weight, c_in, c_out, g.kernel, true);
+        let weights = kernel_weights(weight, c_in, c_out, g.kernel, true);
         let conv = Direct {
             x: dy,
             batch: g.batch,
@@ -355,22 +355,20 @@ fn data_gradient(g: &Conv2dGeometry, weight: &[f32], dy: &[f32], bias: Option<&[
         // dx[c, y] = Σ_{o, i} W[o, c, kh−1−i] · dy[o, y + p − d·(kh−1) + d·i]: a convolution of
         // dy with the kernel flipped and its channel axes swapped, reading d·(k−1) − p beyond
         // dy's border.
+        // Row c: the kernel flipped for every o, then the bias (times the row of ones); rows
+        // over the threads (serial, the loops held ~1 % of a U-Net step on the calling thread).
         let k = c_out * kh * kw;
         let mut wmat = vec![0f32; c_in * (k + 1)];
-        for o in 0..c_out {
-            for c in 0..c_in {
+        wmat.par_chunks_mut(k + 1).enumerate().for_each(|(c, row)| {
+            for o in 0..c_out {
                 for ry in 0..kh {
                     for rx in 0..kw {
-                        wmat[c * (k + 1) + (o * kh + ry) * kw + rx] =
-                            weight[((o * c_in + c) * kh + kh - 1 - ry) * kw + kw - 1 - rx];
+                        row[(o * kh + ry) * kw + rx] = weight[((o * c_in + c) * kh + kh - 1 - ry) * kw + kw - 1 - rx];
                     }
                 }
             }
-        }
-        // The bias column (times the row of ones).
-        if let Some(b) = bias {
-            (0..c_in).for_each(|c| wmat[c * (k + 1) + k] = b[c]);
-        }
+            row[k] = bias.map_or(0.0, |b| b[c]);
+        });
         let taps = Taps {
             origin: [0, 1].map(|a| g.padding[a] as isize - (g.dilation[a] * (g.kernel[a] - 1)) as isize),
             kernel: g.kernel,

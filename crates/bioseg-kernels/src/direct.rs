@@ -136,27 +136,46 @@ thread_local! {
         const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
 }
 
-/// The weights as [`tile`] reads them, `[c_out / OUT][kh·kw][c_in][OUT]`: element `(o, tap,
-/// c)` is `weight[o, c, ry, rx]` (forward, `weight` `[c_out, c_in, kh, kw]`), or `weight[c, o,
-/// kh−1−ry, kw−1−rx]` when `flipped` (the data gradient: `weight` `[c_in, c_out, kh, kw]`).
-pub(crate) fn tile_weights(weight: &[f32], c_out: usize, c_in: usize, [kh, kw]: [usize; 2], flipped: bool) -> Vec<f32> {
-    let taps = kh * kw;
+/// The weights as [`tile`] reads them, `[c_out / OUT][taps][c_in][OUT]`: element `(o, t, c)` is
+/// `weight[src(o, t, c)]`. Filled over the threads, each task writing one `(chunk, tap)` run
+/// (the serial loops, scattered writes, held ~1 % of a U-Net step on the calling thread).
+pub(crate) fn tile_weights(
+    weight: &[f32],
+    c_out: usize,
+    c_in: usize,
+    taps: usize,
+    src: impl Fn(usize, usize, usize) -> usize + Sync,
+) -> Vec<f32> {
     let mut out = vec![0f32; taps * c_in * c_out];
-    for o in 0..c_out {
-        for c in 0..c_in {
-            for ry in 0..kh {
-                for rx in 0..kw {
-                    let v = if flipped {
-                        weight[((c * c_out + o) * kh + kh - 1 - ry) * kw + kw - 1 - rx]
-                    } else {
-                        weight[((o * c_in + c) * kh + ry) * kw + rx]
-                    };
-                    out[(((o / OUT) * taps + ry * kw + rx) * c_in + c) * OUT + o % OUT] = v;
-                }
+    out.par_chunks_mut((c_in * OUT).max(1)).enumerate().for_each(|(i, run)| {
+        let (chunk, t) = (i / taps, i % taps);
+        for (c, v) in run.chunks_exact_mut(OUT).enumerate() {
+            for (j, v) in v.iter_mut().enumerate() {
+                *v = weight[src(chunk * OUT + j, t, c)];
             }
         }
-    }
+    });
     out
+}
+
+/// [`tile_weights`] of a convolution's `weight` `[c_out, c_in, kh, kw]`: element `(o, tap, c)`
+/// is `weight[o, c, ry, rx]`, or `weight[c, o, kh−1−ry, kw−1−rx]` when `flipped` (the data
+/// gradient: `weight` `[c_in, c_out, kh, kw]`).
+pub(crate) fn kernel_weights(
+    weight: &[f32],
+    c_out: usize,
+    c_in: usize,
+    [kh, kw]: [usize; 2],
+    flipped: bool,
+) -> Vec<f32> {
+    tile_weights(weight, c_out, c_in, kh * kw, |o, t, c| {
+        let (ry, rx) = (t / kw, t % kw);
+        if flipped {
+            ((c * c_out + o) * kh + kh - 1 - ry) * kw + kw - 1 - rx
+        } else {
+            ((o * c_in + c) * kh + ry) * kw + rx
+        }
+    })
 }
 
 impl<'a> Direct<'a> {
@@ -227,7 +246,7 @@ impl<'a> Direct<'a> {
         }
     }
 
-    /// `y = conv(x) + bias`, `weights` from [`tile_weights`]; every element of `y` is written.
+    /// `y = conv(x) + bias`, `weights` from [`kernel_weights`]; every element of `y` is written.
     /// Callers check [`pays`] first.
     pub(crate) fn run(&self, weights: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
         match self.stride {
@@ -398,11 +417,7 @@ impl<'a> Direct<'a> {
                             let base = ((n * c_out + chunk * OUT) * ho + r0) * wo;
                             for (i, row) in dyt.chunks_exact_mut(wp * OUT).enumerate() {
                                 let (valid, wasted) = row.split_at_mut(wo * OUT);
-                                for (col, v) in valid.chunks_exact_mut(OUT).enumerate() {
-                                    for (j, d) in v.iter_mut().enumerate() {
-                                        *d = dy[base + j * ho * wo + i * wo + col];
-                                    }
-                                }
+                                copy_in(&dy[base + i * wo..], ho * wo, valid);
                                 wasted.fill(0.0);
                             }
                             let out = &mut sums[chunk * padded * ROW_TAPS * OUT..][..padded * ROW_TAPS * OUT];
@@ -422,16 +437,14 @@ impl<'a> Direct<'a> {
                 sums
             })
             .collect();
-        for o in 0..c_out {
-            for c in 0..c_in {
-                for ry in 0..kh {
-                    for rx in 0..kw {
-                        let at = (((o / OUT) * padded + c * kh + ry) * ROW_TAPS + rx) * OUT + o % OUT;
-                        dw[((o * c_in + c) * kh + ry) * kw + rx] = partial.iter().map(|p| p[at]).sum();
-                    }
-                }
+        // The threads' sums added up, one output channel's weights per task.
+        dw.par_chunks_mut(c_in * kh * kw).enumerate().for_each(|(o, dw)| {
+            for (i, dw) in dw.iter_mut().enumerate() {
+                // i = (c·kh + ry)·kw + rx, and kw = ROW_TAPS: sums row c·kh + ry, tap rx.
+                let at = (((o / OUT) * padded + i / kw) * ROW_TAPS + i % kw) * OUT + o % OUT;
+                *dw = partial.iter().map(|p| p[at]).sum();
             }
-        }
+        });
     }
 }
 
@@ -462,16 +475,10 @@ impl Phases<'_> {
             .phases
             .iter()
             .map(|taps| {
-                let mut out = vec![0f32; chunks * taps.len() * c_in * OUT];
-                for o in 0..c_out {
-                    for (t, &(ky, kx, _)) in taps.iter().enumerate() {
-                        for c in 0..c_in {
-                            out[((o / OUT * taps.len() + t) * c_in + c) * OUT + o % OUT] =
-                                weight[((c * c_out + o) * kh + ky) * kw + kx];
-                        }
-                    }
-                }
-                out
+                tile_weights(weight, c_out, c_in, taps.len(), |o, t, c| {
+                    let (ky, kx, _) = taps[t];
+                    ((c * c_out + o) * kh + ky) * kw + kx
+                })
             })
             .collect();
         let offsets: Vec<Vec<usize>> = self.phases.iter().map(|t| t.iter().map(|t| t.2).collect()).collect();
@@ -827,6 +834,43 @@ unsafe fn copy_out(block: &[f32], wp: usize, r: usize, wo: usize, add: &[f32; OU
             for (j, &a) in add.iter().enumerate() {
                 // SAFETY: row i of plane j (the caller's contract).
                 unsafe { *dst.add(j * plane + i * wo + col) = src[col * OUT + j] + a };
+            }
+        }
+    }
+}
+
+/// `dst[col·OUT + j] = src[j·plane + col]` for the `dst.len() / OUT` columns of a row of `OUT`
+/// channel planes: a chunk of the output gradient, one vector per position, as
+/// [`rows_tile`] reads it. Whole groups of 16 columns go through 16 × 16 in-register
+/// transposes (the strided scalar gather they replace held ~3 % of a 16→16 layer's samples).
+fn copy_in(src: &[f32], plane: usize, dst: &mut [f32]) {
+    let cols = dst.len() / OUT;
+    assert!(cols == 0 || src.len() > (OUT - 1) * plane + cols - 1, "a row of {OUT} planes");
+    let whole = if cfg!(target_arch = "x86_64") && pays(OUT, OUT) { cols - cols % 16 } else { 0 };
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `pays` checked AVX-512 (whole is 0 otherwise); the reads are inside `src` (the
+    // assertion), the writes inside `dst`.
+    unsafe {
+        transpose_in_avx512(src.as_ptr(), plane, whole, dst.as_mut_ptr())
+    };
+    for col in whole..cols {
+        for j in 0..OUT {
+            dst[col * OUT + j] = src[j * plane + col];
+        }
+    }
+}
+
+/// `dst[col·OUT + j] = src[j·plane + col]` for `col < cols` (a multiple of 16).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn transpose_in_avx512(src: *const f32, plane: usize, cols: usize, dst: *mut f32) {
+    use std::arch::x86_64::*;
+    // SAFETY: inside the buffers (the caller's contract).
+    unsafe {
+        for col0 in (0..cols).step_by(16) {
+            let t = transpose16(std::array::from_fn(|j| _mm512_loadu_ps(src.add(j * plane + col0))));
+            for (q, v) in t.iter().enumerate() {
+                _mm512_storeu_ps(dst.add((col0 + q) * OUT), *v);
             }
         }
     }

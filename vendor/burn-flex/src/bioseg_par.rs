@@ -117,6 +117,37 @@ pub(crate) fn gather_runs<E: Copy + Send + Sync>(
     })
 }
 
+/// `op(a[i], b[i])` for `a` and `b` read as `runs` runs of `run` elements, run `r` at
+/// `a[a_start(r)..]` and `b[b_start(r)..]`, as one vector: a binary operation on views whose
+/// innermost axis is contiguous (slices, or operands broadcast along an outer axis: the
+/// loss's per-class sums' gradients), which had walked a `StridedIter` per element on the
+/// calling thread. Tasks as in [`gather_runs`].
+pub(crate) fn zip_runs<E: Copy + Send + Sync>(
+    (a, a_start): (&[E], &(dyn Fn(usize) -> usize + Sync)),
+    (b, b_start): (&[E], &(dyn Fn(usize) -> usize + Sync)),
+    run: usize,
+    runs: usize,
+    op: impl Fn(E, E) -> E + Sync + Send,
+) -> Vec<E> {
+    let n = run * runs;
+    if n == 0 {
+        return Vec::new();
+    }
+    collect(n, |first, c| {
+        let (mut at, mut done) = (first, 0);
+        while done < c.len() {
+            let (r, within) = (at / run, at % run);
+            let len = (run - within).min(c.len() - done);
+            let x = &a[a_start(r) + within..][..len];
+            let y = &b[b_start(r) + within..][..len];
+            for ((d, &x), &y) in c[done..done + len].iter_mut().zip(x).zip(y) {
+                d.write(op(x, y));
+            }
+            (at, done) = (at + len, done + len);
+        }
+    })
+}
+
 /// The concatenation of `segments` (their total length `n`), copied in pieces of at most
 /// [`CHUNK`] elements over the threads.
 pub(crate) fn concat<E: Copy + Send + Sync>(n: usize, segments: &[&[E]]) -> Vec<E> {

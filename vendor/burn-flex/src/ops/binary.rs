@@ -401,6 +401,14 @@ where
         _ if lhs.layout().num_dims() == 2 => {
             apply_2d_strided(lhs_storage, rhs_storage, lhs.layout(), rhs.layout(), op)
         }
+        // bioseg: views whose innermost axis is contiguous (a broadcast operand of the loss's
+        // gradient, a slice): run by run over the threads (vendor/README.md).
+        _ if run_starts(lhs.layout()).is_some() && run_starts(rhs.layout()).is_some() => {
+            let (l_start, r_start) = (run_starts(lhs.layout()).unwrap(), run_starts(rhs.layout()).unwrap());
+            let run = *lhs.layout().shape().last().unwrap_or(&1);
+            let runs = lhs.layout().num_elements() / run.max(1);
+            crate::bioseg_par::zip_runs((lhs_storage, &l_start), (rhs_storage, &r_start), run, runs, op)
+        }
         // General fallback
         _ => {
             let lhs_iter = StridedIter::new(lhs.layout());
@@ -413,6 +421,25 @@ where
     };
 
     make_tensor(result, shape, dtype)
+}
+
+/// bioseg: where run `r` (index `r` over all axes but the last, row-major) of a view starts,
+/// for views whose last axis is contiguous and whose strides are not negative; `None` for
+/// others (and for scalars).
+fn run_starts(layout: &crate::Layout) -> Option<impl Fn(usize) -> usize + Sync + use<>> {
+    let (dims, strides) = (layout.shape().to_vec(), layout.strides().to_vec());
+    if dims.is_empty() || strides.last() != Some(&1) || strides.iter().any(|&s| s < 0) {
+        return None;
+    }
+    let start = layout.start_offset();
+    Some(move |mut r: usize| {
+        let mut at = start;
+        for d in (0..dims.len() - 1).rev() {
+            at += (r % dims[d]) * strides[d] as usize;
+            r /= dims[d];
+        }
+        at
+    })
 }
 
 /// Fast 2D strided binary operation using row-based iteration.
