@@ -29,6 +29,9 @@
 //!
 //! The weight gradient ([`Direct::weight_gradient`]) turns the same band round: per position,
 //! one vector of 16 output-channel gradients times 8 band rows × 3 taps broadcast from memory.
+//! At stride 1 [`rows_tile`] walks input values instead of positions, so each broadcast feeds
+//! three taps (8 broadcasts per 24 multiply-adds instead of 24): 16→16 at 256² weight gradient
+//! 201–235 → 255–272 GFLOP/s (three alternating runs of `LAYER=1 examples/unet_layers`).
 //!
 //! Why (BENCHMARKS.md, "CPU training"): im2col wrote 9 copies of every input value and the
 //! product read them back (`perf`: ~20 % of an F=16 U-Net step in `im2col_block` and its
@@ -955,12 +958,32 @@ unsafe fn rows_tile_avx512<const S: usize>(
     // SAFETY: inside the buffers (the caller's contract).
     unsafe {
         let rows: [*const f32; ROWS] = std::array::from_fn(|g| band.add(bases[g]));
-        for p in 0..m {
-            let d = _mm512_loadu_ps(dyt.add(p * OUT));
-            for (g, row) in rows.iter().enumerate() {
-                for rx in 0..ROW_TAPS {
-                    let a = &mut acc[g * ROW_TAPS + rx];
-                    *a = _mm512_fmadd_ps(d, _mm512_set1_ps(*row.add(S * p + rx)), *a);
+        if S == 1 {
+            // Walked by input value q = p + rx instead: each broadcast row value feeds its
+            // three taps, with the output gradients of positions q, q − 1 and q − 2 (zero
+            // outside 0 .. m) held in registers: 8 broadcasts and one load per 24
+            // multiply-adds instead of 24 and one.
+            let zero = _mm512_setzero_ps();
+            let (mut d1, mut d2) = (zero, zero);
+            for q in 0..m + ROW_TAPS - 1 {
+                let d0 = if q < m { _mm512_loadu_ps(dyt.add(q * OUT)) } else { zero };
+                for (g, row) in rows.iter().enumerate() {
+                    let b = _mm512_set1_ps(*row.add(q));
+                    for (rx, d) in [d0, d1, d2].into_iter().enumerate() {
+                        let a = &mut acc[g * ROW_TAPS + rx];
+                        *a = _mm512_fmadd_ps(d, b, *a);
+                    }
+                }
+                (d2, d1) = (d1, d0);
+            }
+        } else {
+            for p in 0..m {
+                let d = _mm512_loadu_ps(dyt.add(p * OUT));
+                for (g, row) in rows.iter().enumerate() {
+                    for rx in 0..ROW_TAPS {
+                        let a = &mut acc[g * ROW_TAPS + rx];
+                        *a = _mm512_fmadd_ps(d, _mm512_set1_ps(*row.add(S * p + rx)), *a);
+                    }
                 }
             }
         }
