@@ -244,8 +244,9 @@ struct Planes<'a> {
 }
 
 /// `y[n, o, ·] = Σ taps of x[n] × wmat[o, ·]` for every image, with `wmat` as `[c_out, K + 1]`
-/// rows ending with the bias (K = channels × taps), blocks of pixels spread over threads.
-fn im2col_gemm(x: Planes, taps: &Taps, out_hw: [usize; 2], wmat: &[f32], c_out: usize, y: &mut [f32]) {
+/// rows ending with the bias (K = channels × taps), blocks of pixels spread over threads; then
+/// `max(·, 0)` on each block when `relu`.
+fn im2col_gemm(x: Planes, taps: &Taps, out_hw: [usize; 2], wmat: &[f32], c_out: usize, relu: bool, y: &mut [f32]) {
     let Planes { data, batch, channels, hw: [h, w] } = x;
     let k = channels * taps.per_channel();
     let pixels = out_hw[0] * out_hw[1];
@@ -269,6 +270,12 @@ fn im2col_gemm(x: Planes, taps: &Taps, out_hw: [usize; 2], wmat: &[f32], c_out: 
             unsafe {
                 let dst = y.get().add(n * c_out * pixels + q0);
                 product([m, c_out, k + 1], (dst, pixels, 1), (cols.as_ptr(), block, 1), (wmat.as_ptr(), k + 1, 1));
+                if relu {
+                    for o in 0..c_out {
+                        let row = std::slice::from_raw_parts_mut(dst.add(o * pixels), m);
+                        row.iter_mut().for_each(|v| *v = v.max(0.0));
+                    }
+                }
             }
         });
     });
@@ -296,6 +303,32 @@ pub fn conv2d_forward(
     bias: Option<&[f32]>,
     y: &mut [f32],
 ) -> Result<(), KernelError> {
+    forward(g, x, weight, bias, false, y)
+}
+
+/// Forward pass with a ReLU: `y = max(conv(x, weight) + bias, 0)` (a NaN gives 0, as a
+/// separate ReLU pass would). The maximum is taken while each block of `y` is still in cache,
+/// which saves the separate pass over the layer's output (`bioseg-train`'s U-Net: 23 ReLU
+/// passes, 7.6 ms of an F=16 step).
+pub fn conv2d_forward_relu(
+    g: &Conv2dGeometry,
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+) -> Result<(), KernelError> {
+    forward(g, x, weight, bias, true, y)
+}
+
+/// [`conv2d_forward`], with a ReLU when `relu`.
+fn forward(
+    g: &Conv2dGeometry,
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    relu: bool,
+    y: &mut [f32],
+) -> Result<(), KernelError> {
     g.check("input", x.len(), g.input_len())?;
     g.check("weights", weight.len(), g.weight_len())?;
     g.check("output", y.len(), g.output_len())?;
@@ -305,12 +338,12 @@ pub fn conv2d_forward(
     if direct_steps(g) && direct::pays(g.c_in, g.c_out) {
         let weights = kernel_weights(weight, g.c_out, g.c_in, g.kernel, false);
         let conv = direct_forward(g, x);
-        conv.run(&weights, bias, y);
+        conv.run(&weights, bias, relu, y);
         return Ok(());
     }
     let wmat = with_bias(weight, g.c_out, bias);
     let planes = Planes { data: x, batch: g.batch, channels: g.c_in, hw: g.in_hw };
-    im2col_gemm(planes, &g.taps(), g.out_hw, &wmat, g.c_out, y);
+    im2col_gemm(planes, &g.taps(), g.out_hw, &wmat, g.c_out, relu, y);
     Ok(())
 }
 
@@ -342,7 +375,7 @@ fn data_gradient(g: &Conv2dGeometry, weight: &[f32], dy: &[f32], bias: Option<&[
             c_out: c_in,
             out_hw: g.in_hw,
         };
-        conv.run(&weights, bias, dx);
+        conv.run(&weights, bias, false, dx);
         return;
     }
     if direct::pays(c_out, c_in)
@@ -376,7 +409,7 @@ fn data_gradient(g: &Conv2dGeometry, weight: &[f32], dy: &[f32], bias: Option<&[
             dilation: g.dilation,
         };
         let planes = Planes { data: dy, batch: g.batch, channels: c_out, hw: g.out_hw };
-        im2col_gemm(planes, &taps, g.in_hw, &wmat, c_in, dx);
+        im2col_gemm(planes, &taps, g.in_hw, &wmat, c_in, false, dx);
         return;
     }
     // Strided: cols = Wᵀ × dy per block, added back onto the input positions (col2im). Blocks

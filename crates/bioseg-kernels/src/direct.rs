@@ -249,18 +249,19 @@ impl<'a> Direct<'a> {
         }
     }
 
-    /// `y = conv(x) + bias`, `weights` from [`kernel_weights`]; every element of `y` is written.
-    /// Callers check [`pays`] first.
-    pub(crate) fn run(&self, weights: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
+    /// `y = conv(x) + bias`, then `max(y, 0)` when `relu` (in the copy out of each block);
+    /// `weights` from [`kernel_weights`]; every element of `y` is written. Callers check
+    /// [`pays`] first.
+    pub(crate) fn run(&self, weights: &[f32], bias: Option<&[f32]>, relu: bool, y: &mut [f32]) {
         match self.stride {
-            1 => self.run_strided::<1>(weights, bias, y),
-            2 => self.run_strided::<2>(weights, bias, y),
+            1 => self.run_strided::<1>(weights, bias, relu, y),
+            2 => self.run_strided::<2>(weights, bias, relu, y),
             s => unreachable!("stride {s}: callers check `STRIDES`"),
         }
     }
 
     /// [`Direct::run`] at stride `S`.
-    fn run_strided<const S: usize>(&self, weights: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
+    fn run_strided<const S: usize>(&self, weights: &[f32], bias: Option<&[f32]>, relu: bool, y: &mut [f32]) {
         let Direct { batch, c_in, kernel: [kh, kw], c_out, out_hw: [ho, wo], .. } = *self;
         debug_assert_eq!(self.stride, S);
         let l = self.layout();
@@ -294,11 +295,11 @@ impl<'a> Direct<'a> {
                     unsafe { products::<S>(band, plane, &offsets, c_in, w, w2, m, block, block2) };
                     for (k, blk) in [&*block, &*block2].into_iter().enumerate().take(if pair { 2 } else { 1 }) {
                         let first = (chunk + k) * OUT;
-                        let add: [f32; OUT] = std::array::from_fn(|j| bias.map_or(0.0, |b| b[first + j]));
+                        let out = Epilogue { add: std::array::from_fn(|j| bias.map_or(0.0, |b| b[first + j])), relu };
                         // SAFETY: rows r0 .. r0 + r of channels first .. first + OUT of image n:
                         // inside y, disjoint from other tasks' rows; blk holds r·wp positions.
                         unsafe {
-                            copy_out(blk, wp, r, wo, &add, y.get().add(((n * c_out + first) * ho + r0) * wo), ho * wo)
+                            copy_out(blk, wp, r, wo, &out, y.get().add(((n * c_out + first) * ho + r0) * wo), ho * wo)
                         };
                     }
                     chunk += if pair { 2 } else { 1 };
@@ -809,9 +810,16 @@ unsafe fn tile_avx512<const S: usize>(
     }
 }
 
+/// What a block's values get on their way out: `add[j]` on channel `j` (the bias), then
+/// `max(·, 0)` when `relu`.
+struct Epilogue {
+    add: [f32; OUT],
+    relu: bool,
+}
+
 /// Writes a block of `r` rows of `wp` positions × [`OUT`] channels (`block[(i·wp + col)·OUT +
 /// j]`) into `OUT` channel planes of `r` rows of `wo` values (`dst[j·plane + i·wo + col]`),
-/// adding `add[j]`; positions `wo .. wp` of each row are dropped.
+/// through `out`; positions `wo .. wp` of each row are dropped.
 ///
 /// Per row, 16 positions at a time are loaded as 16 vectors, transposed in registers and
 /// stored as 16 channel rows; the strided scalar copy it replaced read one value per cache line
@@ -820,7 +828,7 @@ unsafe fn tile_avx512<const S: usize>(
 ///
 /// # Safety
 /// `block` must hold `r·wp·OUT` values, `dst` the `OUT` planes' `r` rows.
-unsafe fn copy_out(block: &[f32], wp: usize, r: usize, wo: usize, add: &[f32; OUT], dst: *mut f32, plane: usize) {
+unsafe fn copy_out(block: &[f32], wp: usize, r: usize, wo: usize, out: &Epilogue, dst: *mut f32, plane: usize) {
     debug_assert!(block.len() >= r * wp * OUT);
     // The vector transpose takes whole groups of 16 columns (none without x86-64; `pays` keeps
     // other targets off this path anyway).
@@ -831,12 +839,13 @@ unsafe fn copy_out(block: &[f32], wp: usize, r: usize, wo: usize, add: &[f32; OU
         // SAFETY: the callers checked AVX-512 (`pays`); reads inside `src`, writes inside row i
         // of each plane (the caller's contract).
         unsafe {
-            transpose_out_avx512(src.as_ptr(), whole, add, dst.add(i * wo), plane)
+            transpose_out_avx512(src.as_ptr(), whole, out, dst.add(i * wo), plane)
         };
         for col in whole..wo {
-            for (j, &a) in add.iter().enumerate() {
+            for (j, &a) in out.add.iter().enumerate() {
+                let v = src[col * OUT + j] + a;
                 // SAFETY: row i of plane j (the caller's contract).
-                unsafe { *dst.add(j * plane + i * wo + col) = src[col * OUT + j] + a };
+                unsafe { *dst.add(j * plane + i * wo + col) = if out.relu { v.max(0.0) } else { v } };
             }
         }
     }
@@ -879,18 +888,23 @@ unsafe fn transpose_in_avx512(src: *const f32, plane: usize, cols: usize, dst: *
     }
 }
 
-/// `dst[j·plane + col] = src[col·OUT + j] + add[j]` for `col < cols` (a multiple of 16).
+/// `dst[j·plane + col] = src[col·OUT + j]` through `out` for `col < cols` (a multiple of 16);
+/// `vmaxps` returns its second operand, 0, for a NaN, as `f32::max` does.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn transpose_out_avx512(src: *const f32, cols: usize, add: &[f32; OUT], dst: *mut f32, plane: usize) {
+unsafe fn transpose_out_avx512(src: *const f32, cols: usize, out: &Epilogue, dst: *mut f32, plane: usize) {
     use std::arch::x86_64::*;
+    let relu = out.relu;
     // SAFETY: inside the buffers (the caller's contract).
     unsafe {
-        let bias = _mm512_loadu_ps(add.as_ptr());
+        let bias = _mm512_loadu_ps(out.add.as_ptr());
+        let zero = _mm512_setzero_ps();
         for col0 in (0..cols).step_by(16) {
             // r[q]: position col0 + q, lanes = channels (plus the bias).
-            let r: [__m512; 16] =
-                std::array::from_fn(|q| _mm512_add_ps(_mm512_loadu_ps(src.add((col0 + q) * OUT)), bias));
+            let r: [__m512; 16] = std::array::from_fn(|q| {
+                let v = _mm512_add_ps(_mm512_loadu_ps(src.add((col0 + q) * OUT)), bias);
+                if relu { _mm512_max_ps(v, zero) } else { v }
+            });
             let t = transpose16(r);
             for (j, v) in t.iter().enumerate() {
                 _mm512_storeu_ps(dst.add(j * plane + col0), *v);

@@ -99,6 +99,10 @@ proptest! {
         let mut y = vec![f32::NAN; g.output_len()];
         conv2d_forward(&g, &x, &wt, Some(&bias), &mut y).unwrap();
         assert_close(&y, &want, "forward");
+        let want_relu: Vec<f32> = want.iter().map(|v| v.max(0.0)).collect();
+        let mut y = vec![f32::NAN; g.output_len()];
+        conv2d_forward_relu(&g, &x, &wt, Some(&bias), &mut y).unwrap();
+        assert_close(&y, &want_relu, "forward with ReLU");
         let mut dx = vec![f32::NAN; g.input_len()];
         conv2d_backward_data(&g, &wt, &dy, &mut dx).unwrap();
         assert_close(&dx, &want_dx, "data gradient");
@@ -293,10 +297,24 @@ fn check_large(g: &Conv2dGeometry) {
     let mut y = vec![0f32; g.output_len()];
     conv2d_forward(&g, &x, &wt, None, &mut y).unwrap();
     assert_close(&y, &want, "forward");
+    check_relu(&g, &x, &wt, &want);
     let mut dx = vec![0f32; g.input_len()];
     conv2d_backward_data(&g, &wt, &dy, &mut dx).unwrap();
     assert_close(&dx, &want_dx, "data gradient");
     let mut dw = vec![0f32; g.weight_len()];
     conv2d_backward_weight(&g, &x, &dy, &mut dw).unwrap();
     assert_close(&dw, &want_dw, "weight gradient");
+}
+
+/// The fused forward with a ReLU against `max(want + bias, 0)` (`want`: the reference without
+/// bias), with a bias that leaves a good share of the outputs negative.
+fn check_relu(g: &Conv2dGeometry, x: &[f32], wt: &[f32], want: &[f32]) {
+    let bias = values(g.c_out, 11);
+    let plane = g.out_hw[0] * g.out_hw[1];
+    let want: Vec<f32> = want.iter().enumerate().map(|(i, v)| (v + bias[i / plane % g.c_out]).max(0.0)).collect();
+    let zeros = want.iter().filter(|&&v| v == 0.0).count();
+    assert!(want.len() < 8 || (zeros > want.len() / 8 && zeros < want.len()), "{zeros} of {} clamped", want.len());
+    let mut y = vec![f32::NAN; g.output_len()];
+    conv2d_forward_relu(g, x, wt, Some(&bias), &mut y).unwrap();
+    assert_close(&y, &want, "forward with ReLU");
 }

@@ -77,6 +77,12 @@ fn timed<T>(name: impl FnOnce() -> alloc::string::String, macs: usize, f: impl F
     out
 }
 
+/// Runs one of flex's own element-wise operations, timed under `name` when profiling (the
+/// per-operation table's element-wise rows).
+pub(crate) fn timed_op<T>(name: &'static str, f: impl FnOnce() -> T) -> T {
+    timed(|| name.into(), 0, f)
+}
+
 /// "conv 3×3 forward"-style names.
 fn op_name(kind: &str, g: &k::Conv2dGeometry, pass: &str) -> alloc::string::String {
     alloc::format!("{kind} {}x{} {pass}", g.kernel[0], g.kernel[1])
@@ -149,12 +155,24 @@ fn transposed_geometry(x: [usize; 4], w: [usize; 4], o: &ConvTransposeOptions<2>
 }
 
 pub(crate) fn conv2d(x: &FlexTensor, weight: &FlexTensor, bias: Option<&FlexTensor>, options: &ConvOptions<2>) -> Option<FlexTensor> {
+    forward(x, weight, bias, options, false)
+}
+
+/// `max(conv2d(x, weight, bias), 0)` in one pass over the output (`bioseg-train`'s fused
+/// convolution + ReLU, whose autodiff step lives there); `None` where [`conv2d`] would be, and
+/// when the kernels are switched off.
+pub fn conv2d_relu(x: &FlexTensor, weight: &FlexTensor, bias: Option<&FlexTensor>, options: &ConvOptions<2>) -> Option<FlexTensor> {
+    forward(x, weight, bias, options, true)
+}
+
+fn forward(x: &FlexTensor, weight: &FlexTensor, bias: Option<&FlexTensor>, options: &ConvOptions<2>, relu: bool) -> Option<FlexTensor> {
     let g = conv_geometry(dims4(x)?, dims4(weight)?, options)?;
     let bias = bias_values(bias, g.c_out)?;
+    let run = if relu { k::conv2d_forward_relu } else { k::conv2d_forward };
     timed(|| op_name("conv", &g, "forward"), g.macs(), || {
         let (x, weight) = (values(x), values(weight));
         let mut y = output::<f32>(g.output_len());
-        k::conv2d_forward(&g, x.storage(), weight.storage(), bias.as_ref().map(|b| b.storage()), &mut y).ok()?;
+        run(&g, x.storage(), weight.storage(), bias.as_ref().map(|b| b.storage()), &mut y).ok()?;
         Some(float(&[g.batch, g.c_out, g.out_hw[0], g.out_hw[1]], y))
     })
 }

@@ -1,7 +1,10 @@
 //! The architectures bioseg trains. Each is a Burn module with a `Config` and an ONNX export.
 
+mod conv_relu;
 pub mod perceptron;
 pub mod unet;
+
+pub use conv_relu::conv_relu;
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::Tensor;

@@ -15,6 +15,8 @@ use burn::tensor::activation::{relu, sigmoid, softmax};
 use burn::tensor::module::{conv_transpose2d, interpolate};
 use burn::tensor::ops::{ConvTransposeOptions, InterpolateMode, InterpolateOptions};
 
+use super::conv_relu;
+
 use bioseg_onnx::{Dim, GraphBuilder, ModelMetadata, OutputActivation, TensorLayout, Value};
 
 /// How the decoder doubles the resolution.
@@ -274,16 +276,16 @@ pub fn upsample_conv2x2<B: Backend>(c: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B,
 impl<B: Backend> ConvBlock<B> {
     /// Forward pass.
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let mut x = self.conv1.forward(x);
-        if let Some(bn) = &self.bn1 {
-            x = bn.forward(x);
-        }
-        x = relu(x);
-        x = self.conv2.forward(x);
-        if let Some(bn) = &self.bn2 {
-            x = bn.forward(x);
-        }
-        relu(x)
+        let x = conv_bn_relu(&self.conv1, self.bn1.as_ref(), x);
+        conv_bn_relu(&self.conv2, self.bn2.as_ref(), x)
+    }
+}
+
+/// `relu(bn(conv(x)))`, or without batch norm the fused [`conv_relu`].
+fn conv_bn_relu<B: Backend>(conv: &Conv2d<B>, bn: Option<&BatchNorm<B>>, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    match bn {
+        Some(bn) => relu(bn.forward(conv.forward(x))),
+        None => conv_relu(conv, x),
     }
 }
 
@@ -337,11 +339,7 @@ impl<B: Backend> Unet<B> {
         for up in &self.up {
             x = up.forward(x, skips.pop().expect("one skip per level"));
         }
-        let mut h = self.head.forward(x);
-        if let Some(bn) = &self.head_bn {
-            h = bn.forward(h);
-        }
-        self.out.forward(relu(h))
+        self.out.forward(conv_bn_relu(&self.head, self.head_bn.as_ref(), x))
     }
 
     /// `[N, C, H, W]` → probabilities `[N, classes, H, W]`.

@@ -21,18 +21,22 @@ use crate::{Flex, FlexTensor, Layout};
 
 impl ActivationOps<Flex> for Flex {
     fn relu(tensor: FloatTensor<Flex>) -> FloatTensor<Flex> {
-        unary_op(tensor, |x: f32| x.max(0.0), |x: f64| x.max(0.0))
+        // bioseg: timed for `bioseg-train bench --profile` (vendor/README.md).
+        crate::bioseg::timed_op("relu forward", || unary_op(tensor, |x: f32| x.max(0.0), |x: f64| x.max(0.0)))
     }
 
     fn relu_backward(output: FloatTensor<Flex>, grad: FloatTensor<Flex>) -> FloatTensor<Flex> {
         // grad * (output > 0): zero the gradient where output was zero
-        binary_op(
-            output,
-            grad,
-            |out: f32, g| if out > 0.0 { g } else { 0.0 },
-            |out: f64, g| if out > 0.0 { g } else { 0.0 },
-            None,
-        )
+        // bioseg: timed for `bioseg-train bench --profile` (vendor/README.md).
+        crate::bioseg::timed_op("relu backward", || {
+            binary_op(
+                output,
+                grad,
+                |out: f32, g| if out > 0.0 { g } else { 0.0 },
+                |out: f64, g| if out > 0.0 { g } else { 0.0 },
+                None,
+            )
+        })
     }
 
     fn leaky_relu(tensor: FloatTensor<Flex>, negative_slope: Scalar) -> FloatTensor<Flex> {

@@ -134,7 +134,10 @@ impl FloatTensorOps<Flex> for Flex {
     }
 
     fn float_add(lhs: FloatTensor<Flex>, rhs: FloatTensor<Flex>) -> FloatTensor<Flex> {
-        binary_op(lhs, rhs, |a, b| a + b, |a, b| a + b, Some(BinaryOp::Add))
+        // bioseg: timed for `bioseg-train bench --profile` (vendor/README.md).
+        crate::bioseg::timed_op("add (gradient sums, optimiser)", || {
+            binary_op(lhs, rhs, |a, b| a + b, |a, b| a + b, Some(BinaryOp::Add))
+        })
     }
 
     fn float_add_scalar(lhs: FloatTensor<Flex>, rhs: Scalar) -> FloatTensor<Flex> {
@@ -266,7 +269,8 @@ impl FloatTensorOps<Flex> for Flex {
     }
 
     fn float_cat(tensors: Vec<FloatTensor<Flex>>, dim: usize) -> FloatTensor<Flex> {
-        crate::ops::cat::cat(tensors, dim)
+        // bioseg: timed for `bioseg-train bench --profile` (vendor/README.md).
+        crate::bioseg::timed_op("concatenation", || crate::ops::cat::cat(tensors, dim))
     }
 
     fn float_reshape(tensor: FloatTensor<Flex>, shape: Shape) -> FloatTensor<Flex> {
