@@ -1,4 +1,5 @@
-//! The deployment crate must never pull Burn in, and the shared kernels neither engine.
+//! Layering: the deployment crate never pulls Burn in, the shared kernels neither engine, and
+//! bioseg-train uses the inference engine in one module only.
 
 /// The crates `package` depends on (normal and build edges), one per line.
 fn dependency_tree(package: &str) -> String {
@@ -27,4 +28,31 @@ fn bioseg_kernels_depend_on_neither_burn_nor_tract() {
     let engines: Vec<&str> =
         tree.lines().filter(|l| ["burn", "cubecl", "tract"].iter().any(|e| l.starts_with(e))).collect();
     assert!(engines.is_empty(), "bioseg-kernels depends on {engines:?}");
+}
+
+/// bioseg-train reaches the inference engine through one module, `engine.rs` (the demo's
+/// prediction, gpu-check's ONNX comparison): training, the Keras import and the export use
+/// none of it (graph analysis is in bioseg-onnx).
+#[test]
+fn bioseg_train_uses_the_inference_engine_only_in_engine_rs() {
+    fn sources(dir: &std::path::Path, found: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).expect("a source folder") {
+            let path = entry.expect("an entry").path();
+            if path.is_dir() {
+                sources(&path, found);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                found.push(path);
+            }
+        }
+    }
+    let src = bioseg_suite::root().join("crates/bioseg-train/src");
+    let mut files = Vec::new();
+    sources(&src, &mut files);
+    assert!(files.len() > 10, "bioseg-train's sources under {}", src.display());
+    let users: Vec<String> = files
+        .iter()
+        .filter(|p| std::fs::read_to_string(p).expect("a source file").contains("bioseg_infer"))
+        .map(|p| p.strip_prefix(&src).expect("under src").display().to_string())
+        .collect();
+    assert_eq!(users, ["engine.rs"], "modules of bioseg-train that name bioseg_infer");
 }

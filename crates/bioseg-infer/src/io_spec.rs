@@ -85,7 +85,7 @@ impl ModelIo {
         };
         // Without bioseg metadata, estimate the size multiple and receptive field from the graph
         // (pooling depth, conv/pool/resize chain); fall back to 16 and a 32-pixel halo.
-        let estimate = model.proto().graph.as_ref().map(crate::inspect::estimate_graph);
+        let estimate = model.proto().graph.as_ref().map(bioseg_onnx::estimate_graph);
         let size_multiple =
             md.size_multiple.or_else(|| estimate.as_ref().and_then(|e| e.size_multiple)).unwrap_or(16).max(1);
         let recommended_halo = md.recommended_halo.or_else(|| {

@@ -7,8 +7,6 @@
 //!    (what `bioseg predict` does),
 //! 5. prints Dice / IoU / pixel error against the exact labels and writes an overlay PNG.
 
-use std::time::Instant;
-
 use anyhow::{Context, Result};
 
 use crate::cli_unet::{DemoArgs, export_trained, write_history};
@@ -79,15 +77,9 @@ pub fn run_demo(args: &DemoArgs, quiet: bool) -> Result<()> {
     )?;
     let section = out.join("section.png");
     bioseg_data::write_gray_u8(&section, n as u32, n as u32, big.image.as_slice().expect("contiguous"))?;
-    let model = bioseg_infer::OnnxModel::load(&onnx)?;
-    let predictor = bioseg_infer::predict::Predictor::new(&model, bioseg_infer::predict::PredictOptions::default())?;
-    let image = big.image.mapv(|v| v as f32).insert_axis(ndarray::Axis(2));
-    let t0 = Instant::now();
-    let pred = predictor.predict(image.view(), 255.0, &|_| {})?;
-    let secs = t0.elapsed().as_secs_f64();
-    let labels = pred.labels(0.5);
     let pred_path = out.join("prediction.png");
-    bioseg_infer::output::write_prediction(&pred, &pred_path, bioseg_infer::output::OutputType::ProbU8, 0.5)?;
+    let pred = crate::engine::predict_section(&onnx, big.image.view(), &pred_path)?;
+    let (labels, secs) = (pred.labels, pred.seconds);
 
     let truth = big.membrane.mapv(|v| u8::from(v > 127));
     let scores = bioseg_data::segmentation_scores(labels.view(), truth.view(), 2)?;

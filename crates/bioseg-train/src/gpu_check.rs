@@ -188,8 +188,7 @@ fn correctness<B: AutodiffBackend>(args: &GpuCheckArgs, device: &B::Device, rows
     ));
     let onnx = args.out.join("tiny.onnx");
     crate::export::write_onnx(&trained.model.to_onnx(&crate::export::base_metadata()), &onnx)?;
-    let model = bioseg_infer::OnnxModel::load(&onnx)?;
-    let tract_out = model.run(&[2, 1, 64, 64], &x)?.swap_remove(0).1;
+    let tract_out = crate::engine::run_onnx(&onnx, &[2, 1, 64, 64], &x)?;
     let gpu_out = flat(
         trained
             .model

@@ -144,7 +144,7 @@ pub fn read_keras_unet(path: &Path) -> Result<KerasUnet, TrainError> {
 }
 
 fn parse_graph(path: &Path, graph: &GraphProto) -> Result<KerasUnet, TrainError> {
-    let consts = bioseg_infer::inspect::constants(graph);
+    let consts = bioseg_onnx::constants(graph);
     let values = |name: &str, what: &str, node: &str| -> Result<Vec<f32>, TrainError> {
         let t: &TensorProto = consts
             .get(name)
@@ -184,7 +184,7 @@ fn parse_graph(path: &Path, graph: &GraphProto) -> Result<KerasUnet, TrainError>
 
     let mut convs = Vec::new();
     let max_pools = graph.node.iter().filter(|n| n.op_type == "MaxPool").count();
-    for idx in bioseg_infer::inspect::topological_order(graph) {
+    for idx in bioseg_onnx::topological_order(graph) {
         let node = &graph.node[idx];
         let transpose = match node.op_type.as_str() {
             "Conv" => false,

@@ -14,6 +14,7 @@ pub mod cli_unet;
 pub mod curves;
 pub mod demo;
 pub mod device;
+pub mod engine;
 pub mod error;
 pub mod export;
 pub mod gpu_check;
