@@ -61,23 +61,55 @@ pub fn max_pool2d_forward(
     let ([kh, kw], [sy, sx], w, wo) = (g.kernel, g.stride, g.in_hw[1], g.out_hw[1]);
     y.par_chunks_mut(out_len).zip(indices.par_chunks_mut(out_len)).enumerate().for_each(|(p, (y, idx))| {
         let x = &x[p * in_len..][..in_len];
-        for (q, (y, idx)) in y.iter_mut().zip(idx.iter_mut()).enumerate() {
-            let (r, c) = (q / wo * sy, q % wo * sx);
-            let mut best = r * w + c;
-            let mut max = x[best];
-            for ry in 0..kh {
-                for rx in 0..kw {
-                    let i = (r + ry) * w + c + rx;
-                    if x[i] > max {
-                        (max, best) = (x[i], i);
+        let rows = y.chunks_exact_mut(wo).zip(idx.chunks_exact_mut(wo));
+        for (ro, (y, idx)) in rows.enumerate() {
+            let r = ro * sy;
+            if [kh, kw, sx] == [2, 2, 2] {
+                pool_row_2x2(&x[r * w..], w, r * w, y, idx);
+                continue;
+            }
+            for (co, (y, idx)) in y.iter_mut().zip(idx.iter_mut()).enumerate() {
+                let c = co * sx;
+                let mut best = r * w + c;
+                let mut max = x[best];
+                for ry in 0..kh {
+                    for rx in 0..kw {
+                        let i = (r + ry) * w + c + rx;
+                        if x[i] > max {
+                            (max, best) = (x[i], i);
+                        }
                     }
                 }
+                *y = max;
+                *idx = best as i64;
             }
-            *y = max;
-            *idx = best as i64;
         }
     });
     Ok(())
+}
+
+/// One output row of the U-Net's 2×2 / 2 pooling: `x` starts at the window's top input row
+/// (`base` is that row's position in the plane). The four candidates are compared in row-major
+/// order with the same strict `>` as the general loop, as selects without a division or a
+/// branch per pixel (the general loop divided per pixel): the four pools of an F=16 step
+/// 4.5–4.9 → 2.3 ms (`bioseg-train bench --profile`, alternating binaries).
+fn pool_row_2x2(x: &[f32], w: usize, base: usize, y: &mut [f32], idx: &mut [i64]) {
+    let (top, bottom) = (&x[..w], &x[w..2 * w]);
+    for (c, (y, idx)) in y.iter_mut().zip(idx.iter_mut()).enumerate() {
+        let (a, b, d, e) = (top[2 * c], top[2 * c + 1], bottom[2 * c], bottom[2 * c + 1]);
+        let (mut max, mut off) = (a, 0);
+        if b > max {
+            (max, off) = (b, 1);
+        }
+        if d > max {
+            (max, off) = (d, w);
+        }
+        if e > max {
+            (max, off) = (e, w + 1);
+        }
+        *y = max;
+        *idx = (base + 2 * c + off) as i64;
+    }
 }
 
 /// `dx[index] += dy` for every output pixel of `planes` planes (overwrites `dx`, `planes` planes

@@ -4,6 +4,46 @@
 use bioseg_kernels::*;
 use proptest::prelude::*;
 
+/// Max pooling by its definition: values, first-maximum indices and the routed gradient.
+fn reference_max_pool(g: &Pool2dGeometry, x: &[f32], dy: &[f32]) -> (Vec<f32>, Vec<i64>, Vec<f32>) {
+    let ([h, w], [kh, kw], [sy, sx], [ho, wo]) = (g.in_hw, g.kernel, g.stride, g.out_hw);
+    let (mut want, mut want_idx, mut want_dx) = (vec![], vec![], vec![0f32; x.len()]);
+    for p in 0..g.planes {
+        for r in 0..ho {
+            for c in 0..wo {
+                let mut best = (f32::NEG_INFINITY, usize::MAX);
+                for ry in 0..kh {
+                    for rx in 0..kw {
+                        let i = (r * sy + ry) * w + c * sx + rx;
+                        if best.1 == usize::MAX || x[p * h * w + i] > best.0 {
+                            best = (x[p * h * w + i], i);
+                        }
+                    }
+                }
+                want_dx[p * h * w + best.1] += dy[(p * ho + r) * wo + c];
+                want.push(best.0);
+                want_idx.push(best.1 as i64);
+            }
+        }
+    }
+    (want, want_idx, want_dx)
+}
+
+/// The U-Net's 2×2 / 2 pooling has its own row loop: every size up to 9×9, odd ones included,
+/// with many ties (values in {-2, …, 2}) so the first-maximum order is checked at each position.
+#[test]
+fn two_by_two_pooling_matches_the_reference_with_ties() {
+    for (h, w, seed) in (2..=9).flat_map(|h| (2..=9).flat_map(move |w| (0..4).map(move |s| (h, w, s)))) {
+        let g = Pool2dGeometry::new(3, [h, w], [2, 2], [2, 2]).unwrap();
+        let x: Vec<f32> = values(3 * h * w, seed).iter().map(|v| (v * 2.0).round()).collect();
+        let dy = values(3 * g.out_hw[0] * g.out_hw[1], seed + 7);
+        let (want, want_idx, _) = reference_max_pool(&g, &x, &dy);
+        let (mut y, mut idx) = (vec![f32::NAN; want.len()], vec![-1i64; want.len()]);
+        max_pool2d_forward(&g, &x, &mut y, &mut idx).unwrap();
+        assert_eq!((&y, &idx), (&want, &want_idx), "{h}x{w} seed {seed}");
+    }
+}
+
 fn values(len: usize, seed: u64) -> Vec<f32> {
     // A small LCG: reproducible, no extra dependency.
     let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
@@ -150,25 +190,7 @@ proptest! {
         }
         let [ho, wo] = g.out_hw;
         let dy = values(planes * ho * wo, seed + 1);
-        let (mut want, mut want_idx, mut want_dx) = (vec![], vec![], vec![0f32; x.len()]);
-        for p in 0..planes {
-            for r in 0..ho {
-                for c in 0..wo {
-                    let mut best = (f32::NEG_INFINITY, usize::MAX);
-                    for ry in 0..kh {
-                        for rx in 0..kw {
-                            let i = (r * sy + ry) * w + c * sx + rx;
-                            if best.1 == usize::MAX || x[p * h * w + i] > best.0 {
-                                best = (x[p * h * w + i], i);
-                            }
-                        }
-                    }
-                    want_dx[p * h * w + best.1] += dy[(p * ho + r) * wo + c];
-                    want.push(best.0);
-                    want_idx.push(best.1 as i64);
-                }
-            }
-        }
+        let (want, want_idx, want_dx) = reference_max_pool(&g, &x, &dy);
         let (mut y, mut idx) = (vec![0f32; want.len()], vec![0i64; want.len()]);
         max_pool2d_forward(&g, &x, &mut y, &mut idx).unwrap();
         prop_assert_eq!(&y, &want);
