@@ -45,8 +45,8 @@
 
 use rayon::prelude::*;
 
-use crate::conv2d::Conv2dGeometry;
 use crate::gemm::{SendPtr, grow};
+use crate::geometry::Conv2dGeometry;
 
 /// Output channels per tile (the lanes of one AVX-512 vector).
 const OUT: usize = 16;

@@ -17,6 +17,7 @@ mod conv2d;
 mod direct;
 mod error;
 mod gemm;
+mod geometry;
 mod im2col;
 mod input;
 mod pool;
@@ -24,11 +25,12 @@ mod upsample;
 mod winograd;
 
 pub use conv2d::{
-    Conv2dGeometry, channel_sums, conv_transpose2d_forward, conv2d_backward_bias, conv2d_backward_data,
-    conv2d_backward_weight, conv2d_forward, conv2d_forward_relu,
+    channel_sums, conv_transpose2d_forward, conv2d_backward_bias, conv2d_backward_data, conv2d_backward_weight,
+    conv2d_forward, conv2d_forward_relu,
 };
 pub use error::KernelError;
 pub use gemm::{View, grow, matrix_product_rate, product, product_acc};
+pub use geometry::Conv2dGeometry;
 pub use im2col::{Taps, col2im_block, im2col_block};
 pub use input::{ChannelView, ConvInput, channel_lookup};
 pub use pool::{Pool2dGeometry, max_pool2d_backward, max_pool2d_forward};

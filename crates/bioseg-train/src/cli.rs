@@ -7,8 +7,8 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 
 pub use crate::cli_unet::{DemoArgs, ExportArgs, SynthArgs, UnetArgs};
-use crate::device::DeviceSpec;
-use crate::train::perceptron::{PerceptronTraining, accuracy, perceptron_samples, train_perceptron};
+use bioseg_train::device::DeviceSpec;
+use bioseg_train::train::perceptron::{PerceptronTraining, accuracy, perceptron_samples, train_perceptron};
 
 /// Train bioseg's networks with Burn (CPU, or CUDA with the `cuda` feature) and export ONNX.
 #[derive(Parser, Debug)]
@@ -43,7 +43,7 @@ pub enum Command {
     Demo(DemoArgs),
     /// Checks and benchmarks for a GPU machine: CPU-vs-GPU equality, tiny CUDA training and
     /// export, data parallel over the GPUs present, training throughput (tools/gpu/check.sh).
-    GpuCheck(crate::gpu_check::GpuCheckArgs),
+    GpuCheck(bioseg_train::gpu_check::GpuCheckArgs),
     /// Time training steps on this machine (CPU or one GPU) for a U-Net of a given size.
     Bench(BenchArgs),
 }
@@ -152,12 +152,18 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Export(args) => crate::cli_unet::export(args),
         Command::Synth(args) => crate::cli_unet::synth(args),
         Command::Demo(args) => crate::cli_unet::demo(args, cli.quiet),
-        Command::GpuCheck(args) => crate::gpu_check::gpu_check(args),
-        Command::Bench(args) => crate::with_backend!(&args.device, |B, device| {
-            let ips =
-                crate::gpu_check::bench::<B>(args.filters, args.size, args.batch, args.steps, &[device], args.profile)?;
+        Command::GpuCheck(args) => bioseg_train::gpu_check::gpu_check(args),
+        Command::Bench(args) => bioseg_train::with_backend!(&args.device, |B, device| {
+            let ips = bioseg_train::gpu_check::bench::<B>(
+                args.filters,
+                args.size,
+                args.batch,
+                args.steps,
+                &[device],
+                args.profile,
+            )?;
             let step = args.batch as f64 / ips;
-            let gflop = crate::gpu_check::training_flops(args.filters, args.size, args.batch) as f64 / 1e9;
+            let gflop = bioseg_train::gpu_check::training_flops(args.filters, args.size, args.batch) as f64 / 1e9;
             println!(
                 "U-Net F={} {}x{} batch {} on {}: {:.3} s/step, {:.2} images/s, {:.1} GFLOP/step, {:.0} GFLOP/s",
                 args.filters,
@@ -208,7 +214,7 @@ fn perceptron(args: PerceptronArgs, quiet: bool) -> Result<()> {
         pause_per_epoch: Duration::from_millis(args.pause_per_epoch_ms),
     };
     let onnx_path = args.onnx.clone().unwrap_or_else(|| args.out.join("perceptron.onnx"));
-    crate::with_backend!(&args.device, |B, device| {
+    bioseg_train::with_backend!(&args.device, |B, device| {
         let (model, history) = train_perceptron::<B>(&cfg, &device)?;
         let history_path = args.out.join("history.json");
         bioseg_data::write_bytes_atomic(
@@ -220,7 +226,7 @@ fn perceptron(args: PerceptronArgs, quiet: bool) -> Result<()> {
         let (ex, ey) = perceptron_samples(args.eval_samples, args.features, args.seed.wrapping_add(1_000_003));
         let acc = accuracy(&model, &ex, &ey, &device);
 
-        let mut md = crate::export::base_metadata();
+        let mut md = bioseg_train::export::base_metadata();
         md.training = Some(
             serde_json::json!({
                 "samples": args.samples, "epochs": args.epochs, "batch_size": args.batch_size,
@@ -230,7 +236,7 @@ fn perceptron(args: PerceptronArgs, quiet: bool) -> Result<()> {
             })
             .to_string(),
         );
-        crate::export::write_onnx(&model.to_onnx(&md), &onnx_path)
+        bioseg_train::export::write_onnx(&model.to_onnx(&md), &onnx_path)
             .with_context(|| format!("cannot export {}", onnx_path.display()))?;
 
         let (tx, ty) = perceptron_samples(args.test_samples, args.features, args.test_seed);

@@ -1,14 +1,13 @@
 //! `bioseg-train unet | export | synth | demo`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::Args;
 
-use crate::device::DeviceSpec;
-use crate::model::unet::Unet;
-use crate::train::losses::{ClassWeights, LossKind};
-use crate::train::unet::{RunOptions, TrainedUnet, UnetEpoch, UnetTraining, train_unet};
+use bioseg_train::device::DeviceSpec;
+use bioseg_train::train::losses::{ClassWeights, LossKind};
+use bioseg_train::train::unet::{RunOptions, UnetTraining, train_unet};
 
 /// Options of `bioseg-train unet` (named as in the Biowulf `unet` module's `train.py`).
 #[derive(Args, Debug, Clone)]
@@ -174,9 +173,9 @@ impl UnetArgs {
             upsample: self.upsample.clone(),
             augmentation_rate: self.augmentation_rate,
             augment: if self.no_augment {
-                crate::augment::AugmentConfig::none()
+                bioseg_train::augment::AugmentConfig::none()
             } else {
-                crate::augment::AugmentConfig::default()
+                bioseg_train::augment::AugmentConfig::default()
             },
             batch_size: self.batch_size,
             epochs: self.epochs,
@@ -201,82 +200,10 @@ impl UnetArgs {
     }
 }
 
-/// Writes history.json, history.csv and curves.png (atomically) into `out`.
-pub fn write_history(out: &Path, history: &[UnetEpoch]) {
-    let json = serde_json::to_vec_pretty(history).expect("serialises");
-    if let Err(e) = bioseg_data::write_bytes_atomic(out.join("history.json"), &json) {
-        tracing::warn!("cannot write history.json: {e}");
-    }
-    let classes = history.first().map(|h| h.val_dice.len()).unwrap_or(0);
-    let mut csv = String::from("epoch,train_loss,val_loss,val_pixel_error,seconds,images_per_second");
-    for c in 0..classes {
-        csv += &format!(",val_dice_{c},val_iou_{c}");
-    }
-    csv.push('\n');
-    for h in history {
-        csv += &format!(
-            "{},{:.6},{:.6},{:.6},{:.3},{:.3}",
-            h.epoch, h.train_loss, h.val_loss, h.val_pixel_error, h.seconds, h.images_per_second
-        );
-        for c in 0..classes {
-            csv += &format!(",{:.6},{:.6}", h.val_dice[c], h.val_iou[c]);
-        }
-        csv.push('\n');
-    }
-    if let Err(e) = bioseg_data::write_bytes_atomic(out.join("history.csv"), csv.as_bytes()) {
-        tracing::warn!("cannot write history.csv: {e}");
-    }
-    if let Err(e) = crate::curves::write_training_curves(&out.join("curves.png"), history) {
-        tracing::warn!("cannot write curves.png: {e}");
-    }
-}
-
-/// Metadata for an exported U-Net.
-pub fn unet_metadata(
-    trained_classes: &[String],
-    norm: bioseg_onnx::Normalization,
-    training: serde_json::Value,
-) -> bioseg_onnx::ModelMetadata {
-    let mut md = crate::export::base_metadata();
-    md.classes = trained_classes.to_vec();
-    md.normalization = Some(norm);
-    md.training = Some(training.to_string());
-    md.input_description = Some("EM image, normalised as bioseg.normalization says".into());
-    md
-}
-
-/// Exports a trained U-Net with its metadata.
-pub fn export_trained<B: burn::tensor::backend::Backend>(
-    trained: &TrainedUnet<B>,
-    cfg: &UnetTraining,
-    path: &Path,
-) -> Result<()> {
-    let last = trained.history.last();
-    let md = unet_metadata(
-        &trained.class_names,
-        trained.normalization,
-        serde_json::json!({
-            "data": cfg.data_dir, "object_class": cfg.object_class, "epochs": trained.history.len(),
-            "filters": cfg.filters, "depth": cfg.depth, "loss": cfg.loss.to_string(),
-            "batch_size": cfg.batch_size, "learning_rate": cfg.learning_rate,
-            "crop": [cfg.crop_height, cfg.crop_width], "seed": cfg.seed,
-            "final_train_loss": last.map(|h| h.train_loss),
-            "val_dice": last.map(|h| h.val_dice.clone()),
-            "val_pixel_error": last.map(|h| h.val_pixel_error),
-        }),
-    );
-    crate::export::write_onnx(&trained.model.to_onnx(&md), path)
-        .with_context(|| format!("cannot export {}", path.display()))
-}
-
-fn on_epoch(out: &Path, history: &[UnetEpoch]) {
-    write_history(out, history);
-}
-
 /// `bioseg-train unet`.
 pub fn unet(mut args: UnetArgs, quiet: bool) -> Result<()> {
     let mut cfg = args.training();
-    let multi_node = crate::train::multi_node::MultiNodeArgs {
+    let multi_node = bioseg_train::train::multi_node::MultiNodeArgs {
         nodes: args.nodes,
         rank: args.node_rank,
         coordinator: args.coordinator.clone(),
@@ -298,7 +225,7 @@ pub fn unet(mut args: UnetArgs, quiet: bool) -> Result<()> {
         tracing::info!("multi-node run: {m}");
     }
     if let Some(keras) = &args.init_from {
-        for w in crate::keras_import::adopt_keras_architecture(&mut cfg, keras)? {
+        for w in bioseg_train::train::unet::adopt_keras_architecture(&mut cfg, keras)? {
             tracing::warn!("{w}");
         }
     }
@@ -310,17 +237,18 @@ pub fn unet(mut args: UnetArgs, quiet: bool) -> Result<()> {
         checkpoint_dir: Some(args.out.join("checkpoints")),
         resume_from: args.load_weights.clone(),
         quiet,
-        on_epoch: Some(on_epoch),
+        on_epoch: Some(bioseg_train::history::write_history),
         out_dir: Some(args.out.clone()),
         save_augmented: args.save_augmented.clone().map(|d| (d, args.save_augmented_count)),
         init_from: args.init_from.clone(),
         multi_node,
     };
-    crate::with_backend!(&args.device, |B, device| {
-        let devices = crate::device::replicas::<B>(&device, &args.replica_indices());
+    bioseg_train::with_backend!(&args.device, |B, device| {
+        let devices = bioseg_train::device::replicas::<B>(&device, &args.replica_indices());
         let trained = train_unet::<B>(&cfg, &opts, &devices)?;
-        write_history(&args.out, &trained.history);
-        export_trained(&trained, &cfg, &onnx)?;
+        bioseg_train::history::write_history(&args.out, &trained.history);
+        bioseg_train::export::export_trained(&trained, &cfg, &onnx)
+            .with_context(|| format!("cannot export {}", onnx.display()))?;
         if let Some(h) = trained.history.last() {
             println!(
                 "epoch {}: train loss {:.4}, val loss {:.4}, val Dice {}, val pixel error {:.4}",
@@ -353,65 +281,10 @@ pub struct ExportArgs {
 /// `bioseg-train export`.
 pub fn export(args: ExportArgs) -> Result<()> {
     bioseg_data::ensure_absent_or_overwrite(&args.onnx, args.overwrite)?;
-    let ckpt = crate::checkpoint::resolve(&args.checkpoint)?;
-    let state = crate::checkpoint::read_state(&ckpt)?;
-    match state.kind.as_str() {
-        "unet" => {
-            let cfg: UnetTraining = serde_json::from_value(with_epochs(&state.config, state.epoch))
-                .with_context(|| format!("checkpoint {}: unreadable configuration", ckpt.display()))?;
-            let data_classes = state
-                .history
-                .as_array()
-                .and_then(|h| h.first())
-                .and_then(|h| h.get("val_dice"))
-                .and_then(|d| d.as_array())
-                .map(|d| d.len())
-                .unwrap_or(2);
-            type B = crate::device::CpuBackend;
-            let device = Default::default();
-            let model: Unet<B> = cfg.model_config(data_classes).init(&device);
-            let (model, _) = crate::checkpoint::load_model::<B, _>(&ckpt, "unet", model, &device)?;
-            let history: Vec<UnetEpoch> = serde_json::from_value(state.history).unwrap_or_default();
-            let class_names = if cfg.class_names.is_empty() {
-                if data_classes == 2 {
-                    crate::train::unet::binary_class_names(&cfg.object_class)
-                } else {
-                    (0..data_classes).map(|c| format!("class{c}")).collect()
-                }
-            } else {
-                cfg.class_names.clone()
-            };
-            let norm = norm_for(&cfg);
-            let trained = TrainedUnet { model, history, data_classes, normalization: norm, class_names };
-            export_trained(&trained, &cfg, &args.onnx)?;
-        }
-        other => bail!("checkpoint {}: cannot export a `{other}` checkpoint here", ckpt.display()),
-    }
+    bioseg_train::export::export_checkpoint(&args.checkpoint, &args.onnx)
+        .with_context(|| format!("cannot export {}", args.onnx.display()))?;
     println!("ONNX written to {}", args.onnx.display());
     Ok(())
-}
-
-fn with_epochs(config: &serde_json::Value, epochs: usize) -> serde_json::Value {
-    let mut c = config.clone();
-    if let Some(o) = c.as_object_mut() {
-        o.insert("epochs".into(), epochs.into());
-        o.insert("max_minutes".into(), 0.0.into());
-    }
-    c
-}
-
-fn norm_for(cfg: &UnetTraining) -> bioseg_onnx::Normalization {
-    // Same rule as training: the first image's bit depth.
-    match bioseg_data::SegmentationDataset::open(&cfg.data_dir, &cfg.object_class, "train")
-        .and_then(|ds| ds.load_pair(0))
-    {
-        Ok((img, _)) => match img.depth {
-            bioseg_data::SampleDepth::U16 => bioseg_onnx::Normalization::Divide(65535.0),
-            bioseg_data::SampleDepth::F32 => bioseg_onnx::Normalization::None,
-            _ => bioseg_onnx::Normalization::Divide(255.0),
-        },
-        Err(_) => bioseg_onnx::Normalization::Divide(255.0),
-    }
 }
 
 /// Options of `bioseg-train synth`.
@@ -465,5 +338,6 @@ pub struct DemoArgs {
 
 /// `bioseg-train demo`: synth → train → export → `bioseg predict` → metrics and overlay.
 pub fn demo(args: DemoArgs, quiet: bool) -> Result<()> {
-    crate::demo::run_demo(&args, quiet)
+    let DemoArgs { out, minutes, filters, predict_size, seed } = args;
+    bioseg_train::demo::run_demo(&bioseg_train::demo::Demo { out, minutes, filters, predict_size, seed }, quiet)
 }

@@ -9,11 +9,29 @@
 
 use anyhow::{Context, Result};
 
-use crate::cli_unet::{DemoArgs, export_trained, write_history};
+use std::path::PathBuf;
+
+use crate::export::export_trained;
+use crate::history::write_history;
 use crate::train::unet::{RunOptions, UnetTraining, train_unet};
 
+/// What the demo does (`bioseg-train demo --help` gives each option's default).
+#[derive(Clone, Debug)]
+pub struct Demo {
+    /// Output folder for the data, the run and the prediction.
+    pub out: PathBuf,
+    /// Training time budget in minutes.
+    pub minutes: f64,
+    /// Start filters of the demo U-Net.
+    pub filters: usize,
+    /// Side of the large synthetic image predicted at the end.
+    pub predict_size: usize,
+    /// Seed of the data and the training.
+    pub seed: u64,
+}
+
 /// Runs the demo.
-pub fn run_demo(args: &DemoArgs, quiet: bool) -> Result<()> {
+pub fn run_demo(args: &Demo, quiet: bool) -> Result<()> {
     let out = &args.out;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let data = out.join("data");
@@ -67,7 +85,7 @@ pub fn run_demo(args: &DemoArgs, quiet: bool) -> Result<()> {
     }
     let onnx = run.join("model.onnx");
     println!("3/5 exporting {}", onnx.display());
-    export_trained(&trained, &cfg, &onnx)?;
+    export_trained(&trained, &cfg, &onnx).with_context(|| format!("cannot export {}", onnx.display()))?;
 
     let n = args.predict_size;
     println!("4/5 predicting a {n}x{n} synthetic section with tract (tiled)");

@@ -47,7 +47,6 @@ use burn::prelude::*;
 
 use crate::error::TrainError;
 use crate::model::unet::{ConvBlock, Unet, UnetConfig, Upsample};
-use crate::train::unet::UnetTraining;
 
 /// Batch normalisation found after a convolution.
 #[derive(Clone, Debug, PartialEq)]
@@ -375,40 +374,6 @@ impl KerasUnet {
 /// [`KerasUnet::config`]).
 pub fn keras_unet_config(path: &Path) -> Result<UnetConfig, TrainError> {
     read_keras_unet(path)?.config()
-}
-
-/// Makes the run options describe the Keras U-Net at `path` (filters, depth, input channels,
-/// batch norm, upsampling); returns one warning per option that changed.
-pub fn adopt_keras_architecture(cfg: &mut UnetTraining, path: &Path) -> Result<Vec<String>, TrainError> {
-    let k = keras_unet_config(path)?;
-    let mut warnings = Vec::new();
-    let from = path.display();
-    let mut set = |flag: &str, old: String, new: String| {
-        if old != new {
-            warnings.push(format!("{flag} {old} replaced by {new}, the architecture of {from}"));
-        }
-    };
-    let upsample = match k.upsample {
-        Upsample::Nearest => "nearest",
-        Upsample::Transpose => "transpose",
-    };
-    set("-F/--filters", cfg.filters.to_string(), k.filters.to_string());
-    set("--depth", cfg.depth.to_string(), k.depth.to_string());
-    set("--in-channels", cfg.in_channels.to_string(), k.in_channels.to_string());
-    set("--batch-norm", cfg.batch_norm.to_string(), k.batch_norm.to_string());
-    set("--upsample", cfg.upsample.clone(), upsample.to_string());
-    set(
-        "batch norm after the upsampling and head convolutions:",
-        cfg.batch_norm_all.to_string(),
-        k.batch_norm_all.to_string(),
-    );
-    cfg.filters = k.filters;
-    cfg.depth = k.depth;
-    cfg.in_channels = k.in_channels;
-    cfg.batch_norm = k.batch_norm;
-    cfg.batch_norm_all = k.batch_norm_all;
-    cfg.upsample = upsample.to_string();
-    Ok(warnings)
 }
 
 /// What a Burn layer expects from its ONNX counterpart.

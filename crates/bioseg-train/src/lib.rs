@@ -9,8 +9,6 @@
 
 pub mod augment;
 pub mod checkpoint;
-pub mod cli;
-pub mod cli_unet;
 pub mod curves;
 pub mod demo;
 pub mod device;
@@ -18,6 +16,7 @@ pub mod engine;
 pub mod error;
 pub mod export;
 pub mod gpu_check;
+pub mod history;
 pub mod keras_import;
 pub mod model;
 pub mod progress;

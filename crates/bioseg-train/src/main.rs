@@ -2,6 +2,9 @@
 
 use clap::Parser;
 
+mod cli;
+mod cli_unet;
+
 /// A training step allocates and frees hundreds of large tensors: mimalloc reuses their pages
 /// where glibc's malloc returns them to the kernel and faults them in again (BENCHMARKS.md,
 /// "CPU training").
@@ -14,8 +17,8 @@ fn main() -> std::process::ExitCode {
     // 0.55 → 0.38 s with a one-second delay; never: 0.336 → 0.323 s and 26,800 → 800 page
     // faults in 13 steps, the one-second delay still purged between the step's phases).
     bioseg_data::cli_support::keep_freed_pages(-1);
-    let cli = bioseg_train::cli::Cli::parse();
-    match bioseg_train::cli::run(cli) {
+    let cli = cli::Cli::parse();
+    match cli::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", bioseg_data::cli_support::error_line(e.as_ref()));

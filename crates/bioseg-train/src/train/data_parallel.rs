@@ -16,8 +16,8 @@ use burn::tensor::backend::AutodiffBackend;
 use crate::augment::Sample;
 use crate::error::TrainError;
 use crate::model::unet::Unet;
+use crate::train::batch::to_tensors;
 use crate::train::losses::Loss;
-use crate::train::unet::to_tensors;
 
 /// Runs one step on `batch` split over `devices` (the first holds the master weights) and
 /// returns the updated model and the batch's mean loss.

@@ -1,5 +1,6 @@
 //! Training loops.
 
+pub mod batch;
 pub mod data_parallel;
 pub mod losses;
 pub mod multi_node;

@@ -19,6 +19,7 @@ use crate::augment::{AugmentConfig, Sample, augment_batch};
 use crate::checkpoint::{self, CheckpointState};
 use crate::error::TrainError;
 use crate::model::unet::{Unet, UnetConfig, Upsample};
+use crate::train::batch::to_tensors;
 use crate::train::losses::{ClassWeights, Loss, LossKind};
 use crate::train::seeds::epoch_rng;
 
@@ -266,12 +267,7 @@ impl UnetTraining {
             names.push(ds.pairs()[i].name.clone());
         }
         let classes = masks.iter().map(|m| m.num_classes).max().unwrap_or(2).max(2);
-        let max_value = match images.first().map(|i| i.depth) {
-            Some(bioseg_data::SampleDepth::U16) => 65535.0,
-            Some(bioseg_data::SampleDepth::F32) => 1.0,
-            _ => 255.0,
-        };
-        let normalization = if max_value == 1.0 { Normalization::None } else { Normalization::Divide(max_value) };
+        let normalization = normalization_for(images.first().map(|i| i.depth));
         let mut samples: Vec<(String, Sample)> = Vec::new();
         for ((image, mask), name) in images.into_iter().zip(masks).zip(names) {
             let mut data = convert_channels(image.data, self.in_channels);
@@ -385,34 +381,48 @@ pub fn grid_crops(s: &Sample, ch: usize, cw: usize) -> Vec<Sample> {
     out
 }
 
-/// Stacks samples into an image tensor `[N, C, H, W]` and a one-hot target `[N, K, H, W]`
-/// (K = 1 foreground channel for binary models).
-pub fn to_tensors<B: Backend>(
-    samples: &[Sample],
-    target_channels: usize,
-    device: &B::Device,
-) -> (Tensor<B, 4>, Tensor<B, 4>) {
-    let n = samples.len();
-    let (h, w, c) = samples[0].image.dim();
-    let mut img: Vec<f32> = Vec::with_capacity(n * c * h * w);
-    let mut tgt = vec![0f32; n * target_channels * h * w];
-    for (i, s) in samples.iter().enumerate() {
-        for k in 0..c {
-            img.extend(s.image.index_axis(ndarray::Axis(2), k).iter());
+/// Makes the run options describe the Keras U-Net at `path` (filters, depth, input channels,
+/// batch norm, upsampling); returns one warning per option that changed.
+pub fn adopt_keras_architecture(cfg: &mut UnetTraining, path: &Path) -> Result<Vec<String>, TrainError> {
+    let k = crate::keras_import::keras_unet_config(path)?;
+    let mut warnings = Vec::new();
+    let from = path.display();
+    let mut set = |flag: &str, old: String, new: String| {
+        if old != new {
+            warnings.push(format!("{flag} {old} replaced by {new}, the architecture of {from}"));
         }
-        let base = i * target_channels * h * w;
-        for (p, &cls) in s.mask.iter().enumerate() {
-            if target_channels == 1 {
-                tgt[base + p] = if cls >= 1 { 1.0 } else { 0.0 };
-            } else if (cls as usize) < target_channels {
-                tgt[base + cls as usize * h * w + p] = 1.0;
-            }
-        }
+    };
+    let upsample = match k.upsample {
+        Upsample::Nearest => "nearest",
+        Upsample::Transpose => "transpose",
+    };
+    set("-F/--filters", cfg.filters.to_string(), k.filters.to_string());
+    set("--depth", cfg.depth.to_string(), k.depth.to_string());
+    set("--in-channels", cfg.in_channels.to_string(), k.in_channels.to_string());
+    set("--batch-norm", cfg.batch_norm.to_string(), k.batch_norm.to_string());
+    set("--upsample", cfg.upsample.clone(), upsample.to_string());
+    set(
+        "batch norm after the upsampling and head convolutions:",
+        cfg.batch_norm_all.to_string(),
+        k.batch_norm_all.to_string(),
+    );
+    cfg.filters = k.filters;
+    cfg.depth = k.depth;
+    cfg.in_channels = k.in_channels;
+    cfg.batch_norm = k.batch_norm;
+    cfg.batch_norm_all = k.batch_norm_all;
+    cfg.upsample = upsample.to_string();
+    Ok(warnings)
+}
+
+/// The normalisation of a run, from its first training image's sample type: 16-bit images are
+/// divided by 65535, floating-point ones kept, everything else divided by 255.
+pub fn normalization_for(depth: Option<bioseg_data::SampleDepth>) -> Normalization {
+    match depth {
+        Some(bioseg_data::SampleDepth::U16) => Normalization::Divide(65535.0),
+        Some(bioseg_data::SampleDepth::F32) => Normalization::None,
+        _ => Normalization::Divide(255.0),
     }
-    (
-        Tensor::from_data(TensorData::new(img, [n, c, h, w]), device),
-        Tensor::from_data(TensorData::new(tgt, [n, target_channels, h, w]), device),
-    )
 }
 
 /// Class maps `[N][H, W]` from probabilities `[N, K, H, W]` (threshold 0.5 for K = 1).

@@ -1,0 +1,38 @@
+//! A batch of samples as the tensors a training step takes: the images `[N, C, H, W]` and the
+//! one-hot targets `[N, K, H, W]`. Shared by the training loop's validation, the data-parallel
+//! and the multi-node steps.
+
+use burn::prelude::*;
+use burn::tensor::TensorData;
+
+use crate::augment::Sample;
+
+/// Stacks samples into an image tensor `[N, C, H, W]` and a one-hot target `[N, K, H, W]`
+/// (K = 1 foreground channel for binary models).
+pub fn to_tensors<B: Backend>(
+    samples: &[Sample],
+    target_channels: usize,
+    device: &B::Device,
+) -> (Tensor<B, 4>, Tensor<B, 4>) {
+    let n = samples.len();
+    let (h, w, c) = samples[0].image.dim();
+    let mut img: Vec<f32> = Vec::with_capacity(n * c * h * w);
+    let mut tgt = vec![0f32; n * target_channels * h * w];
+    for (i, s) in samples.iter().enumerate() {
+        for k in 0..c {
+            img.extend(s.image.index_axis(ndarray::Axis(2), k).iter());
+        }
+        let base = i * target_channels * h * w;
+        for (p, &cls) in s.mask.iter().enumerate() {
+            if target_channels == 1 {
+                tgt[base + p] = if cls >= 1 { 1.0 } else { 0.0 };
+            } else if (cls as usize) < target_channels {
+                tgt[base + cls as usize * h * w + p] = 1.0;
+            }
+        }
+    }
+    (
+        Tensor::from_data(TensorData::new(img, [n, c, h, w]), device),
+        Tensor::from_data(TensorData::new(tgt, [n, target_channels, h, w]), device),
+    )
+}
