@@ -9,84 +9,89 @@ use bioseg_train::device::DeviceSpec;
 use bioseg_train::train::losses::{ClassWeights, LossKind};
 use bioseg_train::train::unet::{RunOptions, UnetTraining, train_unet};
 
+/// The library's defaults: the one source of every default `bioseg-train unet --help` shows.
+fn defaults() -> UnetTraining {
+    UnetTraining::default()
+}
+
 /// Options of `bioseg-train unet` (named as in the Biowulf `unet` module's `train.py`).
 #[derive(Args, Debug, Clone)]
 pub struct UnetArgs {
     /// Data folder in the seed's layout: DATA/<object_class>/train/image/N.png with
     /// DATA/<object_class>/train/label/N.png (or mask/).
-    #[arg(short = 'd', long = "data", default_value = "data/synth")]
+    #[arg(short = 'd', long = "data", default_value_os_t = defaults().data_dir)]
     pub data: PathBuf,
     /// Object class: the sub-folder of DATA to train on.
-    #[arg(short = 'c', long = "object-class", default_value = "membrane")]
+    #[arg(short = 'c', long = "object-class", default_value_t = defaults().object_class)]
     pub object_class: String,
     /// Output folder: checkpoints/, history.json/.csv, curves.png, model.onnx.
     #[arg(short, long, default_value = "runs/unet")]
     pub out: PathBuf,
     /// Augmentation rate: the effective data-size multiplier (steps/epoch = images × rate / batch).
-    #[arg(short = 'a', long = "augmentation-rate", default_value_t = 20)]
+    #[arg(short = 'a', long = "augmentation-rate", default_value_t = defaults().augmentation_rate)]
     pub augmentation_rate: usize,
     /// Turn every augmentation off (crops only).
     #[arg(long)]
     pub no_augment: bool,
     /// Batch size (per device).
-    #[arg(short = 'b', long = "batch-size", default_value_t = 2)]
+    #[arg(short = 'b', long = "batch-size", default_value_t = defaults().batch_size)]
     pub batch_size: usize,
     /// Epochs.
-    #[arg(short = 'e', long, default_value_t = 10)]
+    #[arg(short = 'e', long, default_value_t = defaults().epochs)]
     pub epochs: usize,
     /// Start filters (the classic U-Net has 64).
-    #[arg(short = 'F', long = "filters", default_value_t = 64)]
+    #[arg(short = 'F', long = "filters", default_value_t = defaults().filters)]
     pub filters: usize,
     /// Down levels (inputs must be multiples of 2^depth).
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = defaults().depth)]
     pub depth: usize,
     /// Input channels (1 gray, 3 RGB; images are converted).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = defaults().in_channels)]
     pub in_channels: usize,
     /// Batch normalisation after every 3×3 convolution.
     #[arg(long)]
     pub batch_norm: bool,
     /// Decoder upsampling: nearest (UpSampling2D + Conv 2×2) or transpose (Conv2DTranspose).
-    #[arg(long, default_value = "nearest")]
+    #[arg(long, default_value_t = defaults().upsample)]
     pub upsample: String,
     /// Dropout rate at the deepest levels.
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = defaults().drop_rate)]
     pub drop_rate: f64,
     /// Adam learning rate.
-    #[arg(short = 'l', long = "lr", default_value_t = 1e-4)]
+    #[arg(short = 'l', long = "lr", default_value_t = defaults().learning_rate)]
     pub learning_rate: f64,
     /// Loss: bce, wcce (weighted categorical CE), dice or tversky.
-    #[arg(long, default_value = "bce")]
+    #[arg(long, default_value_t = defaults().loss)]
     pub loss: LossKind,
     /// Tversky β: weight of false negatives (1 − β on false positives).
-    #[arg(long, default_value_t = 0.7)]
+    #[arg(long, default_value_t = defaults().beta)]
     pub beta: f32,
     /// Focal-Tversky exponent γ ((1 − TI)^γ; 1 = plain Tversky).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = defaults().gamma)]
     pub gamma: f32,
     /// Class weights: `w0,w1,…`, `auto` (inverse class areas, normalised) or `uniform`.
-    #[arg(long = "cw", default_value = "uniform")]
+    #[arg(long = "cw", default_value_t = defaults().class_weights)]
     pub class_weights: ClassWeights,
     /// Training crop width.
-    #[arg(short = 'X', long = "width", default_value_t = 256)]
+    #[arg(short = 'X', long = "width", default_value_t = defaults().crop_width)]
     pub width: usize,
     /// Training crop height.
-    #[arg(short = 'Y', long = "height", default_value_t = 256)]
+    #[arg(short = 'Y', long = "height", default_value_t = defaults().crop_height)]
     pub height: usize,
     /// Fraction of the images held out for validation (seeded random choice).
-    #[arg(long, default_value_t = 0.2)]
+    #[arg(long, default_value_t = defaults().val_fraction)]
     pub val_fraction: f64,
     /// Hold out these images (file stems, e.g. `20,21,22,23,24`) instead of a random fraction.
     #[arg(long, value_delimiter = ',')]
     pub val_names: Vec<String>,
     /// Seed of the initial weights, the split, augmentation and dropout.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = defaults().seed)]
     pub seed: u64,
     /// Steps per epoch (0: images × augmentation rate / batch).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = defaults().steps_per_epoch)]
     pub steps_per_epoch: usize,
     /// Stop starting new epochs after this many minutes (0: no limit).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = defaults().max_minutes)]
     pub max_minutes: f64,
     /// Class names, comma-separated (default: background,<object-class> for binary masks).
     #[arg(long, value_delimiter = ',')]
@@ -340,4 +345,24 @@ pub struct DemoArgs {
 pub fn demo(args: DemoArgs, quiet: bool) -> Result<()> {
     let DemoArgs { out, minutes, filters, predict_size, seed } = args;
     bioseg_train::demo::run_demo(&bioseg_train::demo::Demo { out, minutes, filters, predict_size, seed }, quiet)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Unet {
+        #[command(flatten)]
+        args: UnetArgs,
+    }
+
+    /// `bioseg-train unet` without options trains what the library's `UnetTraining::default()`
+    /// describes (the defaults have one source).
+    #[test]
+    fn no_options_give_the_librarys_defaults() {
+        assert_eq!(Unet::parse_from(["unet"]).args.training(), UnetTraining::default());
+    }
 }

@@ -60,6 +60,20 @@ pub enum ClassWeights {
     Explicit(Vec<f32>),
 }
 
+/// Written as parsed: `uniform`, `auto` or `w0,w1,…`.
+impl fmt::Display for ClassWeights {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClassWeights::Uniform => f.write_str("uniform"),
+            ClassWeights::Auto => f.write_str("auto"),
+            ClassWeights::Explicit(w) => {
+                let list: Vec<String> = w.iter().map(f32::to_string).collect();
+                f.write_str(&list.join(","))
+            }
+        }
+    }
+}
+
 impl FromStr for ClassWeights {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
