@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 
-use crate::model::OnnxModel;
-use crate::tensor_run::{label_classes, predicted_classes, run_tensor};
+use bioseg_infer::model::OnnxModel;
+use bioseg_infer::tensor_run::{label_classes, predicted_classes, run_tensor};
 
 /// Run segmentation ONNX models (bioseg's, Keras', PyTorch's) on CPUs with tract.
 #[derive(Parser, Debug)]

@@ -19,8 +19,8 @@ pub struct InspectArgs {
 /// `bioseg inspect`: prints what the model holds and whether tract can run it. A model tract
 /// cannot run is reported, not an error; only an unreadable file is.
 pub fn inspect(args: InspectArgs) -> Result<()> {
-    let report =
-        crate::inspect::inspect(&args.model).with_context(|| format!("cannot inspect {}", args.model.display()))?;
+    let report = bioseg_infer::inspect::inspect(&args.model)
+        .with_context(|| format!("cannot inspect {}", args.model.display()))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

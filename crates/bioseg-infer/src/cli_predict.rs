@@ -9,11 +9,13 @@ use clap::Args;
 use bioseg_data::volume::{VolumeFormat, open_volume, tiff_page_count};
 use bioseg_onnx::{Normalization, TensorLayout};
 
-use crate::model::OnnxModel;
-use crate::output::{OutputType, output_paths, write_prediction};
-use crate::predict::{PredictOptions, Predictor, megapixels_per_second};
-use crate::tiling::Blend;
-use crate::volume_predict::{ByteSize, Roi, Shard, Span, VolumeJob, VolumeOptions, VolumeOutput, peak_rss_bytes};
+use bioseg_infer::model::OnnxModel;
+use bioseg_infer::output::{OutputType, output_paths, write_prediction};
+use bioseg_infer::predict::{PredictOptions, Predictor, megapixels_per_second};
+use bioseg_infer::tiling::Blend;
+use bioseg_infer::volume_predict::{
+    ByteSize, Roi, Shard, Span, VolumeJob, VolumeOptions, VolumeOutput, peak_rss_bytes,
+};
 
 /// Options of `bioseg predict`.
 #[derive(Args, Debug, Clone)]
@@ -204,7 +206,7 @@ pub fn predict(args: PredictArgs, quiet: bool) -> Result<()> {
     let (h, w, _) = image.data.dim();
     let plan = predictor.plan(h, w)?;
     let n_tiles = predictor.tile_count(h, w)?;
-    let bar = progress_bar(n_tiles as u64, quiet);
+    let bar = bioseg_infer::progress::tile_bar(n_tiles as u64, quiet);
     let start = Instant::now();
     let max_value = image.depth.max_value().unwrap_or(1.0);
     let pred = predictor
@@ -358,19 +360,4 @@ fn predict_volume(args: &PredictArgs, model: &OnnxModel, quiet: bool) -> Result<
     }
     report_peak_memory(args.report_peak_memory);
     Ok(())
-}
-
-/// A tile progress bar (hidden when quiet or stderr is not a terminal).
-pub fn progress_bar(total: u64, quiet: bool) -> indicatif::ProgressBar {
-    let pb = indicatif::ProgressBar::new(total);
-    if quiet {
-        pb.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-    }
-    pb.set_style(
-        indicatif::ProgressStyle::with_template(
-            "tiles {bar:30.cyan/blue} {pos}/{len} [{elapsed_precise}<{eta_precise}] {per_sec}",
-        )
-        .expect("valid template"),
-    );
-    pb
 }

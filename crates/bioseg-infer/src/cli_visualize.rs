@@ -15,7 +15,7 @@
 //!    ([`bioseg_data::overlay::error_map`]).
 //!
 //! The prediction comes from a file (`--pred`: probabilities, a mask or a class map) or is
-//! made on the fly by an ONNX model (`--model`, tiled with [`crate::predict::Predictor`]).
+//! made on the fly by an ONNX model (`--model`, tiled with [`bioseg_infer::predict::Predictor`]).
 //! Images can be single 2-D files or pages of multi-page TIFF stacks (`--slice`).
 
 use std::path::{Path, PathBuf};
@@ -27,8 +27,8 @@ use clap::Args;
 use ndarray::{Array2, Array3, Axis, s};
 
 use crate::cli_evaluate::ClassMapping;
-use crate::model::OnnxModel;
-use crate::predict::{PredictOptions, Predictor};
+use bioseg_infer::model::OnnxModel;
+use bioseg_infer::predict::{PredictOptions, Predictor};
 
 /// Options of `bioseg visualize`.
 #[derive(Args, Debug, Clone)]
@@ -214,7 +214,7 @@ fn predict_with_model(model_path: &Path, image: &Image, args: &VisualizeArgs, qu
     let predictor = Predictor::new(&model, opts)?;
     let max_value = image.depth.max_value().unwrap_or(1.0);
     let (h, w, _) = image.data.dim();
-    let bar = crate::cli_predict::progress_bar(predictor.tile_count(h, w)? as u64, quiet);
+    let bar = bioseg_infer::progress::tile_bar(predictor.tile_count(h, w)? as u64, quiet);
     let pred = predictor
         .predict(image.data.view(), max_value, &|n| bar.set_position(n as u64))
         .with_context(|| format!("predicting with {}", model_path.display()))?;

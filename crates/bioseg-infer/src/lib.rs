@@ -7,11 +7,6 @@
 //!
 //! This crate never depends on Burn: deployment needs only tract.
 
-pub mod cli;
-pub mod cli_evaluate;
-pub mod cli_inspect;
-pub mod cli_predict;
-pub mod cli_visualize;
 pub mod error;
 pub mod gemm_conv;
 pub mod inspect;
@@ -20,6 +15,7 @@ pub mod model;
 pub mod output;
 pub mod predict;
 pub mod predict_volumetric;
+pub mod progress;
 pub mod tensor_run;
 pub mod tiling;
 pub mod volume_predict;

@@ -2,6 +2,12 @@
 
 use clap::Parser;
 
+mod cli;
+mod cli_evaluate;
+mod cli_inspect;
+mod cli_predict;
+mod cli_visualize;
+
 /// Large tensors come and go for every tile: mimalloc reuses their pages where glibc's malloc
 /// returns them to the kernel and faults them in again (BENCHMARKS.md).
 #[global_allocator]
@@ -11,8 +17,8 @@ fn main() -> std::process::ExitCode {
     // Freed pages go back to the kernel after 10 ms by default, less than one tile takes: keep
     // them for a second instead (F=16 window −8 %, same peak memory).
     bioseg_data::cli_support::keep_freed_pages(1000);
-    let cli = bioseg_infer::cli::Cli::parse();
-    match bioseg_infer::cli::run(cli) {
+    let cli = cli::Cli::parse();
+    match cli::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", bioseg_infer::model::error_chain(&e));
