@@ -35,19 +35,8 @@ fn bioseg_kernels_depend_on_neither_burn_nor_tract() {
 /// none of it (graph analysis is in bioseg-onnx).
 #[test]
 fn bioseg_train_uses_the_inference_engine_only_in_engine_rs() {
-    fn sources(dir: &std::path::Path, found: &mut Vec<std::path::PathBuf>) {
-        for entry in std::fs::read_dir(dir).expect("a source folder") {
-            let path = entry.expect("an entry").path();
-            if path.is_dir() {
-                sources(&path, found);
-            } else if path.extension().is_some_and(|e| e == "rs") {
-                found.push(path);
-            }
-        }
-    }
     let src = bioseg_suite::root().join("crates/bioseg-train/src");
-    let mut files = Vec::new();
-    sources(&src, &mut files);
+    let files = bioseg_suite::rust_sources(&src);
     assert!(files.len() > 10, "bioseg-train's sources under {}", src.display());
     let users: Vec<String> = files
         .iter()

@@ -8,17 +8,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-fn sources(dir: &Path, found: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).expect("a source folder") {
-        let path = entry.expect("an entry").path();
-        if path.is_dir() {
-            sources(&path, found);
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            found.push(path);
-        }
-    }
-}
-
 /// `train/unet.rs` → `train::unet`; `lib.rs`, `main.rs` → the crate root (``).
 fn module_name(src: &Path, file: &Path) -> String {
     let rel = file.strip_prefix(src).expect("under src").with_extension("");
@@ -51,8 +40,7 @@ fn crate_paths(text: &str) -> Vec<String> {
 
 /// Each module of the crate at `src` and the modules it uses.
 fn module_graph(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
-    let mut files = Vec::new();
-    sources(src, &mut files);
+    let files = bioseg_suite::rust_sources(src);
     let modules: BTreeMap<String, PathBuf> = files.iter().map(|f| (module_name(src, f), f.clone())).collect();
     let is_ancestor = |a: &str, m: &str| a.is_empty() || m.starts_with(&format!("{a}::"));
     modules

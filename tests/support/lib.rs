@@ -9,6 +9,20 @@ pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The Rust sources under `dir`, at any depth (in directory order).
+pub fn rust_sources(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("a source folder") {
+        let path = entry.expect("an entry").path();
+        if path.is_dir() {
+            found.extend(rust_sources(&path));
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            found.push(path);
+        }
+    }
+    found
+}
+
 /// Path of the workspace binary `name` (from package `package`). `cargo test --workspace`
 /// builds every binary before running tests; a test run alone needs `cargo build --workspace`
 /// first (cargo holds its build lock while tests run, so a test cannot build it).

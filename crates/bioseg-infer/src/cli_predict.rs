@@ -17,6 +17,11 @@ use bioseg_infer::volume_predict::{
     ByteSize, Roi, Shard, Span, VolumeJob, VolumeOptions, VolumeOutput, peak_rss_bytes,
 };
 
+/// The library's options: the one source of the defaults `bioseg predict --help` shows.
+fn defaults() -> PredictOptions {
+    PredictOptions::default()
+}
+
 /// Options of `bioseg predict`.
 #[derive(Args, Debug, Clone)]
 pub struct PredictArgs {
@@ -34,20 +39,20 @@ pub struct PredictArgs {
     #[arg(short, long)]
     pub output: PathBuf,
     /// Tile core size in pixels (symbolic-size models; fixed-size models use their size).
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = defaults().tile)]
     pub tile: usize,
     /// Volumetric (3-D, rank-5) models: tile core depth in slices (symbolic-depth models; the
     /// tile's rows and columns come from --tile).
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = defaults().tile_z)]
     pub tile_z: usize,
     /// Context read around each tile [default: the model's recommended halo, else 32].
     #[arg(long)]
     pub halo: Option<usize>,
     /// Overlap between neighbouring tile cores.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = defaults().overlap)]
     pub overlap: usize,
     /// Blending: crop (exact: each pixel from one tile) or gaussian (weighted overlap).
-    #[arg(long, default_value = "crop")]
+    #[arg(long, default_value_t = defaults().blend)]
     pub blend: Blend,
     /// Test-time augmentation: average the predictions of the 8 flips and 90° rotations of
     /// every image or slice (8× the work; usually smoother, slightly more accurate maps).
@@ -57,7 +62,7 @@ pub struct PredictArgs {
     #[arg(long)]
     pub threads: Option<usize>,
     /// Tiles per model run (when the model's batch axis is symbolic).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = defaults().batch)]
     pub batch: usize,
     /// Input layout override: nchw or nhwc [default: from the metadata or the graph].
     #[arg(long)]
@@ -70,7 +75,7 @@ pub struct PredictArgs {
     #[arg(long)]
     pub size_multiple: Option<usize>,
     /// What to write: prob-u8, prob-f32, mask or labels.
-    #[arg(long, default_value = "prob-u8")]
+    #[arg(long, default_value_t = OutputType::default())]
     pub output_type: OutputType,
     /// Foreground threshold for mask/labels of one-channel models.
     #[arg(long, default_value_t = 0.5)]

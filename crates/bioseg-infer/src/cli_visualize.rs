@@ -26,7 +26,7 @@ use bioseg_data::{Image, SampleDepth};
 use clap::Args;
 use ndarray::{Array2, Array3, Axis, s};
 
-use crate::cli_evaluate::ClassMapping;
+use bioseg_infer::evaluate::ClassMapping;
 use bioseg_infer::model::OnnxModel;
 use bioseg_infer::predict::{PredictOptions, Predictor};
 

@@ -22,6 +22,9 @@ pub enum InferError {
     /// The ONNX file could not be decoded.
     #[error(transparent)]
     Onnx(#[from] bioseg_onnx::OnnxError),
+    /// A report could not be written as JSON.
+    #[error("writing JSON: {0}")]
+    Json(#[from] serde_json::Error),
     /// tract failed while running.
     #[error("inference failed: {0}")]
     Run(String),

@@ -8,15 +8,18 @@
 //! This crate never depends on Burn: deployment needs only tract.
 
 pub mod error;
+pub mod evaluate;
 pub mod gemm_conv;
 pub mod inspect;
 pub mod io_spec;
 pub mod model;
+mod names;
 pub mod output;
 pub mod predict;
 pub mod predict_volumetric;
 pub mod progress;
 pub mod tensor_run;
+mod tiler;
 pub mod tiling;
 pub mod volume_predict;
 

@@ -2,15 +2,17 @@
 
 use std::path::{Path, PathBuf};
 
-use ndarray::Array2;
+use bioseg_data::volume::{VolumeDType, VolumeSample};
+use ndarray::{Array3, ArrayView3, Axis};
 
 use crate::error::InferError;
-use crate::predict::Prediction;
+use crate::predict::{Prediction, class_map};
 
 /// What `bioseg predict` writes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum OutputType {
     /// Probabilities scaled to 0–255 (one file per class for multi-class models).
+    #[default]
     ProbU8,
     /// Probabilities as float32 TIFF (one file per class for multi-class models).
     ProbF32,
@@ -20,28 +22,94 @@ pub enum OutputType {
     Labels,
 }
 
+impl OutputType {
+    /// Every output type and its name on the command line.
+    const NAMES: [(OutputType, &'static str); 4] = [
+        (OutputType::ProbU8, "prob-u8"),
+        (OutputType::ProbF32, "prob-f32"),
+        (OutputType::Mask, "mask"),
+        (OutputType::Labels, "labels"),
+    ];
+}
+
+impl OutputType {
+    /// Channels written for a model of `classes` output channels: each class's probability, or
+    /// one mask or class map.
+    pub fn channels(self, classes: usize) -> usize {
+        match self {
+            OutputType::ProbU8 | OutputType::ProbF32 => classes,
+            OutputType::Mask | OutputType::Labels => 1,
+        }
+    }
+
+    /// The sample type it is written in: float32 for `prob-f32`, else 8-bit.
+    pub fn dtype(self) -> VolumeDType {
+        match self {
+            OutputType::ProbF32 => VolumeDType::F32,
+            OutputType::ProbU8 | OutputType::Mask | OutputType::Labels => VolumeDType::U8,
+        }
+    }
+}
+
 impl std::str::FromStr for OutputType {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "prob-u8" => Ok(OutputType::ProbU8),
-            "prob-f32" => Ok(OutputType::ProbF32),
-            "mask" => Ok(OutputType::Mask),
-            "labels" => Ok(OutputType::Labels),
-            o => Err(format!("unknown output type `{o}` (expected prob-u8, prob-f32, mask or labels)")),
-        }
+        crate::names::parse(&OutputType::NAMES, "output type", s)
+    }
+}
+
+impl std::fmt::Display for OutputType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(crate::names::name_of(&OutputType::NAMES, self))
     }
 }
 
 /// The files a prediction of `classes` channels is written to for `output`.
 pub fn output_paths(output: &Path, kind: OutputType, classes: usize) -> Vec<PathBuf> {
-    let per_class = matches!(kind, OutputType::ProbU8 | OutputType::ProbF32) && classes > 1;
+    let per_class = kind.channels(classes) > 1;
     if !per_class {
         return vec![output.to_path_buf()];
     }
     let stem = output.file_stem().and_then(|s| s.to_str()).unwrap_or("out");
     let ext = output.extension().and_then(|s| s.to_str()).unwrap_or("png");
     (0..classes).map(|c| output.with_file_name(format!("{stem}_class{c}.{ext}"))).collect()
+}
+
+/// Probabilities in an output type: `[channels, h, w]` samples of [`OutputType::dtype`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum Converted {
+    /// `prob-u8` (K channels), `mask` and `labels` (one channel).
+    U8(Array3<u8>),
+    /// `prob-f32` (K channels).
+    F32(Array3<f32>),
+}
+
+impl Converted {
+    /// The samples as `T` (the caller's sample type must be the output type's
+    /// [`dtype`](OutputType::dtype)).
+    pub fn into_samples<T: VolumeSample>(self) -> Result<Array3<T>, InferError> {
+        let any: Box<dyn std::any::Any> = match self {
+            Converted::U8(a) => Box::new(a),
+            Converted::F32(a) => Box::new(a),
+        };
+        any.downcast::<Array3<T>>()
+            .map(|a| *a)
+            .map_err(|_| InferError::Run(format!("a {:?} output asked for as another sample type", T::DTYPE)))
+    }
+}
+
+/// The one place probabilities `[K, h, w]` become each output type, for images and volumes:
+/// `prob-u8` scales to 0–255 (rounded), `prob-f32` keeps them, `mask` is 0/255 of
+/// [`class_map`] > 0 and `labels` the class map itself.
+pub fn convert(probs: ArrayView3<f32>, kind: OutputType, threshold: f32) -> Converted {
+    match kind {
+        OutputType::ProbF32 => Converted::F32(probs.to_owned()),
+        OutputType::ProbU8 => Converted::U8(probs.mapv(|v| (v * 255.0).round().clamp(0.0, 255.0) as u8)),
+        OutputType::Mask => {
+            Converted::U8(class_map(probs, threshold).mapv(|c| if c > 0 { 255 } else { 0 }).insert_axis(Axis(0)))
+        }
+        OutputType::Labels => Converted::U8(class_map(probs, threshold).insert_axis(Axis(0))),
+    }
 }
 
 /// Writes `pred` as `kind` to `output` (atomically; format from the extension).
@@ -54,35 +122,26 @@ pub fn write_prediction(
     let (k, h, w) = pred.probs.dim();
     let (wu, hu) = (w as u32, h as u32);
     let paths = output_paths(output, kind, k);
-    match kind {
-        OutputType::ProbU8 => {
+    match convert(pred.probs.view(), kind, threshold) {
+        Converted::U8(a) => {
             for (c, p) in paths.iter().enumerate() {
-                let plane = pred.probs.index_axis(ndarray::Axis(0), c);
-                let bytes: Vec<u8> = plane.iter().map(|&v| (v * 255.0).round().clamp(0.0, 255.0) as u8).collect();
-                bioseg_data::write_gray_u8(p, wu, hu, &bytes)?;
+                bioseg_data::write_gray_u8(p, wu, hu, &plane(&a, c))?;
             }
         }
-        OutputType::ProbF32 => {
+        Converted::F32(a) => {
             for (c, p) in paths.iter().enumerate() {
                 let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
                 if ext != "tif" && ext != "tiff" {
                     return Err(InferError::Input(format!("prob-f32 needs a .tif/.tiff output, not {}", p.display())));
                 }
-                let plane = pred.probs.index_axis(ndarray::Axis(0), c);
-                let v: Vec<f32> = plane.iter().copied().collect();
-                bioseg_data::write_gray_f32_tiff(p, wu, hu, &v)?;
+                bioseg_data::write_gray_f32_tiff(p, wu, hu, &plane(&a, c))?;
             }
-        }
-        OutputType::Mask => {
-            let labels = pred.labels(threshold);
-            let bytes: Vec<u8> = labels.iter().map(|&c| if c > 0 { 255 } else { 0 }).collect();
-            bioseg_data::write_gray_u8(&paths[0], wu, hu, &bytes)?;
-        }
-        OutputType::Labels => {
-            let labels: Array2<u8> = pred.labels(threshold);
-            let bytes: Vec<u8> = labels.iter().copied().collect();
-            bioseg_data::write_gray_u8(&paths[0], wu, hu, &bytes)?;
         }
     }
     Ok(paths)
+}
+
+/// Channel `c` of `[channels, h, w]` samples, row-major.
+fn plane<T: Copy>(a: &Array3<T>, c: usize) -> Vec<T> {
+    a.index_axis(Axis(0), c).iter().copied().collect()
 }

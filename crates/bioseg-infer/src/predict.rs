@@ -3,14 +3,14 @@
 
 use std::time::Instant;
 
-use bioseg_onnx::{Normalization, OutputActivation, TensorLayout};
+use bioseg_onnx::{Normalization, TensorLayout};
 use ndarray::{Array2, Array3, ArrayView3, Axis};
-use rayon::prelude::*;
 
 use crate::error::InferError;
 use crate::io_spec::ModelIo;
 use crate::model::OnnxModel;
-use crate::tiling::{Blend, Tile, TilePlan, gaussian_weights};
+use crate::tiler::Tiler;
+use crate::tiling::{Blend, TilePlan};
 
 /// The halo of a model with neither `bioseg.recommended_halo` nor a receptive field that the
 /// graph analysis can find, unless `--halo` is given.
@@ -69,21 +69,24 @@ pub struct Prediction {
 }
 
 impl Prediction {
-    /// Label map: argmax over classes, or `p > threshold` for a single channel.
+    /// Label map: argmax over classes, or `p > threshold` for a single channel ([`class_map`]).
     pub fn labels(&self, threshold: f32) -> Array2<u8> {
-        let (k, h, w) = self.probs.dim();
-        Array2::from_shape_fn((h, w), |(y, x)| {
-            if k == 1 {
-                u8::from(self.probs[[0, y, x]] > threshold)
-            } else {
-                (0..k).max_by(|&a, &b| self.probs[[a, y, x]].total_cmp(&self.probs[[b, y, x]])).unwrap_or(0) as u8
-            }
-        })
+        class_map(self.probs.view(), threshold)
     }
 }
 
-/// A batch of tiles with the model's output for each (`[h, w, classes]`).
-type TileOutputs = Vec<(Tile, Array3<f32>)>;
+/// Class per pixel of probabilities `[K, h, w]`: the argmax over the classes (the last of
+/// equal maxima), or `p > threshold` for one channel.
+pub fn class_map(probs: ArrayView3<f32>, threshold: f32) -> Array2<u8> {
+    let (k, h, w) = probs.dim();
+    Array2::from_shape_fn((h, w), |(y, x)| {
+        if k == 1 {
+            u8::from(probs[[0, y, x]] > threshold)
+        } else {
+            (0..k).max_by(|&a, &b| probs[[a, y, x]].total_cmp(&probs[[b, y, x]])).unwrap_or(0) as u8
+        }
+    })
+}
 
 /// A prepared predictor: the model's interface, tiling and normalisation resolved once.
 pub struct Predictor<'m> {
@@ -228,178 +231,15 @@ impl<'m> Predictor<'m> {
     ) -> Result<Prediction, InferError> {
         let (h, w, c) = image.dim();
         let norm = self.checked_normalization(&image, c, "image", max_value)?;
-        let plan = self.plan(h, w)?;
-        let tiles = plan.tiles();
+        let grid = self.plan(h, w)?.grid();
+        let (probs, tiles) = self.tiler().run(image.insert_axis(Axis(0)), &grid, norm, on_tiles)?;
+        Ok(Prediction { probs: probs.remove_axis(Axis(1)), tiles })
+    }
+
+    /// The one tiler of images and volumes, with this predictor's model and options.
+    pub(crate) fn tiler(&self) -> Tiler<'_> {
         let batch = if self.io.batch_symbolic { self.opts.batch.max(1) } else { 1 };
-        let (wh, ww) = plan.window();
-        let mut probs: Option<Array3<f32>> = None;
-        let mut weights = match self.opts.blend {
-            Blend::Gaussian => Some(Array2::<f32>::zeros((h, w))),
-            Blend::Crop => None,
-        };
-        let (gy, gx) = (gaussian_weights(plan.y.core), gaussian_weights(plan.x.core));
-        let chunk = batch * rayon::current_num_threads().max(1) * 2;
-        let done = std::sync::atomic::AtomicUsize::new(0);
-        for group in tiles.chunks(chunk) {
-            let outputs: Vec<Result<TileOutputs, InferError>> = group
-                .par_chunks(batch)
-                .map(|b| {
-                    let r = self.run_batch(&plan, b, image, norm, (wh, ww));
-                    let n = done.fetch_add(b.len(), std::sync::atomic::Ordering::Relaxed) + b.len();
-                    on_tiles(n);
-                    r
-                })
-                .collect();
-            for out in outputs {
-                for (tile, core) in out? {
-                    let k = core.dim().0;
-                    let p = probs.get_or_insert_with(|| Array3::zeros((k, h, w)));
-                    if p.dim().0 != k {
-                        return Err(InferError::Run("tiles returned different channel counts".into()));
-                    }
-                    match &mut weights {
-                        None => {
-                            let (yf, yt) = plan.y.crop_range(tile.ky);
-                            let (xf, xt) = plan.x.crop_range(tile.kx);
-                            for c in 0..k {
-                                for y in yf..yt {
-                                    for x in xf..xt {
-                                        p[[c, y, x]] = core[[c, y - tile.y0, x - tile.x0]];
-                                    }
-                                }
-                            }
-                        }
-                        Some(wsum) => {
-                            let yt = (tile.y0 + plan.y.core).min(h);
-                            let xt = (tile.x0 + plan.x.core).min(w);
-                            for y in tile.y0..yt {
-                                for x in tile.x0..xt {
-                                    let wt = gy[y - tile.y0] * gx[x - tile.x0];
-                                    wsum[[y, x]] += wt;
-                                    for c in 0..k {
-                                        p[[c, y, x]] += wt * core[[c, y - tile.y0, x - tile.x0]];
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        let probs = finish_blend(probs, weights)?;
-        Ok(Prediction { probs, tiles: tiles.len() })
-    }
-
-    /// Runs one batch of tiles; returns each tile's core as probabilities `[K, core_h, core_w]`.
-    fn run_batch(
-        &self,
-        plan: &TilePlan,
-        tiles: &[Tile],
-        image: ArrayView3<f32>,
-        norm: Normalization,
-        (wh, ww): (usize, usize),
-    ) -> Result<TileOutputs, InferError> {
-        let c = image.dim().2;
-        let b = tiles.len();
-        let mut input = vec![0f32; b * c * wh * ww];
-        let ys: Vec<Vec<usize>> =
-            tiles.iter().map(|t| (0..wh).map(|i| plan.y.source_index(t.y0, i)).collect()).collect();
-        let xs: Vec<Vec<usize>> =
-            tiles.iter().map(|t| (0..ww).map(|i| plan.x.source_index(t.x0, i)).collect()).collect();
-        for (i, _) in tiles.iter().enumerate() {
-            for (wy, &sy) in ys[i].iter().enumerate() {
-                for (wx, &sx) in xs[i].iter().enumerate() {
-                    for ch in 0..c {
-                        let v = image[[sy, sx, ch]];
-                        let idx = match self.io.layout {
-                            TensorLayout::Nhwc => ((i * wh + wy) * ww + wx) * c + ch,
-                            _ => ((i * c + ch) * wh + wy) * ww + wx,
-                        };
-                        input[idx] = v;
-                    }
-                }
-            }
-        }
-        norm.apply(&mut input);
-        let shape = match self.io.layout {
-            TensorLayout::Nhwc => vec![b, wh, ww, c],
-            _ => vec![b, c, wh, ww],
-        };
-        let mut outputs = self.model.run(&shape, &input)?;
-        let (oshape, values) = outputs.swap_remove(0);
-        let (k, oh, ow) = match (self.io.layout, oshape.as_slice()) {
-            (TensorLayout::Nhwc, [ob, oh, ow, k]) if *ob == b => (*k, *oh, *ow),
-            (TensorLayout::Nchw, [ob, k, oh, ow]) if *ob == b => (*k, *oh, *ow),
-            (_, [ob, oh, ow]) if *ob == b => (1, *oh, *ow),
-            _ => {
-                return Err(InferError::Model {
-                    path: self.model.path().to_path_buf(),
-                    reason: format!(
-                        "output shape {oshape:?} is not a batch of {b} images in layout {}",
-                        self.io.layout
-                    ),
-                });
-            }
-        };
-        if (oh, ow) != (wh, ww) {
-            return Err(InferError::Model {
-                path: self.model.path().to_path_buf(),
-                reason: format!(
-                    "output is {oh}x{ow} for a {wh}x{ww} input; bioseg predicts with image-to-image models of equal input and output size"
-                ),
-            });
-        }
-        let (ch, cw, hy, hx) = (plan.y.core, plan.x.core, plan.y.halo, plan.x.halo);
-        let layout = self.io.layout;
-        let at = |i: usize, kk: usize, y: usize, x: usize| match layout {
-            TensorLayout::Nhwc => values[((i * oh + y) * ow + x) * k + kk],
-            _ => values[((i * k + kk) * oh + y) * ow + x],
-        };
-        let activation = self.io.activation;
-        Ok(tiles
-            .iter()
-            .enumerate()
-            .map(|(i, t)| {
-                let mut core = Array3::from_shape_fn((k, ch, cw), |(kk, y, x)| at(i, kk, y + hy, x + hx));
-                if activation == OutputActivation::Logits {
-                    to_probabilities(&mut core);
-                }
-                (*t, core)
-            })
-            .collect())
-    }
-}
-
-/// The blended class maps of a prediction: with Gaussian blending, the weighted sums divided by
-/// the summed weights (`wsum`, one per pixel or voxel, shared by every class).
-pub(crate) fn finish_blend<D: ndarray::RemoveAxis>(
-    probs: Option<ndarray::Array<f32, D>>,
-    wsum: Option<ndarray::Array<f32, D::Smaller>>,
-) -> Result<ndarray::Array<f32, D>, InferError> {
-    let mut probs = probs.ok_or_else(|| InferError::Run("no tiles were run".into()))?;
-    if let Some(wsum) = wsum {
-        for mut class in probs.outer_iter_mut() {
-            class.zip_mut_with(&wsum, |v, &wt| *v /= wt);
-        }
-    }
-    Ok(probs)
-}
-
-/// Sigmoid (one channel) or softmax over channels, in place.
-pub fn to_probabilities(a: &mut Array3<f32>) {
-    let (k, h, w) = a.dim();
-    if k == 1 {
-        a.mapv_inplace(|v| 1.0 / (1.0 + (-v).exp()));
-        return;
-    }
-    for y in 0..h {
-        for x in 0..w {
-            let m = (0..k).map(|c| a[[c, y, x]]).fold(f32::NEG_INFINITY, f32::max);
-            let s: f32 = (0..k).map(|c| (a[[c, y, x]] - m).exp()).sum();
-            for c in 0..k {
-                a[[c, y, x]] = (a[[c, y, x]] - m).exp() / s;
-            }
-        }
+        Tiler { model: self.model, io: &self.io, blend: self.opts.blend, batch }
     }
 }
 

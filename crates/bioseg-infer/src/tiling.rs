@@ -17,14 +17,21 @@ pub enum Blend {
     Gaussian,
 }
 
+impl Blend {
+    /// Every blending and its name on the command line.
+    const NAMES: [(Blend, &'static str); 2] = [(Blend::Crop, "crop"), (Blend::Gaussian, "gaussian")];
+}
+
 impl std::str::FromStr for Blend {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "crop" => Ok(Blend::Crop),
-            "gaussian" => Ok(Blend::Gaussian),
-            o => Err(format!("unknown blend `{o}` (expected crop or gaussian)")),
-        }
+        crate::names::parse(&Blend::NAMES, "blend", s)
+    }
+}
+
+impl std::fmt::Display for Blend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(crate::names::name_of(&Blend::NAMES, self))
     }
 }
 
@@ -99,6 +106,11 @@ impl AxisPlan {
         Ok(AxisPlan { size, core, halo, starts })
     }
 
+    /// An axis of one position without context: the z axis of a 2-D image.
+    pub fn single() -> Self {
+        AxisPlan { size: 1, core: 1, halo: 0, starts: vec![0] }
+    }
+
     /// Window length of every tile (core + 2 × halo).
     pub fn window(&self) -> usize {
         self.core + 2 * self.halo
@@ -158,19 +170,6 @@ pub struct TilePlan {
     pub x: AxisPlan,
 }
 
-/// One tile of a [`TilePlan`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Tile {
-    /// Index along y.
-    pub ky: usize,
-    /// Index along x.
-    pub kx: usize,
-    /// Core start row.
-    pub y0: usize,
-    /// Core start column.
-    pub x0: usize,
-}
-
 impl TilePlan {
     /// Plans a `height × width` image.
     pub fn new(
@@ -202,20 +201,59 @@ impl TilePlan {
         })
     }
 
+    /// The plan as a grid of one slice without context (what the tiler runs).
+    pub fn grid(&self) -> GridPlan {
+        GridPlan { z: AxisPlan::single(), y: self.y.clone(), x: self.x.clone() }
+    }
+
     /// All tiles, row-major.
-    pub fn tiles(&self) -> Vec<Tile> {
-        let mut v = Vec::new();
-        for (ky, &y0) in self.y.starts.iter().enumerate() {
-            for (kx, &x0) in self.x.starts.iter().enumerate() {
-                v.push(Tile { ky, kx, y0, x0 });
-            }
-        }
-        v
+    pub fn tiles(&self) -> Vec<GridTile> {
+        self.grid().tiles()
     }
 
     /// Model input size `(height, width)` of every tile.
     pub fn window(&self) -> (usize, usize) {
         (self.y.window(), self.x.window())
+    }
+}
+
+/// A tiling plan along z, y and x (for a 2-D image, z is [`AxisPlan::single`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GridPlan {
+    /// Slices.
+    pub z: AxisPlan,
+    /// Rows.
+    pub y: AxisPlan,
+    /// Columns.
+    pub x: AxisPlan,
+}
+
+/// One tile of a [`GridPlan`]: indices along each axis and the core's origin.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GridTile {
+    /// Indices along z, y, x.
+    pub k: [usize; 3],
+    /// Core origin (z, y, x).
+    pub origin: [usize; 3],
+}
+
+impl GridPlan {
+    /// All tiles, z-major, then rows, then columns.
+    pub fn tiles(&self) -> Vec<GridTile> {
+        let mut v = Vec::new();
+        for (kz, &z0) in self.z.starts.iter().enumerate() {
+            for (ky, &y0) in self.y.starts.iter().enumerate() {
+                for (kx, &x0) in self.x.starts.iter().enumerate() {
+                    v.push(GridTile { k: [kz, ky, kx], origin: [z0, y0, x0] });
+                }
+            }
+        }
+        v
+    }
+
+    /// Model input size (depth, height, width) of every tile.
+    pub fn window(&self) -> [usize; 3] {
+        [self.z.window(), self.y.window(), self.x.window()]
     }
 }
 

@@ -33,18 +33,18 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use bioseg_data::volume::{
-    CreateMode, SliceFolderWriter, TiffStackWriter, VolumeDType, VolumeInfo, VolumeReader, ZarrVolumeSpec,
-    ZarrVolumeWriter,
+    CreateMode, SliceFolderWriter, TiffStackWriter, VolumeDType, VolumeInfo, VolumeReader, VolumeSample,
+    ZarrVolumeSpec, ZarrVolumeWriter,
 };
 use bioseg_onnx::TensorLayout;
 use bioseg_onnx::proto::DimensionValue;
-use ndarray::{Array3, Array4, ArrayView3, Axis, s};
+use ndarray::{Array3, Array4, Axis, s};
 use rayon::prelude::*;
 use serde_json::{Value, json};
 
 use crate::error::InferError;
 use crate::model::OnnxModel;
-use crate::output::{OutputType, output_paths};
+use crate::output::{OutputType, convert, output_paths};
 use crate::predict::{PredictOptions, Predictor};
 use crate::tiling::Blend;
 
@@ -341,31 +341,6 @@ impl VolumePlan {
     }
 }
 
-/// Channels of the written output for `classes` model outputs.
-pub fn output_channels(kind: OutputType, classes: usize) -> usize {
-    match kind {
-        OutputType::ProbU8 | OutputType::ProbF32 => classes,
-        OutputType::Mask | OutputType::Labels => 1,
-    }
-}
-
-fn output_dtype(kind: OutputType) -> VolumeDType {
-    match kind {
-        OutputType::ProbF32 => VolumeDType::F32,
-        _ => VolumeDType::U8,
-    }
-}
-
-/// Name of an output type as on the command line.
-pub fn output_type_name(kind: OutputType) -> &'static str {
-    match kind {
-        OutputType::ProbU8 => "prob-u8",
-        OutputType::ProbF32 => "prob-f32",
-        OutputType::Mask => "mask",
-        OutputType::Labels => "labels",
-    }
-}
-
 /// Inputs of [`plan_volume`] besides the options.
 #[derive(Clone, Copy, Debug)]
 pub struct PlanInputs<'a> {
@@ -403,8 +378,8 @@ pub fn plan_volume(p: PlanInputs, opts: &VolumeOptions) -> Result<VolumePlan, In
         return Err(input_err("--slab must be at least 1"));
     }
     let slab_wanted = opts.slab.unwrap_or(DEFAULT_SLAB).min(z.len()).max(1);
-    let kout = output_channels(opts.output_type, p.classes);
-    let ob = output_dtype(opts.output_type).bytes();
+    let kout = opts.output_type.channels(p.classes);
+    let ob = opts.output_type.dtype().bytes();
     let threads = rayon::current_num_threads().max(1);
     let read = |n: usize, size: usize| (n + 2 * context + m).min(size);
     // Bytes of one block's buffers: the input slab, each slice's probabilities (and Gaussian
@@ -569,47 +544,13 @@ impl VolumeReport {
     }
 }
 
-/// One block's output, `[channels, z, y, x]`.
-enum BlockData {
-    U8(Array4<u8>),
-    F32(Array4<f32>),
-}
-
-/// Where blocks go.
-enum Sink {
+/// Where blocks (`[channels, z, y, x]` samples of `T`) go.
+enum Sink<T> {
     Zarr(Box<ZarrVolumeWriter>),
     /// TIFF writers (one per output channel) and the slab being assembled.
-    Tiff(Vec<TiffStackWriter>, Option<(usize, BlockData)>),
+    Tiff(Vec<TiffStackWriter>, Option<(usize, Array4<T>)>),
     /// Slice folder and the slab being assembled.
-    Slices(SliceFolderWriter, Option<(usize, BlockData)>),
-}
-
-/// Converts cropped probabilities `[K, h, w]` to the output type, like the 2-D writer does.
-fn convert(probs: ArrayView3<f32>, kind: OutputType, threshold: f32) -> BlockSlice {
-    let (k, h, w) = probs.dim();
-    match kind {
-        OutputType::ProbF32 => BlockSlice::F32(probs.to_owned()),
-        OutputType::ProbU8 => BlockSlice::U8(probs.mapv(|v| (v * 255.0).round().clamp(0.0, 255.0) as u8)),
-        OutputType::Mask | OutputType::Labels => {
-            let label = |y: usize, x: usize| -> u8 {
-                if k == 1 {
-                    u8::from(probs[[0, y, x]] > threshold)
-                } else {
-                    (0..k).max_by(|&a, &b| probs[[a, y, x]].total_cmp(&probs[[b, y, x]])).unwrap_or(0) as u8
-                }
-            };
-            let mask = kind == OutputType::Mask;
-            BlockSlice::U8(Array3::from_shape_fn((1, h, w), |(_, y, x)| {
-                let l = label(y, x);
-                if mask { if l > 0 { 255 } else { 0 } } else { l }
-            }))
-        }
-    }
-}
-
-enum BlockSlice {
-    U8(Array3<u8>),
-    F32(Array3<f32>),
+    Slices(SliceFolderWriter, Option<(usize, Array4<T>)>),
 }
 
 /// A volume prediction job, ready to run.
@@ -728,7 +669,7 @@ impl<'a> VolumeJob<'a> {
                 "layout": predictor.io().layout.to_string(),
                 "normalize": format!("{:?}", predict.normalize),
                 "size_multiple": multiple,
-                "output_type": output_type_name(opts.output_type),
+                "output_type": opts.output_type.to_string(),
                 "threshold": opts.threshold,
             },
             "input": {
@@ -775,14 +716,14 @@ impl<'a> VolumeJob<'a> {
     }
 
     fn kout(&self) -> usize {
-        output_channels(self.opts.output_type, self.classes)
+        self.opts.output_type.channels(self.classes)
     }
 
     /// Opens (creates, joins or replaces) the output.
-    fn open_sink(&self) -> Result<(Sink, bool, Vec<PathBuf>), InferError> {
+    fn open_sink<T: VolumeSample>(&self) -> Result<(Sink<T>, bool, Vec<PathBuf>), InferError> {
         let [zn, yn, xn] = self.plan.shape();
         let kout = self.kout();
-        let dtype = output_dtype(self.opts.output_type);
+        let dtype = T::DTYPE;
         match self.kind {
             VolumeOutput::Zarr => {
                 let spec = ZarrVolumeSpec {
@@ -795,7 +736,7 @@ impl<'a> VolumeJob<'a> {
                         .model
                         .path()
                         .file_stem()
-                        .map(|n| format!("{} {}", n.to_string_lossy(), output_type_name(self.opts.output_type)))
+                        .map(|n| format!("{} {}", n.to_string_lossy(), self.opts.output_type))
                         .unwrap_or_default(),
                     identity: self.identity.clone(),
                 };
@@ -868,7 +809,7 @@ impl<'a> VolumeJob<'a> {
     }
 
     /// Whether block `b`'s output exists (resume).
-    fn block_done(&self, sink: &Sink, b: &Block) -> bool {
+    fn block_done<T>(&self, sink: &Sink<T>, b: &Block) -> bool {
         match sink {
             Sink::Zarr(w) => {
                 let (cy, cx) = self.plan.chunk_yx;
@@ -887,7 +828,7 @@ impl<'a> VolumeJob<'a> {
 
     /// Reads block `b` with its context and predicts each slice; returns the block's output
     /// and the number of tiles run.
-    fn predict_block(&self, b: &Block) -> Result<(BlockData, usize), InferError> {
+    fn predict_block<T: VolumeSample>(&self, b: &Block) -> Result<(Array4<T>, usize), InferError> {
         let info = self.reader.info();
         let [rz, ry, rx] = &self.plan.region;
         let zabs = rz.start + b.z.start..rz.start + b.z.end;
@@ -902,42 +843,35 @@ impl<'a> VolumeJob<'a> {
             return self.predict_block_3d(b, [zabs, read_y, read_x], max_value);
         }
         let input = self.reader.read_slab(zabs, read_y.clone(), read_x.clone())?;
-        let slices: Vec<Result<(BlockSlice, usize), InferError>> = (0..b.z.len())
+        let slices: Vec<Result<(Array3<T>, usize), InferError>> = (0..b.z.len())
             .into_par_iter()
             .map(|i| {
                 let pred = self.predictor.predict(input.index_axis(Axis(0), i), max_value, &|_| {})?;
                 let crop = pred.probs.slice(s![.., oy..oy + ny, ox..ox + nx]);
-                Ok((convert(crop, self.opts.output_type, self.opts.threshold), pred.tiles))
+                Ok((convert(crop, self.opts.output_type, self.opts.threshold).into_samples()?, pred.tiles))
             })
             .collect();
         drop(input);
         let kout = self.kout();
         let nz = b.z.len();
         let mut tiles = 0;
-        let mut out = match output_dtype(self.opts.output_type) {
-            VolumeDType::U8 => BlockData::U8(Array4::zeros((kout, nz, ny, nx))),
-            VolumeDType::F32 => BlockData::F32(Array4::zeros((kout, nz, ny, nx))),
-        };
+        let mut out = Array4::default((kout, nz, ny, nx));
         for (i, r) in slices.into_iter().enumerate() {
             let (slice, t) = r?;
             tiles += t;
-            match (&mut out, slice) {
-                (BlockData::U8(o), BlockSlice::U8(v)) => o.slice_mut(s![.., i, .., ..]).assign(&v),
-                (BlockData::F32(o), BlockSlice::F32(v)) => o.slice_mut(s![.., i, .., ..]).assign(&v),
-                _ => return Err(InferError::Run("output type mismatch".into())),
-            }
+            out.slice_mut(s![.., i, .., ..]).assign(&slice);
         }
         Ok((out, tiles))
     }
 
     /// [`predict_block`](Self::predict_block) for a volumetric model: the block is read with
     /// its context along z too and predicted in 3-D tiles.
-    fn predict_block_3d(
+    fn predict_block_3d<T: VolumeSample>(
         &self,
         b: &Block,
         [zabs, read_y, read_x]: [Range<usize>; 3],
         max_value: f32,
-    ) -> Result<(BlockData, usize), InferError> {
+    ) -> Result<(Array4<T>, usize), InferError> {
         let info = self.reader.info();
         let [_, ry, rx] = &self.plan.region;
         let read_z = self.plan.read_range(&zabs, info.shape[0]);
@@ -949,55 +883,33 @@ impl<'a> VolumeJob<'a> {
         let pred = self.predictor.predict_volume(input.view(), max_value, &|_| {})?;
         drop(input);
         let kout = self.kout();
-        let mut out = match output_dtype(self.opts.output_type) {
-            VolumeDType::U8 => BlockData::U8(Array4::zeros((kout, nz, ny, nx))),
-            VolumeDType::F32 => BlockData::F32(Array4::zeros((kout, nz, ny, nx))),
-        };
+        let mut out = Array4::default((kout, nz, ny, nx));
         for i in 0..nz {
             let crop = pred.probs.slice(s![.., oz + i, oy..oy + ny, ox..ox + nx]);
-            match (&mut out, convert(crop, self.opts.output_type, self.opts.threshold)) {
-                (BlockData::U8(o), BlockSlice::U8(v)) => o.slice_mut(s![.., i, .., ..]).assign(&v),
-                (BlockData::F32(o), BlockSlice::F32(v)) => o.slice_mut(s![.., i, .., ..]).assign(&v),
-                _ => return Err(InferError::Run("output type mismatch".into())),
-            }
+            let slice: Array3<T> = convert(crop, self.opts.output_type, self.opts.threshold).into_samples()?;
+            out.slice_mut(s![.., i, .., ..]).assign(&slice);
         }
         Ok((out, pred.tiles))
     }
 
     /// Hands block `b`'s output to the sink; TIFF and folder sinks write a slab once its last
     /// block is in.
-    fn store_block(&self, sink: &mut Sink, b: &Block, data: BlockData) -> Result<(), InferError> {
+    fn store_block<T: VolumeSample>(&self, sink: &mut Sink<T>, b: &Block, data: Array4<T>) -> Result<(), InferError> {
         let [_, yn, xn] = self.plan.shape();
         let kout = self.kout();
         match sink {
             Sink::Zarr(w) => {
                 let origin = [b.z.start, b.y.start, b.x.start];
-                match data {
-                    BlockData::U8(a) => w.write_region(origin, a.view(), self.opts.resume)?,
-                    BlockData::F32(a) => w.write_region(origin, a.view(), self.opts.resume)?,
-                };
+                w.write_region(origin, data.view(), self.opts.resume)?;
                 Ok(())
             }
             Sink::Tiff(_, slot) | Sink::Slices(_, slot) => {
                 let iz = b.z.start / self.plan.slab;
                 if slot.as_ref().is_none_or(|(z, _)| *z != iz) {
-                    let nz = b.z.len();
-                    *slot = Some((
-                        iz,
-                        match data {
-                            BlockData::U8(_) => BlockData::U8(Array4::zeros((kout, nz, yn, xn))),
-                            BlockData::F32(_) => BlockData::F32(Array4::zeros((kout, nz, yn, xn))),
-                        },
-                    ));
+                    *slot = Some((iz, Array4::default((kout, b.z.len(), yn, xn))));
                 }
-                match (slot.as_mut().map(|(_, buf)| buf), &data) {
-                    (Some(BlockData::U8(o)), BlockData::U8(a)) => {
-                        o.slice_mut(s![.., .., b.y.clone(), b.x.clone()]).assign(a)
-                    }
-                    (Some(BlockData::F32(o)), BlockData::F32(a)) => {
-                        o.slice_mut(s![.., .., b.y.clone(), b.x.clone()]).assign(a)
-                    }
-                    _ => return Err(InferError::Run("output type mismatch".into())),
+                if let Some((_, buf)) = slot.as_mut() {
+                    buf.slice_mut(s![.., .., b.y.clone(), b.x.clone()]).assign(&data);
                 }
                 let full = if b.y.end == yn && b.x.end == xn { slot.take() } else { None };
                 if let Some((_, full)) = full {
@@ -1009,43 +921,24 @@ impl<'a> VolumeJob<'a> {
     }
 
     /// Writes a slab of whole output slices (`[channels, z, y, x]`) to a TIFF or folder sink.
-    fn write_slab(&self, sink: &mut Sink, z_start: usize, data: BlockData) -> Result<(), InferError> {
+    fn write_slab<T: VolumeSample>(
+        &self,
+        sink: &mut Sink<T>,
+        z_start: usize,
+        data: Array4<T>,
+    ) -> Result<(), InferError> {
         let [_, yn, xn] = self.plan.shape();
         let kout = self.kout();
         let z0 = self.plan.region[0].start + z_start;
-        let nz = match &data {
-            BlockData::U8(a) => a.dim().1,
-            BlockData::F32(a) => a.dim().1,
-        };
-        for i in 0..nz {
+        for i in 0..data.dim().1 {
             for c in 0..kout {
-                let channel = (kout > 1).then_some(c);
-                match (&mut *sink, &data) {
-                    (Sink::Tiff(ws, _), BlockData::U8(a)) => {
-                        ws[c].write_page_u8(&a.slice(s![c, i, .., ..]).iter().copied().collect::<Vec<_>>())?
+                let plane: Vec<T> = data.slice(s![c, i, .., ..]).iter().copied().collect();
+                match &mut *sink {
+                    Sink::Tiff(ws, _) => ws[c].write_page(&plane)?,
+                    Sink::Slices(w, _) => {
+                        w.write(z0 + i, (kout > 1).then_some(c), xn, yn, &plane)?;
                     }
-                    (Sink::Tiff(ws, _), BlockData::F32(a)) => {
-                        ws[c].write_page_f32(&a.slice(s![c, i, .., ..]).iter().copied().collect::<Vec<_>>())?
-                    }
-                    (Sink::Slices(w, _), BlockData::U8(a)) => {
-                        w.write_u8(
-                            z0 + i,
-                            channel,
-                            xn,
-                            yn,
-                            &a.slice(s![c, i, .., ..]).iter().copied().collect::<Vec<_>>(),
-                        )?;
-                    }
-                    (Sink::Slices(w, _), BlockData::F32(a)) => {
-                        w.write_f32(
-                            z0 + i,
-                            channel,
-                            xn,
-                            yn,
-                            &a.slice(s![c, i, .., ..]).iter().copied().collect::<Vec<_>>(),
-                        )?;
-                    }
-                    (Sink::Zarr(_), _) => {}
+                    Sink::Zarr(_) => {}
                 }
             }
         }
@@ -1055,8 +948,16 @@ impl<'a> VolumeJob<'a> {
     /// Runs the job: creates or joins the output and computes this run's blocks in order,
     /// calling `on_progress` after each.
     pub fn run(self, on_progress: &dyn Fn(&VolumeProgress)) -> Result<VolumeReport, InferError> {
+        match self.opts.output_type.dtype() {
+            VolumeDType::U8 => self.run_as::<u8>(on_progress),
+            VolumeDType::F32 => self.run_as::<f32>(on_progress),
+        }
+    }
+
+    /// [`run`](Self::run) with the output type's sample type.
+    fn run_as<T: VolumeSample>(self, on_progress: &dyn Fn(&VolumeProgress)) -> Result<VolumeReport, InferError> {
         let start = Instant::now();
-        let (mut sink, created, outputs) = self.open_sink()?;
+        let (mut sink, created, outputs) = self.open_sink::<T>()?;
         let mine = self.my_blocks();
         let [_, yn, xn] = self.plan.shape();
         let slice_pixels = (yn * xn) as u64;
@@ -1071,7 +972,7 @@ impl<'a> VolumeJob<'a> {
                 skipped += 1;
                 progress.voxels_done += voxels(&b);
             } else {
-                let (data, t) = self.predict_block(&b)?;
+                let (data, t) = self.predict_block::<T>(&b)?;
                 self.store_block(&mut sink, &b, data)?;
                 run += 1;
                 tiles += t;

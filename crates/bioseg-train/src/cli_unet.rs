@@ -251,7 +251,7 @@ pub fn unet(mut args: UnetArgs, quiet: bool) -> Result<()> {
     bioseg_train::with_backend!(&args.device, |B, device| {
         let devices = bioseg_train::device::replicas::<B>(&device, &args.replica_indices());
         let trained = train_unet::<B>(&cfg, &opts, &devices)?;
-        bioseg_train::history::write_history(&args.out, &trained.history);
+        bioseg_train::history::write_history(&args.out, &trained.history, &trained.class_names);
         bioseg_train::export::export_trained(&trained, &cfg, &onnx)
             .with_context(|| format!("cannot export {}", onnx.display()))?;
         if let Some(h) = trained.history.last() {

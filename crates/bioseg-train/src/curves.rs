@@ -48,25 +48,26 @@ const COLORS: [RGBColor; 8] = [
 
 /// Draws `history` into `path` (a `.png`, [`CURVES_WIDTH`] × [`CURVES_HEIGHT`]): the training
 /// and validation loss per epoch on the left, the validation Dice of every class per epoch
-/// (0–1) on the right, with axis labels and legends. Written atomically; an existing file is
+/// (0–1) on the right, with axis labels and legends (the classes by `class_names`, `class c`
+/// past their end). Written atomically; an existing file is
 /// replaced (it is rewritten after every epoch).
 ///
 /// Errors: an empty history ([`TrainError::Config`]), a drawing failure ([`TrainError::Plot`]),
 /// or the file cannot be written ([`TrainError::Data`]).
-pub fn write_training_curves(path: &Path, history: &[UnetEpoch]) -> Result<(), TrainError> {
+pub fn write_training_curves(path: &Path, history: &[UnetEpoch], class_names: &[String]) -> Result<(), TrainError> {
     if history.is_empty() {
         return Err(TrainError::Config(format!("no epochs to draw into {}", path.display())));
     }
     register_font()?;
     let (w, h) = (CURVES_WIDTH, CURVES_HEIGHT);
     let mut buf = vec![255u8; (w * h * 3) as usize];
-    draw(&mut buf, (w, h), history).map_err(|e| TrainError::Plot(format!("{}: {e}", path.display())))?;
+    draw(&mut buf, (w, h), history, class_names).map_err(|e| TrainError::Plot(format!("{}: {e}", path.display())))?;
     bioseg_data::write_rgb_u8_png(path, w, h, &buf)?;
     Ok(())
 }
 
 /// Renders the two charts into an RGB buffer.
-fn draw(buf: &mut [u8], size: (u32, u32), history: &[UnetEpoch]) -> Result<(), String> {
+fn draw(buf: &mut [u8], size: (u32, u32), history: &[UnetEpoch], class_names: &[String]) -> Result<(), String> {
     let root =
         BitMapBackend::<RGBPixel>::with_buffer_and_format(buf, size).map_err(|e| e.to_string())?.into_drawing_area();
     root.fill(&WHITE).map_err(|e| e.to_string())?;
@@ -168,7 +169,7 @@ fn draw(buf: &mut [u8], size: (u32, u32), history: &[UnetEpoch]) -> Result<(), S
         chart
             .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
             .map_err(|e| e.to_string())?
-            .label(format!("class {c}"))
+            .label(class_names.get(c).cloned().unwrap_or_else(|| format!("class {c}")))
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
         chart.draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled()))).map_err(|e| e.to_string())?;
     }
@@ -209,7 +210,8 @@ mod tests {
         let path = dir.path().join("curves.png");
         let history =
             vec![epoch(1, 0.7, 0.65, [0.4, 0.6]), epoch(2, 0.5, 0.55, [0.55, 0.72]), epoch(3, 0.35, 0.5, [0.6, 0.8])];
-        write_training_curves(&path, &history).unwrap();
+        let names = ["membrane".to_string(), "interior".to_string()];
+        write_training_curves(&path, &history, &names).unwrap();
         let img = bioseg_data::read_image(&path).unwrap();
         assert_eq!((img.width(), img.height(), img.channels()), (CURVES_WIDTH as usize, CURVES_HEIGHT as usize, 3));
         // Something was drawn in colour (the lines), not just a white page.
@@ -220,18 +222,22 @@ mod tests {
             .filter(|&d| d > 60.0)
             .count();
         assert!(coloured > 500, "only {coloured} coloured pixels");
+        // The legend names the classes.
+        let unnamed = dir.path().join("unnamed.png");
+        write_training_curves(&unnamed, &history, &[]).unwrap();
+        assert_ne!(std::fs::read(&path).unwrap(), std::fs::read(&unnamed).unwrap());
         // Rewritten in place after every epoch.
-        write_training_curves(&path, &history[..1]).unwrap();
+        write_training_curves(&path, &history[..1], &names).unwrap();
     }
 
     #[test]
     fn odd_histories_do_not_panic() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.png");
-        assert!(matches!(write_training_curves(&path, &[]), Err(TrainError::Config(_))));
+        assert!(matches!(write_training_curves(&path, &[], &[]), Err(TrainError::Config(_))));
         let history = vec![epoch(1, f64::NAN, 0.0, [f64::NAN, 0.5]), epoch(2, f64::INFINITY, 0.0, [0.1, 0.2])];
-        write_training_curves(&path, &history).unwrap();
+        write_training_curves(&path, &history, &[]).unwrap();
         let missing = dir.path().join("no/such/dir/c.png");
-        assert!(matches!(write_training_curves(&missing, &history), Err(TrainError::Data(_))));
+        assert!(matches!(write_training_curves(&missing, &history, &[]), Err(TrainError::Data(_))));
     }
 }

@@ -7,8 +7,9 @@ use std::path::Path;
 
 use crate::train::unet::UnetEpoch;
 
-/// Writes history.json, history.csv and curves.png (atomically) into `out`.
-pub fn write_history(out: &Path, history: &[UnetEpoch]) {
+/// Writes history.json, history.csv and curves.png (atomically) into `out`; `class_names`
+/// label the curves' classes.
+pub fn write_history(out: &Path, history: &[UnetEpoch], class_names: &[String]) {
     let json = serde_json::to_vec_pretty(history).expect("serialises");
     if let Err(e) = bioseg_data::write_bytes_atomic(out.join("history.json"), &json) {
         tracing::warn!("cannot write history.json: {e}");
@@ -32,7 +33,7 @@ pub fn write_history(out: &Path, history: &[UnetEpoch]) {
     if let Err(e) = bioseg_data::write_bytes_atomic(out.join("history.csv"), csv.as_bytes()) {
         tracing::warn!("cannot write history.csv: {e}");
     }
-    if let Err(e) = crate::curves::write_training_curves(&out.join("curves.png"), history) {
+    if let Err(e) = crate::curves::write_training_curves(&out.join("curves.png"), history, class_names) {
         tracing::warn!("cannot write curves.png: {e}");
     }
 }

@@ -218,8 +218,10 @@ impl VolumeDType {
     }
 }
 
-/// A sample type the volume writers store.
-pub trait VolumeSample: zarrs::array::Element + Copy + Default + Send + Sync + 'static {
+/// A sample type the volume writers store: every writer is generic over it, and the two
+/// things that differ by type (a TIFF page's colour type, a slice file's format) are the
+/// methods of its sealed supertrait, written once per type here.
+pub trait VolumeSample: encode::Encode + zarrs::array::Element + Copy + Default + Send + Sync + 'static {
     /// Its [`VolumeDType`].
     const DTYPE: VolumeDType;
 }
@@ -230,6 +232,60 @@ impl VolumeSample for u8 {
 
 impl VolumeSample for f32 {
     const DTYPE: VolumeDType = VolumeDType::F32;
+}
+
+/// How each sample type is encoded (sealed: the module is private, so only `u8` and `f32`
+/// are volume samples).
+mod encode {
+    use std::io::{Seek, Write};
+    use std::path::Path;
+
+    use ::tiff::TiffResult;
+    use ::tiff::encoder::{TiffEncoder, TiffKind, colortype};
+
+    use crate::error::DataError;
+    use crate::image::{write_gray_f32_tiff, write_gray_u8};
+
+    pub trait Encode: Sized {
+        /// Appends a gray page of `width × height` samples to a TIFF.
+        fn tiff_page<W: Write + Seek, K: TiffKind>(
+            encoder: &mut TiffEncoder<W, K>,
+            width: u32,
+            height: u32,
+            data: &[Self],
+        ) -> TiffResult<()>;
+        /// Writes a gray image file of `width × height` samples (atomically): 8-bit PNG or
+        /// TIFF by the extension, float32 TIFF.
+        fn image_file(path: &Path, width: u32, height: u32, data: &[Self]) -> Result<(), DataError>;
+    }
+
+    impl Encode for u8 {
+        fn tiff_page<W: Write + Seek, K: TiffKind>(
+            encoder: &mut TiffEncoder<W, K>,
+            width: u32,
+            height: u32,
+            data: &[u8],
+        ) -> TiffResult<()> {
+            encoder.write_image::<colortype::Gray8>(width, height, data)
+        }
+        fn image_file(path: &Path, width: u32, height: u32, data: &[u8]) -> Result<(), DataError> {
+            write_gray_u8(path, width, height, data)
+        }
+    }
+
+    impl Encode for f32 {
+        fn tiff_page<W: Write + Seek, K: TiffKind>(
+            encoder: &mut TiffEncoder<W, K>,
+            width: u32,
+            height: u32,
+            data: &[f32],
+        ) -> TiffResult<()> {
+            encoder.write_image::<colortype::Gray32Float>(width, height, data)
+        }
+        fn image_file(path: &Path, width: u32, height: u32, data: &[f32]) -> Result<(), DataError> {
+            write_gray_f32_tiff(path, width, height, data)
+        }
+    }
 }
 
 /// The folder `path` is in (`.` for a bare name); it must exist.

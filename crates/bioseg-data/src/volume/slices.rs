@@ -8,9 +8,9 @@ use rayon::prelude::*;
 
 use crate::dataset::list_images;
 use crate::error::DataError;
-use crate::image::{image_dimensions, read_image, write_gray_f32_tiff, write_gray_u8};
+use crate::image::{image_dimensions, read_image};
 
-use super::{VolumeDType, VolumeFormat, VolumeInfo, VolumeReader, check_slab, existing_parent, vol_err};
+use super::{VolumeDType, VolumeFormat, VolumeInfo, VolumeReader, VolumeSample, check_slab, existing_parent, vol_err};
 
 // ---------------------------------------------------------------------------
 // Folder of slices
@@ -152,37 +152,24 @@ impl SliceFolderWriter {
         }
     }
 
-    /// Writes slice `z` of 8-bit samples (row-major `width × height`).
-    pub fn write_u8(
+    /// Writes slice `z` (of `channel`, for several) of the folder's sample type (row-major
+    /// `width × height`).
+    pub fn write<T: VolumeSample>(
         &self,
         z: usize,
         channel: Option<usize>,
         width: usize,
         height: usize,
-        data: &[u8],
+        data: &[T],
     ) -> Result<PathBuf, DataError> {
         let p = self.slice_path(z, channel);
-        if self.dtype != VolumeDType::U8 {
-            return Err(DataError::BadBuffer { path: p, reason: "8-bit samples for a float slice folder".into() });
+        if self.dtype != T::DTYPE {
+            return Err(DataError::BadBuffer {
+                path: p,
+                reason: format!("{} samples for a {} slice folder", T::DTYPE.zarr_name(), self.dtype.zarr_name()),
+            });
         }
-        write_gray_u8(&p, width as u32, height as u32, data)?;
-        Ok(p)
-    }
-
-    /// Writes slice `z` of float samples (row-major `width × height`).
-    pub fn write_f32(
-        &self,
-        z: usize,
-        channel: Option<usize>,
-        width: usize,
-        height: usize,
-        data: &[f32],
-    ) -> Result<PathBuf, DataError> {
-        let p = self.slice_path(z, channel);
-        if self.dtype != VolumeDType::F32 {
-            return Err(DataError::BadBuffer { path: p, reason: "float samples for an 8-bit slice folder".into() });
-        }
-        write_gray_f32_tiff(&p, width as u32, height as u32, data)?;
+        T::image_file(&p, width as u32, height as u32, data)?;
         Ok(p)
     }
 }

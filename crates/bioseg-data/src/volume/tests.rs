@@ -33,7 +33,7 @@ fn tiff_stack_round_trip_reads_only_what_is_asked() {
     let pages = ramp(5, 300, 70);
     let mut w = TiffStackWriter::create(&p, 70, 300, 5, VolumeDType::U8, false).unwrap();
     for pg in &pages {
-        w.write_page_u8(pg).unwrap();
+        w.write_page(pg).unwrap();
     }
     w.finish().unwrap();
     assert_eq!(tiff_page_count(&p).unwrap(), 5);
@@ -53,7 +53,7 @@ fn tiff_stack_round_trip_reads_only_what_is_asked() {
     // An unfinished writer leaves nothing behind.
     let q = dir.path().join("partial.tif");
     let mut w = TiffStackWriter::create(&q, 70, 300, 5, VolumeDType::U8, false).unwrap();
-    w.write_page_u8(&pages[0]).unwrap();
+    w.write_page(&pages[0]).unwrap();
     assert!(w.finish().is_err());
     assert!(!q.exists());
     let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();

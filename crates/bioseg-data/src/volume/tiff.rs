@@ -7,14 +7,17 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use ::tiff::decoder::{ChunkType, Decoder, DecodingResult, Limits};
-use ::tiff::encoder::{TiffEncoder, TiffKindBig, TiffKindStandard, colortype};
+use ::tiff::encoder::{TiffEncoder, TiffKindBig, TiffKindStandard};
 use ::tiff::tags::Tag;
 use ndarray::{Array4, ArrayViewMut3, Axis};
 
 use crate::error::{DataError, one_line};
 use crate::image::{ImageFormat, MAX_PIXELS, SampleDepth};
 
-use super::{TEMP_PREFIX, VolumeDType, VolumeFormat, VolumeInfo, VolumeReader, check_slab, existing_parent, vol_err};
+use super::{
+    TEMP_PREFIX, VolumeDType, VolumeFormat, VolumeInfo, VolumeReader, VolumeSample, check_slab, existing_parent,
+    vol_err,
+};
 
 // ---------------------------------------------------------------------------
 // Multi-page TIFF
@@ -405,26 +408,13 @@ impl TiffStackWriter {
         Ok(())
     }
 
-    /// Appends a page of 8-bit samples (row-major).
-    pub fn write_page_u8(&mut self, data: &[u8]) -> Result<(), DataError> {
-        self.check_page(data.len(), VolumeDType::U8)?;
+    /// Appends a page of samples (row-major, of the stack's sample type).
+    pub fn write_page<T: VolumeSample>(&mut self, data: &[T]) -> Result<(), DataError> {
+        self.check_page(data.len(), T::DTYPE)?;
         let (w, h) = (self.width, self.height);
         let r = match &mut self.encoder {
-            StackEncoder::Standard(e) => e.write_image::<colortype::Gray8>(w, h, data),
-            StackEncoder::Big(e) => e.write_image::<colortype::Gray8>(w, h, data),
-        };
-        r.map_err(|e| DataError::write(&self.path, io::Error::other(e.to_string())))?;
-        self.pages += 1;
-        Ok(())
-    }
-
-    /// Appends a page of float samples (row-major).
-    pub fn write_page_f32(&mut self, data: &[f32]) -> Result<(), DataError> {
-        self.check_page(data.len(), VolumeDType::F32)?;
-        let (w, h) = (self.width, self.height);
-        let r = match &mut self.encoder {
-            StackEncoder::Standard(e) => e.write_image::<colortype::Gray32Float>(w, h, data),
-            StackEncoder::Big(e) => e.write_image::<colortype::Gray32Float>(w, h, data),
+            StackEncoder::Standard(e) => T::tiff_page(e, w, h, data),
+            StackEncoder::Big(e) => T::tiff_page(e, w, h, data),
         };
         r.map_err(|e| DataError::write(&self.path, io::Error::other(e.to_string())))?;
         self.pages += 1;

@@ -460,6 +460,18 @@ impl<B: Backend> Unet<B> {
     }
 }
 
+impl<B: Backend> super::SegmentationNet<B> for Unet<B> {
+    fn classes(&self) -> usize {
+        self.classes
+    }
+    fn forward_logits(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        Unet::forward_logits(self, x)
+    }
+    fn to_onnx(&self, metadata: &ModelMetadata) -> bioseg_onnx::proto::ModelProto {
+        Unet::to_onnx(self, metadata)
+    }
+}
+
 /// Receptive-field radius of a depth-`depth` U-Net (an upper bound, in input pixels): each
 /// 3×3 conv adds 1 pixel at its level's scale (2^level); each 2×2 pool adds 1 at the finer
 /// scale; each up level adds 1 for the nearest-upsampling offset and 1 for its 2×2 conv at the

@@ -1,4 +1,4 @@
-//! One optimisation step of a U-Net over one or several devices (data parallel).
+//! One optimisation step of a segmentation network over one or several devices (data parallel).
 //!
 //! The global batch is split into one shard per device; each device runs a replica of the model
 //! (`fork`) on its shard, and the shard losses are weighted by their share of the batch before
@@ -8,32 +8,37 @@
 //! Keras' MirroredStrategy does). The optimizer then applies the summed gradients once
 //! (`step_multi`), keeping one set of weights.
 
-use burn::module::Module;
+use burn::module::AutodiffModule;
 use burn::optim::{GradientsParams, MultiGradientsParams, Optimizer};
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 
 use crate::augment::Sample;
 use crate::error::TrainError;
-use crate::model::unet::Unet;
+use crate::model::SegmentationNet;
 use crate::train::batch::to_tensors;
 use crate::train::losses::Loss;
 
 /// Runs one step on `batch` split over `devices` (the first holds the master weights) and
 /// returns the updated model and the batch's mean loss.
-pub fn step<B: AutodiffBackend, O: Optimizer<Unet<B>, B>>(
-    model: Unet<B>,
+pub fn step<B, M, O>(
+    model: M,
     optim: &mut O,
     loss: &Loss,
     batch: &[Sample],
     devices: &[B::Device],
     learning_rate: f64,
-) -> Result<(Unet<B>, f64), TrainError> {
+) -> Result<(M, f64), TrainError>
+where
+    B: AutodiffBackend,
+    M: SegmentationNet<B> + AutodiffModule<B>,
+    O: Optimizer<M, B>,
+{
     let total = batch.len();
     if devices.len() <= 1 {
         let device = devices.first().cloned().unwrap_or_else(|| model.devices()[0].clone());
         return Ok(on_worker(|| {
-            let (x, t) = to_tensors::<B>(batch, model.classes, &device);
+            let (x, t) = to_tensors::<B>(batch, model.classes(), &device);
             let l = loss.forward(model.forward_logits(x), t);
             let value: f32 = l.clone().into_scalar().elem();
             let grads = GradientsParams::from_grads(l.backward(), &model);
@@ -48,8 +53,8 @@ pub fn step<B: AutodiffBackend, O: Optimizer<Unet<B>, B>>(
 /// its shard's share of a global batch of `global_total` samples, so the replicas' gradients
 /// sum to the gradient of the global batch's mean loss. Returns them with this batch's part of
 /// that mean loss.
-pub fn replica_gradients<B: AutodiffBackend>(
-    model: &Unet<B>,
+pub fn replica_gradients<B: AutodiffBackend, M: SegmentationNet<B> + AutodiffModule<B>>(
+    model: &M,
     loss: &Loss,
     batch: &[Sample],
     devices: &[B::Device],
@@ -60,7 +65,7 @@ pub fn replica_gradients<B: AutodiffBackend>(
     let mut value = 0.0f64;
     for (device, shard) in devices.iter().zip(batch.chunks(shard_len)) {
         let replica = if devices.len() == 1 { model.clone() } else { model.clone().fork(device) };
-        let (x, t) = to_tensors::<B>(shard, replica.classes, device);
+        let (x, t) = to_tensors::<B>(shard, replica.classes(), device);
         let share = shard.len() as f64 / global_total as f64;
         let l = loss.forward(replica.forward_logits(x), t);
         let v: f32 = l.clone().into_scalar().elem();

@@ -218,7 +218,7 @@ mod collective {
     use super::MultiNodeConfig;
     use crate::augment::Sample;
     use crate::error::TrainError;
-    use crate::model::unet::Unet;
+    use crate::model::SegmentationNet;
     use crate::train::losses::Loss;
 
     type Inner<B> = <B as AutodiffBackend>::InnerBackend;
@@ -318,7 +318,7 @@ mod collective {
         /// `extra`. One round trip per step instead of one per parameter.
         pub fn all_reduce_grads(
             &self,
-            model: &Unet<B>,
+            model: &impl Module<B>,
             multi: MultiGradientsParams,
             extra: &[f64],
         ) -> Result<(GradientsParams, Vec<f64>), TrainError> {
@@ -353,7 +353,7 @@ mod collective {
 
         /// Checks that every node starts from the same weights (same seed, same checkpoint):
         /// the sums of the weights and of their squares must be the same on every node.
-        pub fn check_same_weights(&self, model: &Unet<B>) -> Result<(), TrainError> {
+        pub fn check_same_weights(&self, model: &impl AutodiffModule<B>) -> Result<(), TrainError> {
             let mut fp = Fingerprint(0.0, 0.0);
             model.valid().visit(&mut fp);
             let local = [fp.0, fp.1];
@@ -480,15 +480,20 @@ mod collective {
     /// batch, `nodes × batch.len()` samples) over the local `devices`, gradients summed over the
     /// devices and the nodes, then one optimizer step. Returns the updated model (identical on
     /// every node) and the global batch's mean loss.
-    pub fn step<B: AutodiffBackend, O: Optimizer<Unet<B>, B>>(
-        model: Unet<B>,
+    pub fn step<B, M, O>(
+        model: M,
         optim: &mut O,
         loss: &Loss,
         batch: &[Sample],
         devices: &[B::Device],
         learning_rate: f64,
         collective: &Collective<B>,
-    ) -> Result<(Unet<B>, f64), TrainError> {
+    ) -> Result<(M, f64), TrainError>
+    where
+        B: AutodiffBackend,
+        M: SegmentationNet<B> + AutodiffModule<B>,
+        O: Optimizer<M, B>,
+    {
         let global_total = batch.len() * collective.nodes();
         let (multi, value) = crate::train::data_parallel::replica_gradients(&model, loss, batch, devices, global_total);
         let (grads, sums) = collective.all_reduce_grads(&model, multi, &[value])?;

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::augment::{AugmentConfig, Sample, augment_batch};
 use crate::checkpoint::{self, CheckpointState};
 use crate::error::TrainError;
+use crate::model::SegmentationNet;
 use crate::model::unet::{Unet, UnetConfig, Upsample};
 use crate::train::batch::to_tensors;
 use crate::train::losses::{ClassWeights, Loss, LossKind};
@@ -444,8 +445,8 @@ pub fn predicted_classes<B: Backend>(probs: Tensor<B, 4>) -> Vec<Array2<u8>> {
 }
 
 /// Validation loss and scores of `model` over fixed crops.
-pub fn validate<B: Backend>(
-    model: &Unet<B>,
+pub fn validate<B: Backend, M: SegmentationNet<B>>(
+    model: &M,
     loss: &Loss,
     val: &[Sample],
     classes: usize,
@@ -455,11 +456,11 @@ pub fn validate<B: Backend>(
     let mut loss_sum = 0.0;
     let mut preds = Vec::new();
     for chunk in val.chunks(batch.max(1)) {
-        let (x, t) = to_tensors::<B>(chunk, model.classes, device);
+        let (x, t) = to_tensors::<B>(chunk, model.classes(), device);
         let logits = model.forward_logits(x);
         let l: f32 = loss.forward(logits.clone(), t).into_scalar().elem();
         loss_sum += l as f64 * chunk.len() as f64;
-        let probs = if model.classes == 1 {
+        let probs = if model.classes() == 1 {
             burn::tensor::activation::sigmoid(logits)
         } else {
             burn::tensor::activation::softmax(logits, 1)
@@ -473,6 +474,10 @@ pub fn validate<B: Backend>(
     (loss_sum / val.len().max(1) as f64, confusion.scores())
 }
 
+/// A callback after every epoch: the run's folder, the history so far and the class names
+/// (e.g. [`crate::history::write_history`]).
+pub type OnEpoch = fn(&Path, &[UnetEpoch], &[String]);
+
 /// Options of one call to [`train_unet`] that do not define the run (and so may change on resume).
 #[derive(Clone, Debug, Default)]
 pub struct RunOptions {
@@ -483,7 +488,7 @@ pub struct RunOptions {
     /// Hide progress bars.
     pub quiet: bool,
     /// Called after every epoch with the history so far (curves, CSV).
-    pub on_epoch: Option<fn(&Path, &[UnetEpoch])>,
+    pub on_epoch: Option<OnEpoch>,
     /// Folder given to `on_epoch`.
     pub out_dir: Option<PathBuf>,
     /// Write this many augmented samples as PNGs here before training.
@@ -507,7 +512,6 @@ pub fn train_unet<B: AutodiffBackend>(
 ) -> Result<TrainedUnet<B::InnerBackend>, TrainError> {
     cfg.check()?;
     let device = devices.first().ok_or_else(|| TrainError::Config("no device given".into()))?;
-    let replicas = devices.len();
     let data = cfg.load_data()?;
     if data.train.is_empty() {
         return Err(TrainError::Config("no training images left after the validation split".into()));
@@ -555,7 +559,41 @@ pub fn train_unet<B: AutodiffBackend>(
         model = crate::keras_import::load_keras_unet(model, path, device)?;
         tracing::info!("initial weights from {}", path.display());
     }
-    let mut optim = AdamConfig::new().init::<B, Unet<B>>();
+    let run =
+        Run { cfg, loss: &loss, class_names: &class_names, classes: data.classes, train: data.train, val: &data.val };
+    let (model, history) = train_network(model, run, opts, devices)?;
+    Ok(TrainedUnet { model, history, data_classes: data.classes, normalization: data.normalization, class_names })
+}
+
+/// What a run trains a network on, and how: the options, the loss, the data's classes and the
+/// training samples and validation crops.
+struct Run<'a> {
+    cfg: &'a UnetTraining,
+    loss: &'a Loss,
+    class_names: &'a [String],
+    classes: usize,
+    train: Vec<Sample>,
+    val: &'a [Sample],
+}
+
+/// The epoch loop of any segmentation network ([`SegmentationNet`]): resume from a checkpoint,
+/// joining the other nodes, the steps (one device, data parallel or multi-node), validation,
+/// checkpoints and the per-epoch callback. Returns the trained network and its history.
+fn train_network<B, M>(
+    mut model: M,
+    run: Run,
+    opts: &RunOptions,
+    devices: &[B::Device],
+) -> Result<(M::InnerModule, Vec<UnetEpoch>), TrainError>
+where
+    B: AutodiffBackend,
+    M: SegmentationNet<B> + AutodiffModule<B>,
+    M::InnerModule: SegmentationNet<B::InnerBackend>,
+{
+    let Run { cfg, loss, class_names, classes, train, val } = run;
+    let device = devices.first().ok_or_else(|| TrainError::Config("no device given".into()))?;
+    let replicas = devices.len();
+    let mut optim = AdamConfig::new().init::<B, M>();
     let mut history: Vec<UnetEpoch> = Vec::new();
     let mut best: Option<f64> = None;
     let mut start = 0;
@@ -601,12 +639,12 @@ pub fn train_unet<B: AutodiffBackend>(
     let steps = if cfg.steps_per_epoch > 0 {
         cfg.steps_per_epoch
     } else {
-        (data.train.len() * cfg.augmentation_rate).div_ceil(cfg.batch_size * replicas * nodes).max(1)
+        (train.len() * cfg.augmentation_rate).div_ceil(cfg.batch_size * replicas * nodes).max(1)
     };
     let node_batch = cfg.batch_size * replicas;
     let global_batch = node_batch * nodes;
     let t0 = Instant::now();
-    let train = std::sync::Arc::new(data.train);
+    let train = std::sync::Arc::new(train);
     for epoch in start..cfg.epochs {
         if cfg.max_minutes > 0.0 && t0.elapsed() > Duration::from_secs_f64(cfg.max_minutes * 60.0) {
             tracing::info!("time limit reached after {epoch} epochs");
@@ -621,15 +659,13 @@ pub fn train_unet<B: AutodiffBackend>(
             #[cfg(feature = "collective")]
             let (m, value) = match &collective {
                 Some(c) => {
-                    crate::train::multi_node::step(model, &mut optim, &loss, &batch, devices, cfg.learning_rate, c)?
+                    crate::train::multi_node::step(model, &mut optim, loss, &batch, devices, cfg.learning_rate, c)?
                 }
-                None => {
-                    crate::train::data_parallel::step(model, &mut optim, &loss, &batch, devices, cfg.learning_rate)?
-                }
+                None => crate::train::data_parallel::step(model, &mut optim, loss, &batch, devices, cfg.learning_rate)?,
             };
             #[cfg(not(feature = "collective"))]
             let (m, value) =
-                crate::train::data_parallel::step(model, &mut optim, &loss, &batch, devices, cfg.learning_rate)?;
+                crate::train::data_parallel::step(model, &mut optim, loss, &batch, devices, cfg.learning_rate)?;
             model = m;
             if !value.is_finite() {
                 return Err(TrainError::Diverged { epoch: epoch + 1, loss: value as f32 });
@@ -642,10 +678,10 @@ pub fn train_unet<B: AutodiffBackend>(
         bar.finish_and_clear();
         let seconds = te.elapsed().as_secs_f64();
         let valid = model.valid();
-        let (val_loss, scores) = if data.val.is_empty() {
-            (0.0, ConfusionMatrix::new(data.classes).map_err(TrainError::Data)?.scores())
+        let (val_loss, scores) = if val.is_empty() {
+            (0.0, ConfusionMatrix::new(classes).map_err(TrainError::Data)?.scores())
         } else {
-            validate(&valid, &loss, &data.val, data.classes, cfg.batch_size, device)
+            validate(&valid, loss, val, classes, cfg.batch_size, device)
         };
         let record = UnetEpoch {
             epoch: epoch + 1,
@@ -662,11 +698,11 @@ pub fn train_unet<B: AutodiffBackend>(
             record.epoch,
             record.train_loss,
             record.val_loss,
-            bioseg_data::cli_support::named_scores(&class_names, &record.val_dice),
+            bioseg_data::cli_support::named_scores(class_names, &record.val_dice),
             record.images_per_second
         );
         let fg = record.foreground_dice();
-        let improved = !data.val.is_empty() && best.is_none_or(|b| fg > b);
+        let improved = !val.is_empty() && best.is_none_or(|b| fg > b);
         if improved {
             best = Some(fg);
         }
@@ -688,20 +724,14 @@ pub fn train_unet<B: AutodiffBackend>(
             }
         }
         if let (Some(f), Some(out)) = (opts.on_epoch, &opts.out_dir) {
-            f(out, &history);
+            f(out, &history, class_names);
         }
     }
     #[cfg(feature = "collective")]
     if let Some(c) = collective {
         c.finish()?;
     }
-    Ok(TrainedUnet {
-        model: model.valid(),
-        history,
-        data_classes: data.classes,
-        normalization: data.normalization,
-        class_names,
-    })
+    Ok((model.valid(), history))
 }
 
 /// Produces the epoch's batches on a background thread (augmentation in parallel with rayon),
