@@ -249,50 +249,8 @@ fn report_peak_memory(print: bool) {
     }
 }
 
-/// Hands the allocator's free memory back to the system (called after each volume block).
-/// glibc's malloc keeps freed buffers in its per-thread arenas, fragmented among the model's
-/// many temporary tensors.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn release_free_memory() {
-    unsafe extern "C" {
-        fn malloc_trim(pad: usize) -> std::ffi::c_int;
-    }
-    // SAFETY: malloc_trim takes no pointers; it only returns free pages to the system and is
-    // thread-safe.
-    unsafe {
-        malloc_trim(0);
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn release_free_memory() {}
-
-/// Makes glibc's malloc serve every buffer of 128 KiB or more with its own mapping, returned to
-/// the system when freed (used under `--memory-budget`). By default glibc raises this threshold
-/// after each large free, up to 32 MiB, after which block buffers and the model's tensors share
-/// its arenas, fragmented: measured on 128 slices of 512x512 under a 32 MiB budget, peak RSS
-/// 134 MiB with the default, 66 MiB with the fixed threshold (58 MiB for 2 slices), at the cost
-/// of more page faults (system time 2.5 s -> 9.8 s next to 51 s of user time for an F=16 U-Net).
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn fix_mmap_threshold() {
-    unsafe extern "C" {
-        fn mallopt(param: std::ffi::c_int, value: std::ffi::c_int) -> std::ffi::c_int;
-    }
-    const M_MMAP_THRESHOLD: std::ffi::c_int = -3;
-    // SAFETY: mallopt takes no pointers; it changes a tuning parameter under the allocator's lock.
-    unsafe {
-        mallopt(M_MMAP_THRESHOLD, 128 * 1024);
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn fix_mmap_threshold() {}
-
 /// `bioseg predict` on a volume.
 fn predict_volume(args: &PredictArgs, model: &OnnxModel, quiet: bool) -> Result<()> {
-    if args.memory_budget.is_some() {
-        fix_mmap_threshold();
-    }
     let reader = open_volume(&args.input, args.format)?;
     let info = reader.info().clone();
     let job = VolumeJob::new(model, args.options(), reader.as_ref(), &args.output, args.volume_options())
@@ -321,7 +279,6 @@ fn predict_volume(args: &PredictArgs, model: &OnnxModel, quiet: bool) -> Result<
     );
     let report = job
         .run(&|p| {
-            release_free_memory();
             let frac = p.voxels_done as f64 / p.voxels_total.max(1) as f64;
             bar.set_position((frac * 1000.0) as u64);
             bar.set_message(format!(
