@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use crate::error::InferError;
 use crate::io_spec::ModelIo;
-use crate::model::{InputDim, OnnxModel};
+use crate::model::{ExecutedOp, InputDim, OnnxModel};
 use crate::tiling::AxisPlan;
 
 /// The ONNX op types tract-onnx 0.23.9 registers (its `reg.insert("Name", …)` calls in
@@ -318,6 +318,9 @@ pub struct TractReport {
     pub prepared: bool,
     /// Output shapes of the trial run.
     pub trial_output_shapes: Vec<Vec<usize>>,
+    /// What runs the trial's optimised plan: bioseg's fast paths (its convolution, with the
+    /// up-sampling and concatenation it folds) and tract's kernels, per kind of operation.
+    pub execution: Vec<ExecutedOp>,
     /// Why the trial failed (or was not attempted).
     pub error: Option<String>,
 }
@@ -431,6 +434,7 @@ pub fn inspect(path: &Path) -> Result<ModelReport, InferError> {
         trial_input_shape: None,
         prepared: false,
         trial_output_shapes: Vec::new(),
+        execution: Vec::new(),
         error: None,
     };
     match &model {
@@ -442,6 +446,10 @@ pub fn inspect(path: &Path) -> Result<ModelReport, InferError> {
                 Ok(outputs) => {
                     tract.prepared = true;
                     tract.trial_output_shapes = outputs.into_iter().map(|(s, _)| s).collect();
+                    match m.execution(&shape) {
+                        Ok(ops) => tract.execution = ops,
+                        Err(e) => tract.error = Some(format!("listing the plan's operations: {e}")),
+                    }
                 }
                 Err(e) => tract.error = Some(e.to_string()),
             }
@@ -738,6 +746,25 @@ impl ModelReport {
         match (&tr.trial_input_shape, tr.prepared, &tr.error) {
             (Some(shape), true, _) => {
                 let _ = writeln!(s, "  prepared and ran for input {shape:?}: output(s) {:?}", tr.trial_output_shapes);
+                for (bioseg, who) in [(true, "bioseg's fast path"), (false, "tract's kernels")] {
+                    let ops: Vec<&ExecutedOp> = tr.execution.iter().filter(|o| o.bioseg == bioseg).collect();
+                    if ops.is_empty() {
+                        let _ = writeln!(s, "  {who}: no node");
+                        continue;
+                    }
+                    let nodes: usize = ops.iter().map(|o| o.nodes).sum();
+                    // One entry per path, channel counts aside (`--json` lists each shape).
+                    let mut kinds: Vec<(String, usize)> = Vec::new();
+                    for o in ops {
+                        let kind = o.op.split(' ').filter(|t| !t.contains('→')).collect::<Vec<_>>().join(" ");
+                        match kinds.iter_mut().find(|(k, _)| *k == kind) {
+                            Some((_, n)) => *n += o.nodes,
+                            None => kinds.push((kind, o.nodes)),
+                        }
+                    }
+                    let list: Vec<String> = kinds.iter().map(|(k, n)| format!("{k} ×{n}")).collect();
+                    let _ = writeln!(s, "  {who}: {nodes} node(s): {}", list.join(", "));
+                }
             }
             (Some(shape), false, Some(e)) => {
                 let _ = writeln!(s, "  FAILED to prepare or run for input {shape:?}: {e}");

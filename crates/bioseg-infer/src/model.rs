@@ -184,12 +184,7 @@ impl OnnxModel {
                 .run_plan_with_eval(tvec!(input.clone().into_tvalue()), |ctx, op_state, node, inputs| {
                     let t0 = std::time::Instant::now();
                     let out = tract_core::plan::eval(ctx, op_state, node, inputs);
-                    // bioseg's convolutions are told apart by their shape and path.
-                    let key = match node.op().downcast_ref::<crate::gemm_conv::GemmConv>() {
-                        Some(conv) => conv.describe(),
-                        None => node.op().name().to_string(),
-                    };
-                    let e = times.entry(key).or_default();
+                    let e = times.entry(op_kind(node.op()).0).or_default();
                     e.0 += t0.elapsed().as_secs_f64() * 1e3;
                     e.1.insert(node.id);
                     out
@@ -201,6 +196,29 @@ impl OnnxModel {
             .map(|(op, (ms, nodes))| OpTime { op, nodes: nodes.len(), ms: ms / repeats.max(1) as f64 })
             .collect();
         ops.sort_by(|a, b| b.ms.total_cmp(&a.ms));
+        Ok(ops)
+    }
+
+    /// Which kernels run the optimised plan for an input of `shape`: every kind of operation
+    /// (as in [`profile`](Self::profile)), whether it is bioseg's own, and how many nodes run
+    /// it; bioseg's first, then the most frequent. Inputs and constants are left out.
+    pub fn execution(&self, shape: &[usize]) -> Result<Vec<ExecutedOp>, InferError> {
+        self.check_input_shape(shape)?;
+        let optimized = self
+            .typed_model(shape)
+            .and_then(|(typed, _)| typed.into_optimized())
+            .map_err(|e| self.prepare_error(shape, e))?;
+        let mut counts: HashMap<(String, bool), usize> = HashMap::new();
+        for node in optimized.nodes() {
+            let name = node.op().name();
+            if name == "Source" || name == "Const" {
+                continue;
+            }
+            *counts.entry(op_kind(node.op())).or_default() += 1;
+        }
+        let mut ops: Vec<ExecutedOp> =
+            counts.into_iter().map(|((op, bioseg), nodes)| ExecutedOp { op, bioseg, nodes }).collect();
+        ops.sort_by(|a, b| b.bioseg.cmp(&a.bioseg).then(b.nodes.cmp(&a.nodes)).then(a.op.cmp(&b.op)));
         Ok(ops)
     }
 
@@ -320,6 +338,27 @@ pub struct OpTime {
     pub nodes: usize,
     /// Milliseconds per run, all those nodes together.
     pub ms: f64,
+}
+
+/// A kind of operation in an optimised plan ([`OnnxModel::execution`]).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ExecutedOp {
+    /// tract's name for the operation, or bioseg's convolution with its shape and path.
+    pub op: String,
+    /// Whether it is bioseg's own fast path ([`crate::gemm_conv::GemmConv`]) rather than one of
+    /// tract's kernels.
+    pub bioseg: bool,
+    /// How many nodes of the plan run it.
+    pub nodes: usize,
+}
+
+/// The name of a plan's operation, and whether it is bioseg's: bioseg's convolutions are told
+/// apart by their shape and path, tract's ops by their name.
+fn op_kind(op: &dyn tract_core::ops::Op) -> (String, bool) {
+    match op.downcast_ref::<crate::gemm_conv::GemmConv>() {
+        Some(conv) => (conv.describe(), true),
+        None => (op.name().to_string(), false),
+    }
 }
 
 /// An anyhow error and its causes on one line.
