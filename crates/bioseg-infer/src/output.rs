@@ -145,3 +145,42 @@ pub fn write_prediction(
 fn plane<T: Copy>(a: &Array3<T>, c: usize) -> Vec<T> {
     a.index_axis(Axis(0), c).iter().copied().collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+
+    #[test]
+    fn every_output_type_converts_in_one_place() {
+        // Two classes at three pixels; the last is a tie (the later class wins).
+        let probs = array![[[0.9f32, 0.2, 0.5]], [[0.1, 0.8, 0.5]]];
+        let (v, t) = (probs.view(), 0.5);
+        assert_eq!(convert(v, OutputType::ProbU8, t), Converted::U8(array![[[230u8, 51, 128]], [[26, 204, 128]]]));
+        assert_eq!(convert(v, OutputType::ProbF32, t), Converted::F32(probs.clone()));
+        assert_eq!(convert(v, OutputType::Labels, t), Converted::U8(array![[[0u8, 1, 1]]]));
+        assert_eq!(convert(v, OutputType::Mask, t), Converted::U8(array![[[0u8, 255, 255]]]));
+        // One channel: thresholded, strictly above.
+        let one = array![[[0.2f32, 0.5, 0.7]]];
+        assert_eq!(convert(one.view(), OutputType::Mask, 0.5), Converted::U8(array![[[0u8, 0, 255]]]));
+        // The samples come out as the output type's sample type only.
+        assert!(convert(v, OutputType::ProbF32, t).into_samples::<f32>().is_ok());
+        assert!(convert(v, OutputType::ProbF32, t).into_samples::<u8>().is_err());
+        assert_eq!(convert(v, OutputType::Labels, t).into_samples::<u8>().unwrap().dim(), (1, 1, 3));
+    }
+
+    #[test]
+    fn output_types_name_their_channels_and_samples() {
+        for kind in [OutputType::ProbU8, OutputType::ProbF32, OutputType::Mask, OutputType::Labels] {
+            assert_eq!(kind.to_string().parse::<OutputType>(), Ok(kind));
+            let samples = convert(Array3::zeros((3, 1, 1)).view(), kind, 0.5);
+            let (channels, dtype) = match samples {
+                Converted::U8(a) => (a.dim().0, VolumeDType::U8),
+                Converted::F32(a) => (a.dim().0, VolumeDType::F32),
+            };
+            assert_eq!((kind.channels(3), kind.dtype()), (channels, dtype), "{kind}");
+        }
+        assert_eq!(OutputType::default(), OutputType::ProbU8);
+        assert!("probs".parse::<OutputType>().unwrap_err().contains("prob-u8, prob-f32, mask or labels"));
+    }
+}
