@@ -88,13 +88,13 @@ impl Converted {
     /// The samples as `T` (the caller's sample type must be the output type's
     /// [`dtype`](OutputType::dtype)).
     pub fn into_samples<T: VolumeSample>(self) -> Result<Array3<T>, InferError> {
-        let any: Box<dyn std::any::Any> = match self {
-            Converted::U8(a) => Box::new(a),
-            Converted::F32(a) => Box::new(a),
+        let (held, any): (VolumeDType, Box<dyn std::any::Any>) = match self {
+            Converted::U8(a) => (VolumeDType::U8, Box::new(a)),
+            Converted::F32(a) => (VolumeDType::F32, Box::new(a)),
         };
         any.downcast::<Array3<T>>()
             .map(|a| *a)
-            .map_err(|_| InferError::Run(format!("a {:?} output asked for as another sample type", T::DTYPE)))
+            .map_err(|_| InferError::Run(format!("{held:?} samples asked for as {:?} samples", T::DTYPE)))
     }
 }
 
@@ -165,7 +165,8 @@ mod tests {
         assert_eq!(convert(one.view(), OutputType::Mask, 0.5), Converted::U8(array![[[0u8, 0, 255]]]));
         // The samples come out as the output type's sample type only.
         assert!(convert(v, OutputType::ProbF32, t).into_samples::<f32>().is_ok());
-        assert!(convert(v, OutputType::ProbF32, t).into_samples::<u8>().is_err());
+        let e = convert(v, OutputType::ProbF32, t).into_samples::<u8>().unwrap_err().to_string();
+        assert!(e.contains("F32 samples asked for as U8"), "{e}");
         assert_eq!(convert(v, OutputType::Labels, t).into_samples::<u8>().unwrap().dim(), (1, 1, 3));
     }
 
