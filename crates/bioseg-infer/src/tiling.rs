@@ -262,6 +262,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn blends_print_as_they_parse() {
+        for b in [Blend::Crop, Blend::Gaussian] {
+            assert_eq!(b.to_string().parse::<Blend>(), Ok(b));
+        }
+        assert_eq!("x".parse::<Blend>(), Err("unknown blend `x` (expected crop or gaussian)".to_string()));
+    }
+
+    #[test]
     fn reflect_mirrors_without_repeating_edges() {
         let v: Vec<usize> = (-3..8).map(|i| reflect(i, 5)).collect();
         assert_eq!(v, vec![3, 2, 1, 0, 1, 2, 3, 4, 3, 2, 1]);
