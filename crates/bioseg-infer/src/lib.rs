@@ -12,6 +12,7 @@ pub mod evaluate;
 pub mod gemm_conv;
 pub mod inspect;
 pub mod io_spec;
+mod max_pool;
 pub mod model;
 mod names;
 pub mod output;

@@ -160,7 +160,10 @@ impl OnnxModel {
         model.set_input_fact(0, InferenceFact::dt_shape(f32::datum_type(), shape))?;
         let mut typed: TypedModel = model.into_typed()?.into_decluttered()?;
         let replaced = match &self.gemm_conv {
-            Some(options) => use_gemm_convolutions(&mut typed, options)?,
+            Some(options) => {
+                crate::max_pool::use_bioseg_max_pools(&mut typed)?;
+                use_gemm_convolutions(&mut typed, options)?
+            }
             None => 0,
         };
         Ok((typed, replaced))
@@ -357,7 +360,7 @@ pub struct ExecutedOp {
 fn op_kind(op: &dyn tract_core::ops::Op) -> (String, bool) {
     match op.downcast_ref::<crate::gemm_conv::GemmConv>() {
         Some(conv) => (conv.describe(), true),
-        None => (op.name().to_string(), false),
+        None => (op.name().to_string(), op.is::<crate::max_pool::BiosegMaxPool>()),
     }
 }
 

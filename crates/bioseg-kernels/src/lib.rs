@@ -33,6 +33,6 @@ pub use gemm::{View, grow, matrix_product_rate, product, product_acc};
 pub use geometry::Conv2dGeometry;
 pub use im2col::{Taps, col2im_block, im2col_block};
 pub use input::{ChannelView, ConvInput, channel_lookup};
-pub use pool::{Pool2dGeometry, max_pool2d_backward, max_pool2d_forward};
+pub use pool::{Pool2dGeometry, max_pool_2x2, max_pool2d_backward, max_pool2d_forward};
 pub use upsample::{upsample_nearest, upsample_nearest_backward, whole_factors};
 pub use winograd::{Buffers as WinogradBuffers, Winograd, transform_kernel};

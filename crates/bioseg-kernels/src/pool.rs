@@ -112,6 +112,34 @@ fn pool_row_2x2(x: &[f32], w: usize, base: usize, y: &mut [f32], idx: &mut [i64]
     }
 }
 
+/// The values of the 2×2 / 2 max pooling of `planes` planes of `in_hw` (floor: an odd last row
+/// or column is left out), without indices: the inference engine's pooling, on the calling
+/// thread (bioseg runs one tile per thread). Each window folds its four values in row-major
+/// order into `f32::MIN` with a strict `>`, tract's own rule, so both give the same values
+/// (NaN and −∞ included); written as a branch-free maximum per pixel, where tract 0.23's
+/// stride-2 path visits each window's taps with bounds checks.
+pub fn max_pool_2x2(planes: usize, in_hw: [usize; 2], x: &[f32], y: &mut [f32]) -> Result<(), KernelError> {
+    let ([h, w], [ho, wo]) = (in_hw, [in_hw[0] / 2, in_hw[1] / 2]);
+    for (what, got, expected) in [("input", x.len(), planes * h * w), ("output", y.len(), planes * ho * wo)] {
+        if got != expected {
+            return Err(KernelError::Length { what, got, expected });
+        }
+    }
+    if ho == 0 || wo == 0 {
+        return Ok(());
+    }
+    let fold = |m: f32, v: f32| if v > m { v } else { m };
+    for (x, y) in x.chunks_exact(h * w).zip(y.chunks_exact_mut(ho * wo)) {
+        for (r, y) in y.chunks_exact_mut(wo).enumerate() {
+            let (top, bottom) = (&x[2 * r * w..][..2 * wo], &x[(2 * r + 1) * w..][..2 * wo]);
+            for ((y, t), b) in y.iter_mut().zip(top.chunks_exact(2)).zip(bottom.chunks_exact(2)) {
+                *y = fold(fold(fold(fold(f32::MIN, t[0]), t[1]), b[0]), b[1]);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// `dx[index] += dy` for every output pixel of `planes` planes (overwrites `dx`, `planes` planes
 /// of `in_hw`; overlapping windows add up; an index outside the plane is ignored).
 pub fn max_pool2d_backward(

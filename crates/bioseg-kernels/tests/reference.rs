@@ -44,6 +44,47 @@ fn two_by_two_pooling_matches_the_reference_with_ties() {
     }
 }
 
+/// The inference pooling (values only, tract's fold from `f32::MIN`): every size up to 9×9,
+/// ties, and special values (NaN is passed over, −∞ gives `f32::MIN`, as tract's).
+#[test]
+fn inference_pooling_matches_the_reference_values() {
+    for (h, w, seed) in (1..=9).flat_map(|h| (1..=9).flat_map(move |w| (0..3).map(move |s| (h, w, s)))) {
+        let mut x: Vec<f32> = values(2 * h * w, seed).iter().map(|v| (v * 2.0).round()).collect();
+        if seed == 2 {
+            x[0] = f32::NAN;
+            let last = x.len() - 1;
+            x[last] = f32::NEG_INFINITY;
+        }
+        let (ho, wo) = (h / 2, w / 2);
+        let mut want = Vec::new();
+        for p in 0..2 {
+            for r in 0..ho {
+                for c in 0..wo {
+                    let mut m = f32::MIN;
+                    for (dy, dx) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+                        let v = x[p * h * w + (2 * r + dy) * w + 2 * c + dx];
+                        if v > m {
+                            m = v;
+                        }
+                    }
+                    want.push(m);
+                }
+            }
+        }
+        let mut y = vec![f32::NAN; want.len()];
+        max_pool_2x2(2, [h, w], &x, &mut y).unwrap();
+        assert_eq!(y, want, "{h}x{w} seed {seed}");
+        // Where the windows hold no special value it is the training pooling's maximum.
+        if h >= 2 && w >= 2 && seed < 2 {
+            let g = Pool2dGeometry::new(2, [h, w], [2, 2], [2, 2]).unwrap();
+            let (mut y2, mut idx) = (vec![0f32; want.len()], vec![0i64; want.len()]);
+            max_pool2d_forward(&g, &x, &mut y2, &mut idx).unwrap();
+            assert_eq!(y, y2, "{h}x{w} seed {seed}");
+        }
+    }
+    assert!(max_pool_2x2(1, [4, 4], &[0.0; 15], &mut [0.0; 4]).is_err());
+}
+
 fn values(len: usize, seed: u64) -> Vec<f32> {
     // A small LCG: reproducible, no extra dependency.
     let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
