@@ -51,7 +51,8 @@ pub struct OnnxModel {
     plans: Mutex<HashMap<Vec<usize>, Plan>>,
     /// Prepare plans with im2col convolutions ([`prefers_im2col`]).
     im2col: bool,
-    /// Run the convolutions it can with [`crate::gemm_conv::GemmConv`] (`None`: tract's).
+    /// Run the convolutions it can with [`crate::gemm_conv::GemmConv`] and the 2×2 / 2 pools
+    /// with [`crate::max_pool::BiosegMaxPool`] (`None`: tract's ops for both).
     gemm_conv: Option<GemmConvOptions>,
 }
 
@@ -131,8 +132,9 @@ impl OnnxModel {
         })
     }
 
-    /// The same model with bioseg's convolution ([`crate::gemm_conv`]) on or off (default: on,
-    /// unless `BIOSEG_GEMM_CONV=0`); plans already built are dropped.
+    /// The same model with bioseg's ops ([`crate::gemm_conv`]'s convolution and
+    /// [`crate::max_pool`]'s pooling) on or off (default: on, unless `BIOSEG_GEMM_CONV=0`);
+    /// plans already built are dropped.
     pub fn with_gemm_convolutions(mut self, on: bool) -> Self {
         self.gemm_conv = on.then(GemmConvOptions::default);
         self.plans = Mutex::new(HashMap::new());
@@ -346,17 +348,17 @@ pub struct OpTime {
 /// A kind of operation in an optimised plan ([`OnnxModel::execution`]).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct ExecutedOp {
-    /// tract's name for the operation, or bioseg's convolution with its shape and path.
+    /// tract's name for the operation, or bioseg's op (its convolution with its shape and path).
     pub op: String,
-    /// Whether it is bioseg's own fast path ([`crate::gemm_conv::GemmConv`]) rather than one of
-    /// tract's kernels.
+    /// Whether it is bioseg's own fast path ([`crate::gemm_conv::GemmConv`],
+    /// [`crate::max_pool::BiosegMaxPool`]) rather than one of tract's kernels.
     pub bioseg: bool,
     /// How many nodes of the plan run it.
     pub nodes: usize,
 }
 
 /// The name of a plan's operation, and whether it is bioseg's: bioseg's convolutions are told
-/// apart by their shape and path, tract's ops by their name.
+/// apart by their shape and path, its pooling and tract's ops by their name.
 fn op_kind(op: &dyn tract_core::ops::Op) -> (String, bool) {
     match op.downcast_ref::<crate::gemm_conv::GemmConv>() {
         Some(conv) => (conv.describe(), true),
@@ -373,8 +375,9 @@ pub fn error_chain(e: &anyhow::Error) -> String {
 /// (`BIOSEG_GEMM_CONV=0`): every convolution then runs on tract's kernels, as before.
 pub const GEMM_CONV_ENV: &str = "BIOSEG_GEMM_CONV";
 
-/// Whether plans use [`crate::gemm_conv::GemmConv`] for the convolutions it can run (default:
-/// yes; `BIOSEG_GEMM_CONV=0` or `false` says no).
+/// Whether plans use [`crate::gemm_conv::GemmConv`] for the convolutions it can run and
+/// [`crate::max_pool::BiosegMaxPool`] for the pools (default: yes; `BIOSEG_GEMM_CONV=0` or
+/// `false` says no).
 pub fn gemm_convolutions_enabled() -> bool {
     !matches!(std::env::var(GEMM_CONV_ENV).as_deref(), Ok("0") | Ok("false") | Ok("off"))
 }

@@ -511,7 +511,7 @@ pub fn train_unet<B: AutodiffBackend>(
     devices: &[B::Device],
 ) -> Result<TrainedUnet<B::InnerBackend>, TrainError> {
     cfg.check()?;
-    let device = devices.first().ok_or_else(|| TrainError::Config("no device given".into()))?;
+    let device = first_device(devices)?;
     let data = cfg.load_data()?;
     if data.train.is_empty() {
         return Err(TrainError::Config("no training images left after the validation split".into()));
@@ -565,6 +565,11 @@ pub fn train_unet<B: AutodiffBackend>(
     Ok(TrainedUnet { model, history, data_classes: data.classes, normalization: data.normalization, class_names })
 }
 
+/// The device that holds the master weights: the first of `devices`.
+fn first_device<D>(devices: &[D]) -> Result<&D, TrainError> {
+    devices.first().ok_or_else(|| TrainError::Config("no device given".into()))
+}
+
 /// What a run trains a network on, and how: the options, the loss, the data's classes and the
 /// training samples and validation crops.
 struct Run<'a> {
@@ -591,7 +596,7 @@ where
     M::InnerModule: SegmentationNet<B::InnerBackend>,
 {
     let Run { cfg, loss, class_names, classes, train, val } = run;
-    let device = devices.first().ok_or_else(|| TrainError::Config("no device given".into()))?;
+    let device = first_device(devices)?;
     let replicas = devices.len();
     let mut optim = AdamConfig::new().init::<B, M>();
     let mut history: Vec<UnetEpoch> = Vec::new();
