@@ -8,6 +8,7 @@ probabilities (max |difference| of the 8-bit outputs). Writes OUT/results.md.
 """
 
 import argparse
+import json
 import os
 import platform
 import re
@@ -104,12 +105,28 @@ def bioseg_predict(bin_dir, model, inp, out, tile, halo, threads):
     return float(m.group(1))
 
 
+def expand_zoo(names, zoo):
+    """`zoo` stands for every one-channel model of the zoo's manifest."""
+    out = []
+    for name in names:
+        if name == "zoo":
+            if zoo is None:
+                raise SystemExit("model `zoo` needs --zoo DIR")
+            manifest = json.loads((zoo / "manifest.json").read_text())
+            out += [f"zoo:{e['name']}" for e in manifest["fixtures"] if e["in_channels"] == 1]
+        else:
+            out.append(name)
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--bin", type=Path, required=True)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--models", nargs="+", default=["f16", "f64", "keras"])
     ap.add_argument("--keras-model", type=Path, required=True)
+    ap.add_argument("--zoo", type=Path, help="the exporter zoo's folder (tools/zoo/make_zoo.py); model names "
+                    "`zoo` (every one-channel model in it) or `zoo:NAME`")
     ap.add_argument("--image", type=int, default=4096)
     ap.add_argument("--volume", default="32x1024x1024")
     ap.add_argument("--tile", type=int, default=256)
@@ -129,13 +146,17 @@ def main():
             synth_image(volume / f"{z:05}.png", vy, vx, 100 + z)
 
     rows = []
-    for name in a.models:
-        model = a.keras_model if name == "keras" else export_unet(a.bin, a.out, int(name[1:]))
+    for name in expand_zoo(a.models, a.zoo):
+        if name.startswith("zoo:"):
+            model = a.zoo / f"{name[4:]}.onnx"
+        else:
+            model = a.keras_model if name == "keras" else export_unet(a.bin, a.out, int(name[1:]))
         tiler = OrtTiler(model, a.threads, a.tile, a.halo)
         for kind, inp in (("image", image), ("volume", volume)):
-            out = a.out / f"pred_{name}_{kind}" / ("p.png" if kind == "image" else "")
+            tag = name.replace(":", "_")
+            out = a.out / f"pred_{tag}_{kind}" / ("p.png" if kind == "image" else "")
             out.parent.mkdir(parents=True, exist_ok=True)
-            target = out if kind == "image" else a.out / f"pred_{name}_{kind}.zarr"
+            target = out if kind == "image" else a.out / f"pred_{tag}_{kind}.zarr"
             bioseg_mps = bioseg_predict(a.bin, model, inp, target, a.tile, a.halo, a.threads)
             slices = [inp] if kind == "image" else sorted(inp.glob("*.png"))
             t0 = time.perf_counter()
@@ -149,7 +170,7 @@ def main():
                 theirs = np.round(probs[0] * 255).astype(np.int32)
                 agree = str(int(np.abs(mine - theirs).max()))
             rows.append((name, kind, bioseg_mps, ort_mps, bioseg_mps / ort_mps, agree))
-            print(f"{name:6} {kind:6} bioseg {bioseg_mps:8.3f} MP/s  onnxruntime {ort_mps:8.3f} MP/s  "
+            print(f"{name:36} {kind:6} bioseg {bioseg_mps:8.3f} MP/s  onnxruntime {ort_mps:8.3f} MP/s  "
                   f"ratio {bioseg_mps / ort_mps:5.2f}  max |8-bit diff| {agree or '-'}", flush=True)
 
     cpu = platform.processor() or platform.machine()

@@ -14,6 +14,17 @@
 //! applied while the block is in cache. The product runs on the `gemm` crate
 //! (runtime-dispatched AVX-512 / AVX2 / NEON kernels), one thread: bioseg runs one inference per
 //! tile per thread.
+//!
+//! Two other paths take the layers where they are faster: Winograd F(2×2, 3×3) for 3×3 layers
+//! of 256 input channels and more, and, channels first on AVX-512 machines, the direct kernels
+//! of bioseg's trainer (`bioseg_kernels::DirectConv`: no im2col, 16 output channels per
+//! register tile, a folded `Concat` read part by part) for 8–255 input channels and whole
+//! vectors of 16 outputs. Measured on a 544² window of an F=16 PyTorch-style U-Net (one
+//! thread, three alternating runs, im2col → direct): 96→32 at 272² 46–49 → 26–35 ms, 192→64
+//! at 136² 36–39 → 28–35 ms, 128→128 at 68² 22–25 → 16–19 ms, the window 247–269 → 226–236 ms;
+//! 384→128 stays faster on Winograd (21–23 against 23–30 ms). The direct kernels split a
+//! layer's rows over rayon's threads, so with tiles in flight on every thread the cores also
+//! share a tile's layers.
 
 use std::cell::RefCell;
 
@@ -22,7 +33,8 @@ use tract_core::ops::cnn::{Conv, KernelFormat};
 use tract_core::ops::nn::DataFormat;
 
 use bioseg_kernels::{
-    ConvInput, Taps, Winograd, WinogradBuffers, channel_lookup, grow, im2col_block, product, transform_kernel,
+    ConvInput, DirectConv, Taps, Winograd, WinogradBuffers, channel_lookup, grow, im2col_block, product,
+    transform_kernel,
 };
 
 /// Output pixels per im2col block (measured: 256–1024 are equally fast; 512 keeps the block
@@ -39,12 +51,21 @@ pub struct GemmConvOptions {
     /// dimension), about even at 128, and slower below, where its transforms cost more than the
     /// multiplications they save.
     pub winograd_min_channels: usize,
+    /// Most input channels of a layer run on the direct kernels (`bioseg_kernels::DirectConv`:
+    /// channels first, from 8 input channels, whole vectors of 16 outputs, AVX-512) instead
+    /// of im2col; 0 turns them off. Default 255 (below Winograd's 256;
+    /// `BIOSEG_DIRECT_MAX_CHANNELS` overrides it, `BIOSEG_DIRECT_CONV=0` turns the direct
+    /// kernels off everywhere). See [`GemmConv::from_conv`] for the measurements.
+    pub direct_max_channels: usize,
 }
 
 impl Default for GemmConvOptions {
     fn default() -> Self {
-        let env = std::env::var("BIOSEG_WINOGRAD_MIN_CHANNELS").ok().and_then(|v| v.parse().ok());
-        GemmConvOptions { winograd_min_channels: env.unwrap_or(256) }
+        let env = |name: &str| std::env::var(name).ok().and_then(|v| v.parse().ok());
+        GemmConvOptions {
+            winograd_min_channels: env("BIOSEG_WINOGRAD_MIN_CHANNELS").unwrap_or(256),
+            direct_max_channels: env("BIOSEG_DIRECT_MAX_CHANNELS").unwrap_or(255),
+        }
     }
 }
 
@@ -74,6 +95,10 @@ pub struct GemmConv {
     /// For 3×3 kernels between wide layers: the Winograd-transformed kernel and the bias
     /// (`bioseg_kernels::Winograd`), used instead of im2col.
     pub winograd: Option<WinogradKernel>,
+    /// For channels-first layers of 8–64 input channels and whole vectors of 16 outputs on
+    /// AVX-512 machines (no up-sampling folded in): `bioseg_kernels::DirectConv`, used instead
+    /// of im2col (see [`GemmConv::from_conv`] for the measurements).
+    pub direct: Option<Arc<DirectConv>>,
 }
 
 /// The kernel of a [`GemmConv`] run with Winograd F(2×2, 3×3).
@@ -208,6 +233,11 @@ impl GemmConv {
         };
         let phases =
             Phase::split(&oihw, &bias, [c_out, c_in, kh, kw], up, padding[0].pad_before, padding[1].pad_before);
+        let pad = [padding[0].pad_before, padding[1].pad_before];
+        let direct = (up == 1 && !spec.data_format.c_is_last())
+            .then(|| DirectConv::new(&oihw, &bias, [c_out, c_in], [kh, kw], pad, options.direct_max_channels))
+            .flatten()
+            .map(Arc::new);
         Ok(Some(GemmConv {
             format: spec.data_format,
             kernel: [kh, kw],
@@ -218,8 +248,14 @@ impl GemmConv {
             up,
             phases: Arc::new(phases),
             relu: false,
-            winograd: (up == 1 && kh == 3 && kw == 3 && c_out >= 16 && c_in >= options.winograd_min_channels)
+            winograd: (direct.is_none()
+                && up == 1
+                && kh == 3
+                && kw == 3
+                && c_out >= 16
+                && c_in >= options.winograd_min_channels)
                 .then(|| WinogradKernel { u: Arc::new(transform_kernel(&oihw, c_out, c_in)), bias: Arc::new(bias) }),
+            direct,
         }))
     }
 
@@ -232,7 +268,13 @@ impl GemmConv {
             self.c_out,
             self.kernel[0],
             self.kernel[1],
-            if self.winograd.is_some() { " winograd" } else { "" }
+            if self.winograd.is_some() {
+                " winograd"
+            } else if self.direct.is_some() {
+                " direct"
+            } else {
+                ""
+            }
         )
     }
 
@@ -380,7 +422,12 @@ impl EvalOp for GemmConv {
             let mut y = output.try_as_plain_ram_mut()?;
             let y = y.as_slice_mut::<f32>()?;
             let y_len = self.c_out * ho * wo;
-            if let Some(WinogradKernel { u, bias }) = &self.winograd {
+            if let Some(direct) = &self.direct {
+                let parts: Vec<(&[f32], usize)> = data.iter().copied().zip(self.parts.iter().copied()).collect();
+                direct
+                    .run(&parts, n, [h, w], [ho, wo], self.relu, y)
+                    .map_err(|e| format_err!("BiosegGemmConv: {e}"))?;
+            } else if let Some(WinogradKernel { u, bias }) = &self.winograd {
                 let wino = Winograd {
                     u,
                     bias,

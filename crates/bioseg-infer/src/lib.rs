@@ -7,6 +7,7 @@
 //!
 //! This crate never depends on Burn: deployment needs only tract.
 
+mod conv_transpose;
 pub mod error;
 pub mod evaluate;
 pub mod gemm_conv;
@@ -15,10 +16,13 @@ pub mod io_spec;
 mod max_pool;
 pub mod model;
 mod names;
+mod onnx_ops;
 pub mod output;
 pub mod predict;
 pub mod predict_volumetric;
 pub mod progress;
+mod resize;
+mod softmax;
 pub mod tensor_run;
 mod tiler;
 pub mod tiling;

@@ -158,13 +158,18 @@ impl OnnxModel {
     /// The decluttered typed model for `shape`, with bioseg's convolutions swapped in when on,
     /// and how many were.
     fn typed_model(&self, shape: &[usize]) -> TractResult<(TypedModel, usize)> {
-        let mut model = tract_onnx::onnx().model_for_read(&mut std::io::Cursor::new(&self.bytes))?;
+        let mut model = crate::onnx_ops::onnx().model_for_read(&mut std::io::Cursor::new(&self.bytes))?;
         model.set_input_fact(0, InferenceFact::dt_shape(f32::datum_type(), shape))?;
         let mut typed: TypedModel = model.into_typed()?.into_decluttered()?;
         let replaced = match &self.gemm_conv {
             Some(options) => {
                 crate::max_pool::use_bioseg_max_pools(&mut typed)?;
-                use_gemm_convolutions(&mut typed, options)?
+                crate::resize::nearest_resizes_as_upsamples(&mut typed)?;
+                let convolutions = use_gemm_convolutions(&mut typed, options)?;
+                crate::resize::use_bioseg_resizes(&mut typed)?;
+                crate::softmax::use_bioseg_softmax(&mut typed)?;
+                crate::conv_transpose::use_bioseg_conv_transposes(&mut typed)?;
+                convolutions
             }
             None => 0,
         };
@@ -351,7 +356,8 @@ pub struct ExecutedOp {
     /// tract's name for the operation, or bioseg's op (its convolution with its shape and path).
     pub op: String,
     /// Whether it is bioseg's own fast path ([`crate::gemm_conv::GemmConv`],
-    /// [`crate::max_pool::BiosegMaxPool`]) rather than one of tract's kernels.
+    /// [`crate::max_pool::BiosegMaxPool`], resize.rs's up-sampling ops, softmax.rs, conv_transpose.rs) rather than one of
+    /// tract's kernels.
     pub bioseg: bool,
     /// How many nodes of the plan run it.
     pub nodes: usize,
@@ -362,7 +368,13 @@ pub struct ExecutedOp {
 fn op_kind(op: &dyn tract_core::ops::Op) -> (String, bool) {
     match op.downcast_ref::<crate::gemm_conv::GemmConv>() {
         Some(conv) => (conv.describe(), true),
-        None => (op.name().to_string(), op.is::<crate::max_pool::BiosegMaxPool>()),
+        None => (
+            op.name().to_string(),
+            crate::resize::is_bioseg_op(op)
+                || op.is::<crate::softmax::BiosegSoftmax>()
+                || op.is::<crate::conv_transpose::BiosegConvTranspose>()
+                || op.is::<crate::max_pool::BiosegMaxPool>(),
+        ),
     }
 }
 

@@ -226,7 +226,7 @@ proptest! {
             layers.push(layer(16, [3, 3], [1; 4]));
         }
         let shape = if channels_last { [n, h, w, c_in] } else { [n, c_in, h, w] };
-        let options = GemmConvOptions { winograd_min_channels: 16 };
+        let options = GemmConvOptions { winograd_min_channels: 16, ..GemmConvOptions::default() };
         let (d, replaced) = compare_with(dir.path(), c_in, &layers, channels_last, shape, options);
         prop_assert!(d <= 1e-5, "relative difference {}", d);
         prop_assert_eq!(replaced, layers.len());
@@ -304,9 +304,59 @@ proptest! {
         }
         g.output(&y, "y", &[Dim::symbol("n"), Dim::symbol("p"), Dim::symbol("q"), Dim::symbol("r")]);
         let shape = if channels_last { [2, h, w, 3] } else { [2, 3, h, w] };
-        let options = GemmConvOptions { winograd_min_channels: if winograd { 1 } else { 100_000 } };
+        let options = GemmConvOptions { winograd_min_channels: if winograd { 1 } else { 100_000 }, ..GemmConvOptions::default() };
         let (diff, replaced) = check_graph(g, dir.path(), "concat.onnx", &shape, options);
         prop_assert_eq!(replaced, 2, "the 3×3 branch and the convolution after the Concat");
         prop_assert!(diff <= 1e-5, "relative difference {}", diff);
     }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// Channels-first layers of 8–64 input channels and 16 or 32 outputs run on the direct
+    /// kernels on AVX-512 machines (`execution` says "direct"), a Concat before them folded in
+    /// (the band reads each part): same numbers as tract, with the direct kernels and without.
+    #[test]
+    fn direct_convolutions_match_tract(
+        c1 in 4usize..=24,
+        c2 in 4usize..=24,
+        wide in any::<bool>(),
+        kh in 1usize..=3,
+        kw in 1usize..=3,
+        pads in proptest::array::uniform4(0usize..=1),
+        h in 1usize..=19,
+        w in 1usize..=19,
+        direct in any::<bool>(),
+    ) {
+        prop_assume!(h + pads[0] + pads[2] >= kh && w + pads[1] + pads[3] >= kw);
+        let c_out = if wide { 32 } else { 16 };
+        let dir = tempfile::tempdir().unwrap();
+        let mut g = GraphBuilder::new("direct");
+        let x = g.input("x", &[Dim::symbol("n"), Dim::Fixed(3), Dim::symbol("h"), Dim::symbol("w")]);
+        let a = g.conv2d("a", &x, &values(c1 * 3, 21), [c1, 3, 1, 1], Some(&values(c1, 22)), [0; 4], 1);
+        let b = g.conv2d("b", &x, &values(c2 * 3, 23), [c2, 3, 1, 1], None, [0; 4], 1);
+        let cat = g.concat_channels("cat", &[&a, &b]);
+        let c_in = c1 + c2;
+        let y = g.conv2d("c", &cat, &values(c_out * c_in * kh * kw, 24), [c_out, c_in, kh, kw], Some(&values(c_out, 25)), pads, 1);
+        let y = g.relu("r", &y);
+        g.output(&y, "y", &[Dim::symbol("n"), Dim::Fixed(c_out), Dim::symbol("p"), Dim::symbol("q")]);
+        let shape = [2, 3, h, w];
+        let options = GemmConvOptions { direct_max_channels: if direct { 64 } else { 0 }, ..GemmConvOptions::default() };
+        let (diff, _) = check_graph(g, dir.path(), "direct.onnx", &shape, options.clone());
+        prop_assert!(diff <= 1e-5, "relative difference {}", diff);
+        let model = OnnxModel::load(&dir.path().join("direct.onnx")).unwrap().with_gemm_options(options);
+        let ops = model.execution(&shape).unwrap();
+        let avx512 = avx512();
+        let ran_direct = ops.iter().any(|o| o.op.contains(&format!("{c_in}→{c_out}")) && o.op.ends_with("direct"));
+        prop_assert_eq!(ran_direct, direct && avx512 && c_in >= 8 && c_in <= 64, "{:?}", ops);
+    }
+}
+
+/// Whether this machine has AVX-512 (what the direct kernels need).
+fn avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return std::arch::is_x86_feature_detected!("avx512f");
+    #[cfg(not(target_arch = "x86_64"))]
+    return false;
 }

@@ -79,7 +79,7 @@ const DIRECT_LAYOUT_CHANNELS: usize = 256;
 /// The forward convolution `g` of `x` as the direct kernel runs it.
 fn direct_forward<'a>(g: &Conv2dGeometry, x: &'a [f32]) -> Direct<'a> {
     Direct {
-        x,
+        x: x.into(),
         batch: g.batch,
         c_in: g.c_in,
         in_hw: g.in_hw,
@@ -245,7 +245,7 @@ fn data_gradient(g: &Conv2dGeometry, weight: &[f32], dy: &[f32], bias: Option<&[
         // The "full" convolution below, by the direct kernel.
         let weights = kernel_weights(weight, c_in, c_out, g.kernel, true);
         let conv = Direct {
-            x: dy,
+            x: dy.into(),
             batch: g.batch,
             c_in: c_out,
             in_hw: g.out_hw,

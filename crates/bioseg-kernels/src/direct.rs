@@ -81,6 +81,12 @@ const CHANNELS: std::ops::RangeInclusive<usize> = 8..=64;
 /// and writing `c_out` on this machine: AVX-512, whole vectors of output channels, and
 /// [`CHANNELS`] input channels. `BIOSEG_DIRECT_CONV=0` turns it off (for comparisons).
 pub(crate) fn pays(c_in: usize, c_out: usize) -> bool {
+    runs(c_in, c_out) && CHANNELS.contains(&c_in)
+}
+
+/// Whether the direct kernel can run a layer reading `c_in` channels (at least
+/// [`CHANNELS`]' start) and writing `c_out` on this machine, wherever it pays.
+fn runs(c_in: usize, c_out: usize) -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     let on = *ON.get_or_init(|| {
         let env = std::env::var("BIOSEG_DIRECT_CONV").map_or(true, |v| v != "0");
@@ -90,7 +96,7 @@ pub(crate) fn pays(c_in: usize, c_out: usize) -> bool {
         let cpu = false;
         env && cpu
     });
-    on && c_out.is_multiple_of(OUT) && CHANNELS.contains(&c_in)
+    on && c_out.is_multiple_of(OUT) && c_in >= *CHANNELS.start()
 }
 
 /// Whether [`Direct::weight_gradient`] runs a dilation-1 convolution: as [`pays`],
@@ -99,12 +105,44 @@ pub(crate) fn pays_weight_gradient(c_in: usize, c_out: usize, kw: usize) -> bool
     kw == ROW_TAPS && pays(c_in, c_out)
 }
 
+/// The input of a [`Direct`] convolution: channels-first images, whole or as parts
+/// concatenated along the channels (inference folds a channel `Concat` into the convolution:
+/// the band is filled from each channel's own part, and the concatenated copy is never made).
+#[derive(Clone, Copy)]
+pub(crate) enum Planes<'a> {
+    /// `[batch, c_in, h, w]`.
+    Whole(&'a [f32]),
+    /// Parts `[batch, channels, h, w]` with their channel counts; `lookup[c]` is the part and
+    /// the channel within it of input channel `c` (`channel_lookup`).
+    Parts { parts: &'a [(&'a [f32], usize)], lookup: &'a [(usize, usize)] },
+}
+
+impl<'a> Planes<'a> {
+    /// Channel `c` of image `n` (`c_in` channels of `hw` values).
+    fn plane(&self, n: usize, c: usize, c_in: usize, hw: usize) -> &'a [f32] {
+        match *self {
+            Planes::Whole(x) => &x[(n * c_in + c) * hw..][..hw],
+            Planes::Parts { parts, lookup } => {
+                let (p, local) = lookup[c];
+                let (data, channels) = parts[p];
+                &data[(n * channels + local) * hw..][..hw]
+            }
+        }
+    }
+}
+
+impl<'a> From<&'a [f32]> for Planes<'a> {
+    fn from(x: &'a [f32]) -> Self {
+        Planes::Whole(x)
+    }
+}
+
 /// A dilation-1 convolution of a batch of channels-first images, stride 1 or 2 (the same on
 /// both axes).
 #[derive(Clone, Copy)]
 pub(crate) struct Direct<'a> {
     /// The input, `[batch, c_in, h, w]`.
-    pub x: &'a [f32],
+    pub x: Planes<'a>,
     pub batch: usize,
     pub c_in: usize,
     pub in_hw: [usize; 2],
@@ -115,6 +153,92 @@ pub(crate) struct Direct<'a> {
     pub stride: usize,
     pub c_out: usize,
     pub out_hw: [usize; 2],
+}
+
+/// A stride-1 convolution of channels-first images with its weights laid out once for the
+/// direct kernels: inference (bioseg-infer's convolution op) builds one per layer and runs it
+/// on every tile, its channels possibly coming from several concatenated parts.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DirectConv {
+    c_in: usize,
+    c_out: usize,
+    kernel: [usize; 2],
+    /// Zero padding above and left (below and right follow from the output size).
+    pad: [usize; 2],
+    weights: Vec<f32>,
+    bias: Vec<f32>,
+}
+
+impl DirectConv {
+    /// The convolution with weights `oihw` (`[c_out, c_in, kh, kw]`), `bias` (`[c_out]`) and
+    /// zero padding `pad` above and left, or `None` when the direct kernels do not run it on
+    /// this machine: AVX-512, whole vectors of 16 outputs, 8 to `max_c_in` input channels (the
+    /// caller's measured limit: a forward pass alone, over large tiles, gains up to more
+    /// channels than training's passes, whose limit is `pays`').
+    pub fn new(
+        oihw: &[f32],
+        bias: &[f32],
+        [c_out, c_in]: [usize; 2],
+        kernel: [usize; 2],
+        pad: [usize; 2],
+        max_c_in: usize,
+    ) -> Option<Self> {
+        let ok = runs(c_in, c_out)
+            && c_in <= max_c_in
+            && oihw.len() == c_out * c_in * kernel[0] * kernel[1]
+            && bias.len() == c_out;
+        ok.then(|| DirectConv {
+            c_in,
+            c_out,
+            kernel,
+            pad,
+            weights: kernel_weights(oihw, c_out, c_in, kernel, false),
+            bias: bias.to_vec(),
+        })
+    }
+
+    /// `y = conv(x) + bias` (then `max(y, 0)` when `relu`) for `batch` images of `in_hw` whose
+    /// channels are the concatenation of `parts` (each `[batch, channels, h, w]` with its
+    /// channel count), into `y` (`[batch, c_out, out_hw]`, every value written); taps outside
+    /// the image read zeros, so any padding below and right is implied by `out_hw`. The rows
+    /// of the output are spread over rayon's threads.
+    pub fn run(
+        &self,
+        parts: &[(&[f32], usize)],
+        batch: usize,
+        in_hw: [usize; 2],
+        out_hw: [usize; 2],
+        relu: bool,
+        y: &mut [f32],
+    ) -> Result<(), crate::KernelError> {
+        let check = |what, got: usize, expected: usize| {
+            if got == expected { Ok(()) } else { Err(crate::KernelError::Length { what, got, expected }) }
+        };
+        check("input channels", parts.iter().map(|p| p.1).sum(), self.c_in)?;
+        for &(data, channels) in parts {
+            check("input part", data.len(), batch * channels * in_hw[0] * in_hw[1])?;
+        }
+        check("output", y.len(), batch * self.c_out * out_hw[0] * out_hw[1])?;
+        if out_hw.contains(&0) {
+            return Ok(());
+        }
+        let channels: Vec<usize> = parts.iter().map(|p| p.1).collect();
+        let lookup = crate::input::channel_lookup(&channels);
+        let x = if parts.len() == 1 { Planes::Whole(parts[0].0) } else { Planes::Parts { parts, lookup: &lookup } };
+        let conv = Direct {
+            x,
+            batch,
+            c_in: self.c_in,
+            in_hw,
+            pad: self.pad,
+            kernel: self.kernel,
+            stride: 1,
+            c_out: self.c_out,
+            out_hw,
+        };
+        conv.run(&self.weights, Some(&self.bias), relu, y);
+        Ok(())
+    }
 }
 
 /// The strides the direct kernels run.
@@ -229,11 +353,10 @@ impl<'a> Direct<'a> {
     /// where a tap falls outside the image.
     fn fill_band(&self, n: usize, r0: usize, l: &Layout, plane: usize, band: &mut [f32]) {
         let Direct { x, c_in, in_hw: [h, w], pad, stride: s, .. } = *self;
-        let image = &x[n * c_in * h * w..][..c_in * h * w];
         let (lo, hi) = (pad[1].min(l.row), (w + pad[1]).min(l.row));
         for (k, dst) in band.chunks_exact_mut(plane).take(s * c_in).enumerate() {
             let (phase, c) = (k / c_in, k % c_in);
-            let src = &image[c * h * w..][..h * w];
+            let src = x.plane(n, c, c_in, h * w);
             for (i, row) in dst.chunks_exact_mut(l.row).enumerate() {
                 // Band row i is phase row r0 + i + first, input row s·(that) + phase; column j
                 // input column j − pad[1].
@@ -343,7 +466,7 @@ impl<'a> Direct<'a> {
             return None;
         }
         let conv = Direct {
-            x: dy,
+            x: dy.into(),
             batch: g.batch,
             c_in: g.c_out,
             in_hw: g.out_hw,

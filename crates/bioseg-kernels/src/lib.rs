@@ -28,6 +28,7 @@ pub use conv2d::{
     channel_sums, conv_transpose2d_forward, conv2d_backward_bias, conv2d_backward_data, conv2d_backward_weight,
     conv2d_forward, conv2d_forward_relu,
 };
+pub use direct::DirectConv;
 pub use error::KernelError;
 pub use gemm::{View, grow, matrix_product_rate, product, product_acc};
 pub use geometry::Conv2dGeometry;
