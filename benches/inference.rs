@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use bioseg_infer::OnnxModel;
 use bioseg_infer::predict::{PredictOptions, Predictor};
-use bioseg_infer::tiling::{Blend, TilePlan};
+use bioseg_infer::tiling::{Blend, TilePlan, TileSize};
 use bioseg_train::device::CpuBackend;
 use bioseg_train::model::unet::{Unet, UnetConfig};
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -47,12 +47,18 @@ fn benches(c: &mut Criterion) {
     let mut g = c.benchmark_group("predict_1024x1024");
     g.sample_size(10);
     for (name, opts) in [
-        ("crop_tile256", PredictOptions { tile: 256, halo: Some(32), ..Default::default() }),
+        ("crop_tile256", PredictOptions { tile: TileSize::Pixels(256), halo: Some(32), ..Default::default() }),
         (
             "gaussian_tile256_overlap32",
-            PredictOptions { tile: 256, halo: Some(32), overlap: 32, blend: Blend::Gaussian, ..Default::default() },
+            PredictOptions {
+                tile: TileSize::Pixels(256),
+                halo: Some(32),
+                overlap: 32,
+                blend: Blend::Gaussian,
+                ..Default::default()
+            },
         ),
-        ("crop_tile512", PredictOptions { tile: 512, halo: Some(32), ..Default::default() }),
+        ("crop_tile512", PredictOptions { tile: TileSize::Pixels(512), halo: Some(32), ..Default::default() }),
     ] {
         let p = Predictor::new(&model, opts).unwrap();
         p.predict(img.view(), 255.0, &|_| {}).unwrap(); // plans per tile shape built once

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use bioseg_infer::OnnxModel;
 use bioseg_infer::predict::{PredictOptions, Predictor};
-use bioseg_infer::tiling::reflect;
+use bioseg_infer::tiling::{TileSize, reflect};
 use bioseg_onnx::TensorLayout;
 use bioseg_suite::{bioseg, bioseg_train, run_ok};
 use bioseg_train::TrainError;
@@ -93,7 +93,7 @@ fn every_keras_unet_fixture_runs_with_keras_numbers() {
         let (h, w, c) = img.dim();
         assert_eq!(c, f.in_channels, "{}", f.name);
         // Whole image: one tile covering it, no halo (Keras ran the whole image).
-        let opts = PredictOptions { tile: h.max(w), halo: Some(0), ..Default::default() };
+        let opts = PredictOptions { tile: TileSize::Pixels(h.max(w)), halo: Some(0), ..Default::default() };
         let p = Predictor::new(&model, opts).unwrap();
         assert_eq!(p.io().layout, TensorLayout::Nhwc, "{}", f.name);
         assert_eq!(p.io().channels, f.in_channels, "{}", f.name);

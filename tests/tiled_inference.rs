@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use bioseg_infer::OnnxModel;
 use bioseg_infer::predict::{PredictOptions, Predictor};
-use bioseg_infer::tiling::{Blend, reflect};
+use bioseg_infer::tiling::{Blend, TileSize, reflect};
 use bioseg_onnx::TensorLayout;
 use bioseg_train::device::CpuBackend;
 use bioseg_train::model::unet::{Unet, UnetConfig};
@@ -97,7 +97,13 @@ fn small_halo_with_gaussian_blending_stays_within_bound() {
     let model = OnnxModel::load(&export_tiny(dir.path(), 2, 1)).unwrap();
     let img = image(96, 120, 1);
     let reference = whole(&model, img.view(), 28, 4, TensorLayout::Nchw);
-    let opts = PredictOptions { tile: 32, halo: Some(8), overlap: 16, blend: Blend::Gaussian, ..Default::default() };
+    let opts = PredictOptions {
+        tile: TileSize::Pixels(32),
+        halo: Some(8),
+        overlap: 16,
+        blend: Blend::Gaussian,
+        ..Default::default()
+    };
     let blended = Predictor::new(&model, opts.clone()).unwrap().predict(img.view(), 255.0, &|_| {}).unwrap();
     let cropped = Predictor::new(&model, PredictOptions { blend: Blend::Crop, ..opts })
         .unwrap()
@@ -116,7 +122,9 @@ fn keras(name: &str) -> PathBuf {
 #[test]
 fn keras_nhwc_dynamic_unet_tiles_exactly() {
     let model = OnnxModel::load(&keras("unet_dynamic_tf2onnx_op13.onnx")).unwrap();
-    let p = Predictor::new(&model, PredictOptions { tile: 48, halo: Some(128), ..Default::default() }).unwrap();
+    let p =
+        Predictor::new(&model, PredictOptions { tile: TileSize::Pixels(48), halo: Some(128), ..Default::default() })
+            .unwrap();
     assert_eq!(p.io().layout, TensorLayout::Nhwc);
     let img = image(70, 90, 1);
     let tiled = p.predict(img.view(), 255.0, &|_| {}).unwrap();
@@ -166,7 +174,7 @@ fn test_time_augmentation_averages_the_eight_symmetries() {
     let model = OnnxModel::load(&export_tiny(dir.path(), 2, 3)).unwrap();
     let (h, w) = (37, 52); // not square: rotations change the tiling
     let img = image(h, w, 1);
-    let opts = PredictOptions { tile: 32, ..Default::default() };
+    let opts = PredictOptions { tile: TileSize::Pixels(32), ..Default::default() };
     let plain = Predictor::new(&model, opts.clone()).unwrap();
     let tta = Predictor::new(&model, PredictOptions { tta: true, ..opts }).unwrap();
     let got = tta.predict(img.view(), 255.0, &|_| {}).unwrap();

@@ -12,7 +12,7 @@ use bioseg_onnx::{Normalization, TensorLayout};
 use bioseg_infer::model::OnnxModel;
 use bioseg_infer::output::{OutputType, output_paths, write_prediction};
 use bioseg_infer::predict::{PredictOptions, Predictor, megapixels_per_second};
-use bioseg_infer::tiling::Blend;
+use bioseg_infer::tiling::{Blend, TileSize};
 use bioseg_infer::volume_predict::{
     ByteSize, Roi, Shard, Span, VolumeJob, VolumeOptions, VolumeOutput, peak_rss_bytes,
 };
@@ -38,9 +38,12 @@ pub struct PredictArgs {
     /// without extension (a folder of slices, NNNNN.png or .tif by z index).
     #[arg(short, long)]
     pub output: PathBuf,
-    /// Tile core size in pixels (symbolic-size models; fixed-size models use their size).
+    /// Tile core size in pixels, or `auto`: for each image the core (up to 512, in the
+    /// model's size multiple) whose windows, halo included, compute the fewest pixels; the
+    /// summary line prints the core chosen. Volumetric models take 256 under `auto`;
+    /// fixed-size models use their size.
     #[arg(long, default_value_t = defaults().tile)]
-    pub tile: usize,
+    pub tile: TileSize,
     /// Volumetric (3-D, rank-5) models: tile core depth in slices (symbolic-depth models; the
     /// tile's rows and columns come from --tile).
     #[arg(long, default_value_t = defaults().tile_z)]
@@ -222,10 +225,14 @@ pub fn predict(args: PredictArgs, quiet: bool) -> Result<()> {
     let paths = write_prediction(&pred, &args.output, args.output_type, args.threshold)?;
     let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
     println!(
-        "{}x{} image, {} tiles of {}x{} (halo {}{}), {:.2} s, {:.3} megapixels/s -> {}",
+        "{}x{} image, {} tile{} (core {}x{}{}, window {}x{}, halo {}{}), {:.2} s, {:.3} megapixels/s -> {}",
         w,
         h,
         pred.tiles,
+        if pred.tiles == 1 { "" } else { "s" },
+        plan.x.core,
+        plan.y.core,
+        if args.tile == TileSize::Auto { " chosen for the image" } else { "" },
         plan.window().1,
         plan.window().0,
         predictor.halo(),

@@ -29,6 +29,7 @@ use ndarray::{Array2, Array3, Axis, s};
 use bioseg_infer::evaluate::ClassMapping;
 use bioseg_infer::model::OnnxModel;
 use bioseg_infer::predict::{PredictOptions, Predictor};
+use bioseg_infer::tiling::TileSize;
 
 /// Options of `bioseg visualize`.
 #[derive(Args, Debug, Clone)]
@@ -79,9 +80,9 @@ pub struct VisualizeArgs {
     /// White gap between panels, in pixels.
     #[arg(long, default_value_t = 8)]
     pub gap: usize,
-    /// Tile size for --model (symbolic-size models).
-    #[arg(long, default_value_t = 256)]
-    pub tile: usize,
+    /// Tile core size for --model (symbolic-size models), or `auto` (as `bioseg predict`).
+    #[arg(long, default_value_t = PredictOptions::default().tile)]
+    pub tile: TileSize,
     /// The PNG to write.
     #[arg(short, long)]
     pub output: PathBuf,

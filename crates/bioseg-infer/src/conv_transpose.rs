@@ -7,6 +7,9 @@
 //! `bioseg_kernels::conv_transpose2d_forward`, the transposed convolution of bioseg's trainer
 //! (stride 2: four stride-1 phases on the direct AVX-512 kernels where they pay, else one
 //! `gemm` product per block and col2im; spread over the cores with rayon), bias included.
+//! A batch normalisation after it (tract: a per-channel `Mul` and `Add`, left as an
+//! element-wise pass over the up-sampled tensor because tract folds it into convolutions only)
+//! is folded into its weights and bias.
 
 use tract_core::internal::*;
 use tract_core::ops::cnn::{Deconv, KernelFormat, PaddingSpec};
@@ -192,14 +195,82 @@ impl TypedOp for BiosegConvTranspose {
     as_op!();
 }
 
-/// Replaces every tract `Deconv` node [`BiosegConvTranspose`] runs; returns how many. Run on a
-/// decluttered model with concrete shapes.
+/// The per-channel scale and shift of the `Mul` and `Add` nodes that follow `node`, each the
+/// only consumer of the previous output, with a constant of one value or one per channel along
+/// `c_axis` (of `c_out` channels); the last of them (or `node`'s own id when there is none).
+fn affine_successors(
+    model: &TypedModel,
+    node: &TypedNode,
+    c_axis: usize,
+    c_out: usize,
+) -> TractResult<(usize, Vec<f32>, Vec<f32>)> {
+    use tract_core::ops::binary::TypedBinOp;
+    use tract_core::ops::math::{Add, Mul};
+    let (mut scale, mut shift) = (vec![1f32; c_out], vec![0f32; c_out]);
+    let outputs = model.output_outlets()?;
+    let shape = &node.outputs[0].fact.shape;
+    let mut last = node.id;
+    loop {
+        let succ = &model.nodes[last].outputs[0].successors;
+        if succ.len() != 1 || outputs.contains(&OutletId::new(last, 0)) {
+            break;
+        }
+        let next = &model.nodes[succ[0].node];
+        let Some(bin) = next.op_as::<TypedBinOp>() else { break };
+        let (mul, add) = (bin.0.is::<Mul>(), bin.0.is::<Add>());
+        if !(mul || add) || next.inputs.len() != 2 || next.outputs[0].fact.shape != *shape {
+            break;
+        }
+        let other = model.outlet_fact(next.inputs[1 - succ[0].slot])?;
+        let Some(k) = other.konst.as_ref().filter(|k| k.datum_type() == f32::datum_type()) else { break };
+        // One value, or c_out values along the channel axis (right-aligned broadcasting).
+        let rank = shape.rank();
+        let per_channel = k.rank() <= rank
+            && k.len() == c_out
+            && k.shape().iter().enumerate().all(|(i, &d)| d == 1 || i + rank - k.rank() == c_axis);
+        if k.len() != 1 && !per_channel {
+            break;
+        }
+        let k = k.try_as_plain_ram()?;
+        let k = k.as_slice::<f32>()?;
+        for o in 0..c_out {
+            let v = if k.len() == 1 { k[0] } else { k[o] };
+            if mul {
+                scale[o] *= v;
+                shift[o] *= v;
+            } else {
+                shift[o] += v;
+            }
+        }
+        last = next.id;
+    }
+    Ok((last, scale, shift))
+}
+
+/// Replaces every tract `Deconv` node [`BiosegConvTranspose`] runs, with the per-channel
+/// `Mul`/`Add` after it folded in; returns how many. Run on a decluttered model with concrete
+/// shapes.
 pub fn use_bioseg_conv_transposes(model: &mut TypedModel) -> TractResult<usize> {
     let mut replaced = 0;
     for id in model.eval_order()? {
         let node = &model.nodes[id];
-        let Some(op) = BiosegConvTranspose::from_node(model, node)? else { continue };
-        let patch = TypedModelPatch::replace_single_op(model, node, &node.inputs[..1], op)?;
+        let Some(mut op) = BiosegConvTranspose::from_node(model, node)? else { continue };
+        let (last, scale, shift) = affine_successors(model, node, usize::from(op.batch_axis), op.c_out)?;
+        if last != id {
+            let weights = Arc::make_mut(&mut op.weights);
+            let taps = op.kernel[0] * op.kernel[1];
+            for (i, w) in weights.iter_mut().enumerate() {
+                *w *= scale[(i / taps) % op.c_out];
+            }
+            let bias = Arc::make_mut(&mut op.bias);
+            for (o, b) in bias.iter_mut().enumerate() {
+                *b = *b * scale[o] + shift[o];
+            }
+        }
+        let mut patch = TypedModelPatch::default();
+        let x = patch.tap_model(model, node.inputs[0])?;
+        let y = patch.wire_node(&node.name, op, &[x])?[0];
+        patch.shunt_outside(model, OutletId::new(last, 0), y)?;
         patch.apply(model)?;
         replaced += 1;
     }

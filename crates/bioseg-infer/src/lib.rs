@@ -21,6 +21,7 @@ pub mod output;
 pub mod predict;
 pub mod predict_volumetric;
 pub mod progress;
+mod repeat_chain;
 mod resize;
 mod softmax;
 pub mod tensor_run;

@@ -165,6 +165,7 @@ impl OnnxModel {
             Some(options) => {
                 crate::max_pool::use_bioseg_max_pools(&mut typed)?;
                 crate::resize::nearest_resizes_as_upsamples(&mut typed)?;
+                crate::repeat_chain::repeat_chains_as_upsamples(&mut typed)?;
                 let convolutions = use_gemm_convolutions(&mut typed, options)?;
                 crate::resize::use_bioseg_resizes(&mut typed)?;
                 crate::softmax::use_bioseg_softmax(&mut typed)?;

@@ -10,7 +10,7 @@ use crate::error::InferError;
 use crate::io_spec::ModelIo;
 use crate::model::OnnxModel;
 use crate::tiler::Tiler;
-use crate::tiling::{Blend, TilePlan};
+use crate::tiling::{Blend, TilePlan, TileSize};
 
 /// The halo of a model with neither `bioseg.recommended_halo` nor a receptive field that the
 /// graph analysis can find, unless `--halo` is given.
@@ -19,8 +19,9 @@ pub const FALLBACK_HALO: usize = 32;
 /// How to tile and prepare the input.
 #[derive(Clone, Debug)]
 pub struct PredictOptions {
-    /// Requested core size of a tile (output pixels per tile and axis).
-    pub tile: usize,
+    /// Requested core size of a tile (output pixels per tile and axis), or chosen for each
+    /// image ([`TileSize::Auto`], the default; volumetric models then use [`TileSize::AUTO_3D`]).
+    pub tile: TileSize,
     /// Context on each side of a tile [default: the model's recommended halo, else 32].
     pub halo: Option<usize>,
     /// Overlap between neighbouring cores.
@@ -45,7 +46,7 @@ pub struct PredictOptions {
 impl Default for PredictOptions {
     fn default() -> Self {
         PredictOptions {
-            tile: 256,
+            tile: TileSize::Auto,
             halo: None,
             overlap: 0,
             blend: Blend::Crop,
@@ -103,7 +104,7 @@ impl<'m> Predictor<'m> {
         let io = ModelIo::probe(model, opts.layout)?;
         let multiple = opts.size_multiple.unwrap_or(io.size_multiple).max(1);
         let halo = opts.halo.or(io.recommended_halo).unwrap_or(FALLBACK_HALO);
-        if opts.tile == 0 {
+        if opts.tile == TileSize::Pixels(0) {
             return Err(InferError::Input("--tile must be positive".into()));
         }
         if opts.tile_z == 0 {
@@ -171,7 +172,11 @@ impl<'m> Predictor<'m> {
     pub fn plan(&self, h: usize, w: usize) -> Result<TilePlan, InferError> {
         let r = match self.io.fixed_size {
             Some(win) => TilePlan::fixed(h, w, win, self.opts.overlap, self.halo, self.multiple),
-            None => TilePlan::new(h, w, (self.opts.tile, self.opts.tile), self.opts.overlap, self.halo, self.multiple),
+            None => {
+                let (o, halo, m) = (self.opts.overlap, self.halo, self.multiple);
+                let t = self.opts.tile.resolve(h, w, o, halo, m);
+                TilePlan::new(h, w, (t, t), o, halo, m)
+            }
         };
         r.map_err(InferError::Input)
     }

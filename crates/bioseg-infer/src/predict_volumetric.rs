@@ -35,8 +35,8 @@ impl Predictor<'_> {
         };
         Ok(GridPlan {
             z: axis(d, self.io.fixed_depth, self.opts.tile_z).map_err(InferError::Input)?,
-            y: axis(h, fh, self.opts.tile).map_err(InferError::Input)?,
-            x: axis(w, fw, self.opts.tile).map_err(InferError::Input)?,
+            y: axis(h, fh, self.opts.tile.volumetric()).map_err(InferError::Input)?,
+            x: axis(w, fw, self.opts.tile.volumetric()).map_err(InferError::Input)?,
         })
     }
 

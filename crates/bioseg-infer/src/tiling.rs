@@ -161,6 +161,88 @@ pub fn gaussian_weights(len: usize) -> Vec<f32> {
         .collect()
 }
 
+/// The core size of tiles along rows and columns: a number of pixels, or `auto`, chosen for
+/// each image by [`auto_tile`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TileSize {
+    /// The core that computes the least for the image ([`auto_tile`]).
+    Auto,
+    /// This many pixels (shrunk to small images, aligned to the model's size multiple).
+    Pixels(usize),
+}
+
+impl TileSize {
+    /// The core of a volumetric (3-D) model's tiles along rows and columns under `auto`: the
+    /// fixed 256 of earlier versions (3-D windows grow with their depth too; the 2-D choice
+    /// has not been measured for them).
+    pub const AUTO_3D: usize = 256;
+
+    /// The core of a volumetric model's tiles along rows and columns.
+    pub fn volumetric(self) -> usize {
+        match self {
+            TileSize::Pixels(t) => t,
+            TileSize::Auto => Self::AUTO_3D,
+        }
+    }
+
+    /// The core to request for a `height × width` image tiled with `halo` (in pixels) and
+    /// `overlap` by a model of size multiple `multiple`.
+    pub fn resolve(self, height: usize, width: usize, overlap: usize, halo: usize, multiple: usize) -> usize {
+        match self {
+            TileSize::Pixels(t) => t,
+            TileSize::Auto => auto_tile(height, width, overlap, halo, multiple),
+        }
+    }
+}
+
+impl std::str::FromStr for TileSize {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.eq_ignore_ascii_case("auto") {
+            return Ok(TileSize::Auto);
+        }
+        match s.parse::<usize>() {
+            Ok(t) if t > 0 => Ok(TileSize::Pixels(t)),
+            _ => Err(format!("tile size {s:?}: expected `auto` or a positive number of pixels")),
+        }
+    }
+}
+
+impl std::fmt::Display for TileSize {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TileSize::Auto => f.write_str("auto"),
+            TileSize::Pixels(t) => write!(f, "{t}"),
+        }
+    }
+}
+
+/// Largest core [`auto_tile`] picks: a window of (512 + 2 · halo)², whose activations stay
+/// within a few hundred MiB per tile in flight for the U-Nets of this project (F=64: ~1 GiB at
+/// halo 144).
+pub const AUTO_TILE_MAX: usize = 512;
+
+/// The tile core, up to [`AUTO_TILE_MAX`] and in multiples of `multiple`, whose windows cover
+/// a `height × width` image with the fewest computed pixels (the smaller core on ties): a
+/// tile pays its halo on every side, so on a 512² ISBI section with the shipped model's
+/// 144-pixel halo a 256 core computes 4 windows of 544² (4.5× the image) where a 512 core
+/// computes one of 800² (2.4×). The cores of a tile are shared by bioseg's convolutions
+/// (their rows are split over the threads), so fewer, larger tiles do not leave cores idle.
+pub fn auto_tile(height: usize, width: usize, overlap: usize, halo: usize, multiple: usize) -> usize {
+    let m = multiple.max(1);
+    let largest = height.max(width).div_ceil(m) * m;
+    let computed = |t: usize| -> Option<usize> {
+        let plan = TilePlan::new(height, width, (t, t), overlap, halo, m).ok()?;
+        let axis = |a: &AxisPlan| a.starts.len() * (a.core + 2 * a.halo);
+        Some(axis(&plan.y) * axis(&plan.x))
+    };
+    (1..=AUTO_TILE_MAX.min(largest).max(m) / m)
+        .map(|k| k * m)
+        .filter_map(|t| computed(t).map(|c| (c, t)))
+        .min()
+        .map_or(AUTO_TILE_MAX.min(largest).max(m), |(_, t)| t)
+}
+
 /// A 2-D tiling plan.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TilePlan {
@@ -260,6 +342,30 @@ impl GridPlan {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn auto_tile_computes_the_least_and_parses() {
+        // A 512² ISBI section with a 144-pixel halo: one window of 800² (2.4× the image)
+        // rather than four of 544² (4.5×).
+        assert_eq!(auto_tile(512, 512, 0, 144, 16), 512);
+        // The core never exceeds the cap, nor the image (rounded up to the multiple).
+        assert_eq!(auto_tile(100, 60, 0, 32, 16), 112);
+        let big = auto_tile(4096, 4096, 0, 32, 16);
+        assert!(big <= AUTO_TILE_MAX && big.is_multiple_of(16));
+        // Whatever it picks computes no more than any other allowed core.
+        let computed = |t: usize| {
+            let p = TilePlan::new(1000, 700, (t, t), 0, 48, 16).unwrap();
+            p.y.starts.len() * p.y.window() * p.x.starts.len() * p.x.window()
+        };
+        let best = computed(auto_tile(1000, 700, 0, 48, 16));
+        assert!((16..=512).step_by(16).all(|t| computed(t) >= best));
+        assert_eq!("auto".parse::<TileSize>(), Ok(TileSize::Auto));
+        assert_eq!("384".parse::<TileSize>(), Ok(TileSize::Pixels(384)));
+        assert!("0".parse::<TileSize>().is_err() && "big".parse::<TileSize>().is_err());
+        assert_eq!(TileSize::Auto.to_string(), "auto");
+        assert_eq!(TileSize::Pixels(64).resolve(512, 512, 0, 144, 16), 64);
+        assert_eq!(TileSize::Auto.volumetric(), TileSize::AUTO_3D);
+    }
 
     #[test]
     fn blends_print_as_they_parse() {

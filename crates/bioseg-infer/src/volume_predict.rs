@@ -659,7 +659,7 @@ impl<'a> VolumeJob<'a> {
                 "fnv1a64": format!("{:016x}", fnv1a64(&model_bytes)),
             },
             "options": {
-                "tile": predict.tile,
+                "tile": predict.tile.to_string(),
                 "halo": halo,
                 "overlap": predict.overlap,
                 "blend": format!("{:?}", predict.blend),

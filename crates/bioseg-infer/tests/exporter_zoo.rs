@@ -89,3 +89,32 @@ fn no_zoo_unet_leaves_its_upsampling_to_tracts_generic_resize() {
         assert!(upsampling_taken_over, "{} ({}): bioseg's ops are {bioseg:?}", f.name, f.up);
     }
 }
+
+/// The Keras exports (`tests/fixtures/keras/`, tools/keras/make_fixtures.py): tf2onnx writes
+/// `UpSampling2D` as Unsqueeze/Tile/Transpose/Reshape chains; bioseg recognises them as
+/// up-sampling (no broadcast or tile is left to tract), and folds the batch normalisation
+/// after `Conv2DTranspose` into it, with Keras' numbers.
+#[test]
+fn keras_upsampling_chains_are_taken_over_with_keras_numbers() {
+    let keras = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/keras");
+    let text = std::fs::read_to_string(keras.join("manifest.json")).expect("manifest.json");
+    let manifest: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+    let mut checked = 0;
+    for e in manifest["fixtures"].as_array().expect("fixtures") {
+        let name = e["name"].as_str().unwrap_or_default();
+        if !name.starts_with("unet_") {
+            continue;
+        }
+        let file = |k: &str| keras.join(e[k].as_str().unwrap_or_else(|| panic!("{k} in {e}")));
+        let model = OnnxModel::load(&file("onnx")).unwrap();
+        let input = npy(&file("input"));
+        let ops = model.execution(input.shape()).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let repeats: Vec<_> = ops.iter().filter(|o| o.op == "MultiBroadcastTo" || o.op == "Tile").collect();
+        assert!(repeats.is_empty(), "{name}: tract still runs {repeats:?}");
+        let out = run_tensor(&model, &input).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let d = max_diff(&out.output, &npy(&file("expected")));
+        assert!(d <= 1e-4, "{name}: bioseg vs Keras max abs diff {d}");
+        checked += 1;
+    }
+    assert!(checked >= 12, "expected 4 U-Nets x 3 exports, got {checked}");
+}
