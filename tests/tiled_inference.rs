@@ -81,7 +81,11 @@ fn tiled_equals_whole_image_for_any_size() {
             let img = image(h, w, 1);
             let reference = whole(&model, img.view(), halo, multiple, TensorLayout::Nchw);
             for (tile, batch) in [(16, 1), (32, 3)] {
-                let p = Predictor::new(&model, PredictOptions { tile, batch, ..Default::default() }).unwrap();
+                let p = Predictor::new(
+                    &model,
+                    PredictOptions { tile: TileSize::Pixels(tile), batch, ..Default::default() },
+                )
+                .unwrap();
                 assert_eq!(p.halo(), halo);
                 let tiled = p.predict(img.view(), 255.0, &|_| {}).unwrap();
                 let d = max_diff(&tiled.probs, &reference);

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use bioseg_data::volume::open_volume;
 use bioseg_infer::OnnxModel;
 use bioseg_infer::predict::{PredictOptions, Predictor};
-use bioseg_infer::tiling::{Blend, reflect};
+use bioseg_infer::tiling::{Blend, TileSize, reflect};
 use bioseg_onnx::{
     Dim, GraphBuilder, ModelMetadata, Normalization, OutputActivation, TensorLayout, Value, attr_int, attr_ints,
     attr_string,
@@ -169,7 +169,7 @@ fn tiled_3d_prediction_equals_whole_volume_inference_for_any_size() {
             [(16, 8, Blend::Crop), (12, 4, Blend::Crop), (64, 64, Blend::Crop), (16, 8, Blend::Gaussian)]
         {
             let opts = PredictOptions {
-                tile,
+                tile: TileSize::Pixels(tile),
                 tile_z,
                 blend,
                 overlap: if blend == Blend::Gaussian { 4 } else { 0 },

@@ -16,7 +16,7 @@ fn help_lists_the_commands_and_defaults() {
     }
     let out = bioseg().args(["predict", "--help"]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("[default: 256]") && text.contains("[default: crop]"), "{text}");
+    assert!(text.contains("[default: auto]") && text.contains("[default: crop]"), "{text}");
 }
 
 fn assert_clean_failure(args: &[&str], needle: &str) {
