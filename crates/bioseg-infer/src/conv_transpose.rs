@@ -55,6 +55,19 @@ impl BiosegConvTranspose {
         .map_err(|e| format_err!("BiosegConvTranspose: {e}"))
     }
 
+    /// The geometry and the output shape for an input of `shape`.
+    fn output_shape(&self, shape: &[usize]) -> TractResult<(Conv2dGeometry, TVec<usize>)> {
+        let lead = usize::from(self.batch_axis);
+        ensure!(shape.len() == lead + 3, "BiosegConvTranspose: input of shape {shape:?}");
+        let batch = if self.batch_axis { shape[0] } else { 1 };
+        let g = self.geometry(batch, [shape[lead + 1], shape[lead + 2]])?;
+        let mut out: TVec<usize> = shape.into();
+        out[lead] = self.c_out;
+        out[lead + 1] = g.in_hw[0];
+        out[lead + 2] = g.in_hw[1];
+        Ok((g, out))
+    }
+
     /// The op for tract's `Deconv` node, or `None` when it is outside what the kernels run.
     fn from_node(model: &TypedModel, node: &TypedNode) -> TractResult<Option<BiosegConvTranspose>> {
         let Some(deconv) = node.op_as::<Deconv>() else { return Ok(None) };
@@ -121,12 +134,8 @@ impl BiosegConvTranspose {
         };
         // The geometry must give tract's output shape (else leave the node to tract).
         let lead = usize::from(op.batch_axis);
-        let batch = if op.batch_axis { in_shape[0] } else { 1 };
-        let ok = in_shape.len() == lead + 3
-            && in_shape[lead] == c_in
-            && op
-                .geometry(batch, [in_shape[lead + 1], in_shape[lead + 2]])
-                .is_ok_and(|g| out_shape[lead..] == [c_out, g.in_hw[0], g.in_hw[1]]);
+        let ok =
+            in_shape.get(lead) == Some(&c_in) && op.output_shape(in_shape).is_ok_and(|(_, out)| out[..] == *out_shape);
         Ok(ok.then_some(op))
     }
 }
@@ -148,14 +157,7 @@ impl EvalOp for BiosegConvTranspose {
 
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let input = &inputs[0];
-        let shape = input.shape();
-        let lead = usize::from(self.batch_axis);
-        let batch = if self.batch_axis { shape[0] } else { 1 };
-        let g = self.geometry(batch, [shape[lead + 1], shape[lead + 2]])?;
-        let mut out_shape: TVec<usize> = shape.into();
-        out_shape[lead] = self.c_out;
-        out_shape[lead + 1] = g.in_hw[0];
-        out_shape[lead + 2] = g.in_hw[1];
+        let (g, out_shape) = self.output_shape(input.shape())?;
         // SAFETY: the transposed convolution writes every output value.
         let mut output = unsafe { Tensor::uninitialized::<f32>(&out_shape)? };
         {
@@ -176,15 +178,8 @@ impl EvalOp for BiosegConvTranspose {
 
 impl TypedOp for BiosegConvTranspose {
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
-        let lead = usize::from(self.batch_axis);
         let shape = inputs[0].shape.as_concrete().context("BiosegConvTranspose needs a concrete input shape")?;
-        let batch = if self.batch_axis { shape[0] } else { 1 };
-        let g = self.geometry(batch, [shape[lead + 1], shape[lead + 2]])?;
-        let mut out: TVec<usize> = shape.into();
-        out[lead] = self.c_out;
-        out[lead + 1] = g.in_hw[0];
-        out[lead + 2] = g.in_hw[1];
-        Ok(tvec!(f32::fact(&out)))
+        Ok(tvec!(f32::fact(&self.output_shape(shape)?.1)))
     }
 
     fn cost(&self, inputs: &[&TypedFact]) -> TractResult<TVec<(Cost, TDim)>> {
