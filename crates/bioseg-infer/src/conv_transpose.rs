@@ -202,21 +202,15 @@ fn affine_successors(
     use tract_core::ops::binary::TypedBinOp;
     use tract_core::ops::math::{Add, Mul};
     let (mut scale, mut shift) = (vec![1f32; c_out], vec![0f32; c_out]);
-    let outputs = model.output_outlets()?;
     let shape = &node.outputs[0].fact.shape;
     let mut last = node.id;
-    loop {
-        let succ = &model.nodes[last].outputs[0].successors;
-        if succ.len() != 1 || outputs.contains(&OutletId::new(last, 0)) {
-            break;
-        }
-        let next = &model.nodes[succ[0].node];
+    while let Some((next, slot)) = crate::gemm_conv::sole_consumer(model, &model.nodes[last])? {
         let Some(bin) = next.op_as::<TypedBinOp>() else { break };
         let (mul, add) = (bin.0.is::<Mul>(), bin.0.is::<Add>());
         if !(mul || add) || next.inputs.len() != 2 || next.outputs[0].fact.shape != *shape {
             break;
         }
-        let other = model.outlet_fact(next.inputs[1 - succ[0].slot])?;
+        let other = model.outlet_fact(next.inputs[1 - slot])?;
         let Some(k) = other.konst.as_ref().filter(|k| k.datum_type() == f32::datum_type()) else { break };
         // One value, or c_out values along the channel axis (right-aligned broadcasting).
         let rank = shape.rank();

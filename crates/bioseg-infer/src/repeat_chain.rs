@@ -37,7 +37,6 @@ fn repeats(node: &TypedNode) -> bool {
 /// The chains: each a run of shape operations, every one the only consumer of the previous
 /// one's output, starting where the input does not come from another shape operation.
 fn chains(model: &TypedModel) -> TractResult<Vec<Vec<usize>>> {
-    let outputs = model.output_outlets()?;
     let mut chains = Vec::new();
     for id in model.eval_order()? {
         let node = &model.nodes[id];
@@ -45,16 +44,9 @@ fn chains(model: &TypedModel) -> TractResult<Vec<Vec<usize>>> {
             continue;
         }
         let mut chain = vec![id];
-        loop {
-            let last = &model.nodes[*chain.last().unwrap_or(&id)];
-            let succ = &last.outputs[0].successors;
-            if succ.len() != 1 || outputs.contains(&OutletId::new(last.id, 0)) {
-                break;
-            }
-            let next = &model.nodes[succ[0].node];
-            if !is_shape_op(next) {
-                break;
-            }
+        while let Some((next, _)) = crate::gemm_conv::sole_consumer(model, &model.nodes[*chain.last().unwrap_or(&id)])?
+            .filter(|(next, _)| is_shape_op(next))
+        {
             chain.push(next.id);
         }
         if chain.iter().any(|&n| repeats(&model.nodes[n])) {

@@ -398,7 +398,6 @@ impl BiosegResize {
                 }
             }
         }
-        drop(y);
         Ok(Some(output))
     }
 }
