@@ -204,7 +204,7 @@ fn affine_successors(
     let (mut scale, mut shift) = (vec![1f32; c_out], vec![0f32; c_out]);
     let shape = &node.outputs[0].fact.shape;
     let mut last = node.id;
-    while let Some((next, slot)) = crate::gemm_conv::sole_consumer(model, &model.nodes[last])? {
+    while let Some((next, slot)) = crate::passes::sole_consumer(model, &model.nodes[last])? {
         let Some(bin) = next.op_as::<TypedBinOp>() else { break };
         let (mul, add) = (bin.0.is::<Mul>(), bin.0.is::<Add>());
         if !(mul || add) || next.inputs.len() != 2 || next.outputs[0].fact.shape != *shape {

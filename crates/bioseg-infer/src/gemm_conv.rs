@@ -516,23 +516,9 @@ pub fn use_gemm_convolutions(model: &mut TypedModel, options: &GemmConvOptions) 
     Ok(replaced)
 }
 
-/// The node that alone consumes `node`'s output and the input slot it reads it on, unless that
-/// output is also a model output: what a pass may fold into the op computing `node` (the ReLU
-/// here, a batch norm in conv_transpose.rs, a chain of shape operations in repeat_chain.rs).
-pub(crate) fn sole_consumer<'m>(
-    model: &'m TypedModel,
-    node: &TypedNode,
-) -> TractResult<Option<(&'m TypedNode, usize)>> {
-    let succ = &node.outputs[0].successors;
-    if succ.len() != 1 || model.output_outlets()?.contains(&OutletId::new(node.id, 0)) {
-        return Ok(None);
-    }
-    Ok(Some((&model.nodes[succ[0].node], succ[0].slot)))
-}
-
 /// The node computing `max(x, 0)` of `node`'s output, when it is that output's only consumer.
 fn relu_successor(model: &TypedModel, node: &TypedNode) -> TractResult<Option<usize>> {
-    let Some((next, slot)) = sole_consumer(model, node)? else { return Ok(None) };
+    let Some((next, slot)) = crate::passes::sole_consumer(model, node)? else { return Ok(None) };
     let Some(bin) = next.op_as::<tract_core::ops::binary::TypedBinOp>() else { return Ok(None) };
     if !bin.0.is::<tract_core::ops::math::Max>() || next.inputs.len() != 2 {
         return Ok(None);

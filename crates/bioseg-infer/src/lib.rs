@@ -18,6 +18,7 @@ pub mod model;
 mod names;
 mod onnx_ops;
 pub mod output;
+mod passes;
 pub mod predict;
 pub mod predict_volumetric;
 pub mod progress;

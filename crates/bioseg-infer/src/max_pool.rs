@@ -75,20 +75,10 @@ fn is_2x2_stride_2(pool: &MaxPool) -> bool {
 /// Replaces every tract `MaxPool` node of a typed model that [`BiosegMaxPool`] computes;
 /// returns how many were replaced. Run on a decluttered model, before `into_optimized`.
 pub fn use_bioseg_max_pools(model: &mut TypedModel) -> TractResult<usize> {
-    let mut replaced = 0;
-    for id in model.eval_order()? {
-        let node = &model.nodes[id];
-        let Some(pool) = node.op_as::<MaxPool>() else { continue };
+    crate::passes::replace_each(model, |model, node| {
+        let Some(pool) = node.op_as::<MaxPool>() else { return Ok(None) };
         let fact = model.outlet_fact(node.inputs[0])?;
-        if !is_2x2_stride_2(pool) || fact.datum_type != f32::datum_type() || fact.rank() != 4 {
-            continue;
-        }
-        let mut patch = TypedModelPatch::default();
-        let x = patch.tap_model(model, node.inputs[0])?;
-        let y = patch.wire_node(&node.name, BiosegMaxPool, &[x])?[0];
-        patch.shunt_outside(model, OutletId::new(id, 0), y)?;
-        patch.apply(model)?;
-        replaced += 1;
-    }
-    Ok(replaced)
+        let ours = is_2x2_stride_2(pool) && fact.datum_type == f32::datum_type() && fact.rank() == 4;
+        Ok(ours.then(|| Box::new(BiosegMaxPool) as Box<dyn TypedOp>))
+    })
 }

@@ -73,22 +73,18 @@ impl Expansion for UpsampleInference {
         s.equals(&inputs[0].datum_type, &outputs[0].datum_type)?;
         s.equals(&inputs[0].rank, &outputs[0].rank)?;
         let resize = &self.resize;
+        // The output's shape: the input's times the scales.
+        let output_shape = move |s: &mut Solver<'r>, shape: TVec<TDim>, scales: &Tensor| {
+            let output = resize.compute_output_shape(&shape, Some(scales), None)?;
+            for (i, dim) in output.iter().enumerate() {
+                s.equals(&outputs[0].shape[i], dim.to_dim())?;
+            }
+            Ok(())
+        };
         if let Some(scales) = &self.scales {
-            s.given(&inputs[0].shape, move |s, shape| {
-                let output = resize.compute_output_shape(&shape, Some(scales), None)?;
-                for (i, dim) in output.iter().enumerate() {
-                    s.equals(&outputs[0].shape[i], dim.to_dim())?;
-                }
-                Ok(())
-            })
+            s.given(&inputs[0].shape, move |s, shape| output_shape(s, shape, scales))
         } else {
-            s.given_2(&inputs[0].shape, &inputs[1].value, move |s, shape, scales| {
-                let output = resize.compute_output_shape(&shape, Some(scales.as_ref()), None)?;
-                for (i, dim) in output.iter().enumerate() {
-                    s.equals(&outputs[0].shape[i], dim.to_dim())?;
-                }
-                Ok(())
-            })
+            s.given_2(&inputs[0].shape, &inputs[1].value, move |s, shape, scales| output_shape(s, shape, &scales))
         }
     }
 

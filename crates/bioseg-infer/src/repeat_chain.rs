@@ -44,7 +44,7 @@ fn chains(model: &TypedModel) -> TractResult<Vec<Vec<usize>>> {
             continue;
         }
         let mut chain = vec![id];
-        while let Some((next, _)) = crate::gemm_conv::sole_consumer(model, &model.nodes[*chain.last().unwrap_or(&id)])?
+        while let Some((next, _)) = crate::passes::sole_consumer(model, &model.nodes[*chain.last().unwrap_or(&id)])?
             .filter(|(next, _)| is_shape_op(next))
         {
             chain.push(next.id);

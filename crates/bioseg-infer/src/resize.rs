@@ -136,15 +136,9 @@ fn nearest_factors(model: &TypedModel, node: &TypedNode) -> TractResult<Option<T
 /// `NearestUpsample` (see the module documentation); returns how many. Run on a decluttered
 /// model with concrete shapes, before the convolution pass.
 pub fn nearest_resizes_as_upsamples(model: &mut TypedModel) -> TractResult<usize> {
-    let mut replaced = 0;
-    for id in model.eval_order()? {
-        let node = &model.nodes[id];
-        let Some(scales) = nearest_factors(model, node)? else { continue };
-        let patch = TypedModelPatch::replace_single_op(model, node, &node.inputs[..1], NearestUpsample { scales })?;
-        patch.apply(model)?;
-        replaced += 1;
-    }
-    Ok(replaced)
+    crate::passes::replace_each(model, |model, node| {
+        Ok(nearest_factors(model, node)?.map(|scales| Box::new(NearestUpsample { scales }) as Box<dyn TypedOp>))
+    })
 }
 
 /// Nearest up-sampling by whole factors `[fy, fx]` of two adjacent axes of an f32 tensor of any
@@ -463,23 +457,14 @@ pub(crate) fn is_bioseg_op(op: &dyn tract_core::ops::Op) -> bool {
 /// and cubic core `Resize` nodes with [`BiosegResize`]; returns how many. Run after the
 /// convolution pass (which folds the up-samplings that feed a convolution).
 pub fn use_bioseg_resizes(model: &mut TypedModel) -> TractResult<usize> {
-    let mut replaced = 0;
-    for id in model.eval_order()? {
-        let node = &model.nodes[id];
-        let patch = if let Some(up) =
-            node.op_as::<NearestUpsample>().and_then(|u| BiosegUpsample::from_scales(&u.scales))
+    crate::passes::replace_each(model, |model, node| {
+        if let Some(up) = node.op_as::<NearestUpsample>().and_then(|u| BiosegUpsample::from_scales(&u.scales))
             && model.outlet_fact(node.inputs[0])?.datum_type == f32::datum_type()
         {
-            TypedModelPatch::replace_single_op(model, node, &node.inputs[..1], up)?
-        } else if let Some(resize) = BiosegResize::from_node(model, node)? {
-            TypedModelPatch::replace_single_op(model, node, &node.inputs[..1], resize)?
-        } else {
-            continue;
-        };
-        patch.apply(model)?;
-        replaced += 1;
-    }
-    Ok(replaced)
+            return Ok(Some(Box::new(up)));
+        }
+        Ok(BiosegResize::from_node(model, node)?.map(|r| Box::new(r) as Box<dyn TypedOp>))
+    })
 }
 
 #[cfg(test)]

@@ -91,21 +91,15 @@ impl TypedOp for BiosegSoftmax {
 /// Replaces tract's f32 `Softmax` / `LogSoftmax` nodes over one axis that is not the last with
 /// [`BiosegSoftmax`]; returns how many. Run on a decluttered model.
 pub fn use_bioseg_softmax(model: &mut TypedModel) -> TractResult<usize> {
-    let mut replaced = 0;
-    for id in model.eval_order()? {
-        let node = &model.nodes[id];
-        let Some(softmax) = node.op_as::<Softmax>() else { continue };
+    crate::passes::replace_each(model, |model, node| {
+        let Some(softmax) = node.op_as::<Softmax>() else { return Ok(None) };
         let fact = model.outlet_fact(node.inputs[0])?;
-        let &[axis] = softmax.axes.as_slice() else { continue };
+        let &[axis] = softmax.axes.as_slice() else { return Ok(None) };
         if softmax.quant_output_dt.is_some() || fact.datum_type != f32::datum_type() || axis + 1 >= fact.rank() {
-            continue;
+            return Ok(None);
         }
-        let op = BiosegSoftmax { axis, log: softmax.kind == SoftmaxKind::LogSoftmax };
-        let patch = TypedModelPatch::replace_single_op(model, node, &node.inputs, op)?;
-        patch.apply(model)?;
-        replaced += 1;
-    }
-    Ok(replaced)
+        Ok(Some(Box::new(BiosegSoftmax { axis, log: softmax.kind == SoftmaxKind::LogSoftmax })))
+    })
 }
 
 #[cfg(test)]
