@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use bioseg_infer::OnnxModel;
 use bioseg_infer::predict::{PredictOptions, Predictor};
-use bioseg_infer::tiling::{Blend, TileSize, reflect};
+use bioseg_infer::tiling::{Blend, Parallelism, TileSize, reflect};
 use bioseg_onnx::TensorLayout;
 use bioseg_train::device::CpuBackend;
 use bioseg_train::model::unet::{Unet, UnetConfig};
@@ -80,16 +80,22 @@ fn tiled_equals_whole_image_for_any_size() {
         for (h, w) in [(40, 57), (64, 64), (23, 100), (97, 33), (5, 7)] {
             let img = image(h, w, 1);
             let reference = whole(&model, img.view(), halo, multiple, TensorLayout::Nchw);
-            for (tile, batch) in [(16, 1), (32, 3)] {
+            for (tile, batch, parallel) in
+                [(16, 1, Parallelism::Tiles), (32, 3, Parallelism::Tiles), (16, 1, Parallelism::Layers)]
+            {
                 let p = Predictor::new(
                     &model,
-                    PredictOptions { tile: TileSize::Pixels(tile), batch, ..Default::default() },
+                    PredictOptions { tile: TileSize::Pixels(tile), batch, parallel, ..Default::default() },
                 )
                 .unwrap();
                 assert_eq!(p.halo(), halo);
                 let tiled = p.predict(img.view(), 255.0, &|_| {}).unwrap();
                 let d = max_diff(&tiled.probs, &reference);
-                assert!(d <= 1e-5, "depth {depth} {h}x{w} tile {tile}: max diff {d} ({} tiles)", tiled.tiles);
+                assert!(
+                    d <= 1e-5,
+                    "depth {depth} {h}x{w} tile {tile} {parallel}: max diff {d} ({} tiles)",
+                    tiled.tiles
+                );
             }
         }
     }

@@ -12,8 +12,10 @@
 //! `[m, C·kh·kw + 1] × [C·kh·kw + 1, O]` whose extra row of ones times the bias folds the bias
 //! in, written straight into the output tensor in its layout (strides), then a following ReLU
 //! applied while the block is in cache. The product runs on the `gemm` crate
-//! (runtime-dispatched AVX-512 / AVX2 / NEON kernels), one thread: bioseg runs one inference per
-//! tile per thread.
+//! (runtime-dispatched AVX-512 / AVX2 / NEON kernels), one thread per block; the blocks are
+//! spread over rayon's threads. With tiles in parallel (one per thread) each thread mostly runs
+//! its own tile's blocks; a thread without a tile takes blocks of the others (work stealing), so
+//! the last tile of an image, or an image of one tile, uses every core.
 //!
 //! Two other paths take the layers where they are faster: Winograd F(2×2, 3×3) for 3×3 layers
 //! of 256 input channels and more, and, channels first on AVX-512 machines, the direct kernels
@@ -23,8 +25,7 @@
 //! thread, three alternating runs, im2col → direct): 96→32 at 272² 46–49 → 26–35 ms, 192→64
 //! at 136² 36–39 → 28–35 ms, 128→128 at 68² 22–25 → 16–19 ms, the window 247–269 → 226–236 ms;
 //! 384→128 stays faster on Winograd (21–23 against 23–30 ms). The direct kernels split a
-//! layer's rows over rayon's threads, so with tiles in flight on every thread the cores also
-//! share a tile's layers.
+//! layer's rows, and Winograd its bands of tile rows, over rayon's threads the same way.
 
 use std::cell::RefCell;
 
@@ -32,8 +33,10 @@ use tract_core::internal::*;
 use tract_core::ops::cnn::{Conv, KernelFormat};
 use tract_core::ops::nn::DataFormat;
 
+use rayon::prelude::*;
+
 use bioseg_kernels::{
-    ConvInput, DirectConv, Taps, Winograd, WinogradBuffers, channel_lookup, grow, im2col_block, product,
+    ConvInput, DirectConv, SendPtr, Taps, Winograd, WinogradBuffers, channel_lookup, grow, im2col_block, product,
     transform_kernel,
 };
 
@@ -292,71 +295,97 @@ impl GemmConv {
     }
 
     /// Convolves one image `x` (`h` × `w`); `y` receives `[c_out, ho, wo]` or `[ho, wo, c_out]`
-    /// (as `self.format`).
-    fn convolve_image(&self, x: &ConvInput, h: usize, w: usize, y: &mut [f32], cols: &mut Vec<f32>) {
-        for phase in self.phases.iter() {
-            self.convolve_phase(phase, x, h, w, y, cols);
+    /// (as `self.format`). The blocks of every phase are spread over rayon's threads (see
+    /// [`GemmConv::convolve_block`]).
+    fn convolve_image(&self, x: &ConvInput, h: usize, w: usize, y: &mut [f32]) {
+        let (ho, wo) = self.output_hw(h, w);
+        let mut blocks = Vec::new();
+        for (p, ph) in self.phases.iter().enumerate() {
+            let (hi, wi) = self.phase_hw(ph, ho, wo);
+            let pixels = hi * wi;
+            let mut q0 = 0;
+            while q0 < pixels {
+                let mut m = BLOCK.min(pixels - q0);
+                if self.up > 1 {
+                    m = m.min(wi - q0 % wi);
+                }
+                blocks.push((p, q0, m));
+                q0 += m;
+            }
         }
+        assert_eq!(y.len(), self.c_out * ho * wo);
+        let y = SendPtr(y.as_mut_ptr());
+        blocks.par_iter().for_each(|&(p, q0, m)| {
+            COLS.with(|cols| {
+                // SAFETY: `y` holds the whole output (asserted above); blocks write disjoint
+                // output pixels (one phase's pixels q0..q0 + m each).
+                unsafe { self.convolve_block(&self.phases[p], x, (h, w), y.get(), (q0, m), &mut cols.borrow_mut()) }
+            })
+        });
     }
 
-    /// One phase's output pixels, in blocks of up to [`BLOCK`]: an im2col block and one GEMM
-    /// written straight into the output (blocks stay within one output row when `up` > 1).
-    fn convolve_phase(&self, ph: &Phase, x: &ConvInput, h: usize, w: usize, y: &mut [f32], cols: &mut Vec<f32>) {
+    /// Rows and columns of a phase's output pixels.
+    fn phase_hw(&self, ph: &Phase, ho: usize, wo: usize) -> (usize, usize) {
+        let up = self.up;
+        ((ho + up - 1 - ph.a) / up, (wo + up - 1 - ph.b) / up)
+    }
+
+    /// A phase's output pixels `q0 .. q0 + m` (within one output row when `up` > 1, at most
+    /// [`BLOCK`]): an im2col block and one GEMM written straight into the output `y`, then the
+    /// ReLU while the block is in cache. No rayon call inside, so the thread's im2col buffer
+    /// `cols` stays borrowed by this block only.
+    ///
+    /// # Safety
+    /// `y` must point to the whole output (`c_out · ho · wo` elements), and nothing else may
+    /// touch this block's pixels during the call.
+    unsafe fn convolve_block(
+        &self,
+        ph: &Phase,
+        x: &ConvInput,
+        (h, w): (usize, usize),
+        y: *mut f32,
+        (q0, m): (usize, usize),
+        cols: &mut Vec<f32>,
+    ) {
         let (ho, wo) = self.output_hw(h, w);
         let up = self.up;
-        let (hi, wi) = ((ho + up - 1 - ph.a) / up, (wo + up - 1 - ph.b) / up);
+        let (_, wi) = self.phase_hw(ph, ho, wo);
         let (c_in, c_out) = (self.c_in, self.c_out);
-        let channels_last = self.format.c_is_last();
         // Strides of the output (channel, pixel).
-        let (yc, yp) = if channels_last { (1, c_out) } else { (ho * wo, 1) };
+        let (yc, yp) = if self.format.c_is_last() { (1, c_out) } else { (ho * wo, 1) };
         let k = c_in * ph.kh * ph.kw;
         let cols = grow(cols, (k + 1) * BLOCK);
         let taps = Taps { origin: [ph.oy, ph.ox], kernel: [ph.kh, ph.kw], stride: [1, 1], dilation: [1, 1] };
-        let pixels = hi * wi;
-        let mut q0 = 0;
-        while q0 < pixels {
-            let mut m = BLOCK.min(pixels - q0);
-            if up > 1 {
-                m = m.min(wi - q0 % wi);
-            }
-            // im2col of phase pixels q0..q0+m: row `(c, ry, rx)` holds, for each pixel (i, j),
-            // the input at (i + oy + ry, j + ox + rx), zero outside the image.
-            im2col_block(x, c_in, (h, w), &taps, wi, (q0, m), cols, BLOCK);
-            cols[k * BLOCK..][..m].fill(1.0);
-            // The block's first output pixel, and the output step between its pixels.
-            let (r0, c0) = (q0 / wi, q0 % wi);
-            let first = ((up * r0 + ph.a) * wo + up * c0 + ph.b) * yp;
-            let step = up * yp;
-            let out = &mut y[first..];
-            // SAFETY: dst addresses m pixels (stride `step`) of c_out channels (stride yc), all
-            // inside `y` (phase pixels map below ho × wo); lhs is `m` × `k+1` with column stride
-            // BLOCK inside `cols`; rhs is `k+1` × `c_out` with column stride `k+1` inside the
-            // phase's weights.
-            unsafe {
-                product(
-                    [m, c_out, k + 1],
-                    (out.as_mut_ptr(), yc, step),
-                    (cols.as_ptr(), BLOCK, 1),
-                    (ph.weights.as_ptr(), k + 1, 1),
-                );
-            }
+        // im2col of phase pixels q0..q0+m: row `(c, ry, rx)` holds, for each pixel (i, j),
+        // the input at (i + oy + ry, j + ox + rx), zero outside the image.
+        im2col_block(x, c_in, (h, w), &taps, wi, (q0, m), cols, BLOCK);
+        cols[k * BLOCK..][..m].fill(1.0);
+        // The block's first output pixel, and the output step between its pixels.
+        let (r0, c0) = (q0 / wi, q0 % wi);
+        let first = ((up * r0 + ph.a) * wo + up * c0 + ph.b) * yp;
+        let step = up * yp;
+        // SAFETY: dst addresses m pixels (stride `step`) of c_out channels (stride yc), all
+        // inside the output (phase pixels map below ho × wo); lhs is `m` × `k+1` with column
+        // stride BLOCK inside `cols`; rhs is `k+1` × `c_out` with column stride `k+1` inside the
+        // phase's weights.
+        unsafe {
+            let out = y.add(first);
+            product([m, c_out, k + 1], (out, yc, step), (cols.as_ptr(), BLOCK, 1), (ph.weights.as_ptr(), k + 1, 1));
             if self.relu {
-                // While the block is still in cache.
                 for o in 0..c_out {
                     for i in 0..m {
-                        let v = &mut out[o * yc + i * step];
-                        *v = v.max(0.0);
+                        let v = out.add(o * yc + i * step);
+                        *v = (*v).max(0.0);
                     }
                 }
             }
-            q0 += m;
         }
     }
 }
 
 thread_local! {
-    /// Per-thread im2col block, reused across calls (a tile's convolutions all run on one
-    /// thread), so it is not mapped and zeroed again at every call.
+    /// Per-thread im2col block, reused across calls, so it is not mapped and zeroed again at
+    /// every call; borrowed by one block at a time.
     static COLS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
     /// Per-thread buffers of the Winograd path.
     static WINOGRAD: RefCell<WinogradBuffers> = RefCell::new(WinogradBuffers::default());
@@ -438,19 +467,32 @@ impl EvalOp for GemmConv {
                     relu: self.relu,
                 };
                 let ys = if channels_last { [1, self.c_out] } else { [ho * wo, 1] };
-                WINOGRAD.with(|b| {
-                    let mut b = b.borrow_mut();
-                    for i in 0..n {
-                        wino.convolve(&image(i), (h, w), &mut y[i * y_len..][..y_len], ys, (ho, wo), &mut b);
-                    }
+                // Bands of tile rows of every image, spread over rayon's threads.
+                let (th, band) = (ho.div_ceil(2), Winograd::rows_per_block(wo));
+                let bands: Vec<(usize, usize)> =
+                    (0..n).flat_map(|i| (0..th).step_by(band).map(move |t| (i, t))).collect();
+                let out = SendPtr(y.as_mut_ptr());
+                bands.par_iter().for_each(|&(i, t)| {
+                    WINOGRAD.with(|b| {
+                        // SAFETY: image i's output is y[i·y_len ..][.. y_len]; bands write
+                        // disjoint output rows.
+                        unsafe {
+                            wino.convolve_rows(
+                                &image(i),
+                                (h, w),
+                                out.get().add(i * y_len),
+                                ys,
+                                (ho, wo),
+                                t..(t + band).min(th),
+                                &mut b.borrow_mut(),
+                            )
+                        }
+                    })
                 });
             } else {
-                COLS.with(|cols| {
-                    let mut cols = cols.borrow_mut();
-                    for i in 0..n {
-                        self.convolve_image(&image(i), h, w, &mut y[i * y_len..][..y_len], &mut cols);
-                    }
-                });
+                for i in 0..n {
+                    self.convolve_image(&image(i), h, w, &mut y[i * y_len..][..y_len]);
+                }
             }
         }
         Ok(tvec!(output.into_tvalue()))

@@ -305,6 +305,7 @@ impl OnnxModel {
             return Ok(p.clone());
         }
         let bad = |e: anyhow::Error| self.prepare_error(shape, e);
+        let start = std::time::Instant::now();
         let prepare = || -> Result<Plan, InferError> {
             let prepared = || -> TractResult<Plan> {
                 let (typed, _) = self.typed_model(shape)?;
@@ -318,6 +319,7 @@ impl OnnxModel {
         } else {
             prepare()?
         };
+        tracing::debug!("optimised the model for input {shape:?} in {:.0} ms", start.elapsed().as_secs_f64() * 1e3);
         self.plans.lock().expect("plan cache").insert(shape.to_vec(), plan.clone());
         Ok(plan)
     }

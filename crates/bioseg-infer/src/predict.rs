@@ -10,7 +10,7 @@ use crate::error::InferError;
 use crate::io_spec::ModelIo;
 use crate::model::OnnxModel;
 use crate::tiler::Tiler;
-use crate::tiling::{Blend, TilePlan, TileSize};
+use crate::tiling::{Blend, Parallelism, TilePlan, TileSize};
 
 /// The halo of a model with neither `bioseg.recommended_halo` nor a receptive field that the
 /// graph analysis can find, unless `--halo` is given.
@@ -41,6 +41,8 @@ pub struct PredictOptions {
     pub tta: bool,
     /// Volumetric (3-D) models: requested tile depth in slices (symbolic-depth models).
     pub tile_z: usize,
+    /// Tiles in parallel, or one tile at a time with its layers split over the threads.
+    pub parallel: Parallelism,
 }
 
 impl Default for PredictOptions {
@@ -56,6 +58,7 @@ impl Default for PredictOptions {
             size_multiple: None,
             tta: false,
             tile_z: 32,
+            parallel: Parallelism::default(),
         }
     }
 }
@@ -244,7 +247,7 @@ impl<'m> Predictor<'m> {
     /// The one tiler of images and volumes, with this predictor's model and options.
     pub(crate) fn tiler(&self) -> Tiler<'_> {
         let batch = if self.io.batch_symbolic { self.opts.batch.max(1) } else { 1 };
-        Tiler { model: self.model, io: &self.io, blend: self.opts.blend, batch }
+        Tiler { model: self.model, io: &self.io, blend: self.opts.blend, batch, parallel: self.opts.parallel }
     }
 }
 

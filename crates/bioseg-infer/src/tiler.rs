@@ -16,7 +16,7 @@ use rayon::prelude::*;
 use crate::error::InferError;
 use crate::io_spec::ModelIo;
 use crate::model::OnnxModel;
-use crate::tiling::{Blend, GridPlan, GridTile, gaussian_weights};
+use crate::tiling::{Blend, GridPlan, GridTile, Parallelism, gaussian_weights};
 
 /// A batch of tiles with each one's core as probabilities `[K, cz, cy, cx]`.
 type TileOutputs = Vec<(GridTile, Array4<f32>)>;
@@ -28,6 +28,8 @@ pub(crate) struct Tiler<'a> {
     pub(crate) blend: Blend,
     /// Tiles per model run (1 unless the batch axis is symbolic).
     pub(crate) batch: usize,
+    /// Tiles in parallel, or one at a time with the layers split over the threads.
+    pub(crate) parallel: Parallelism,
 }
 
 impl Tiler<'_> {
@@ -46,7 +48,11 @@ impl Tiler<'_> {
         let weights = [gaussian_weights(plan.z.core), gaussian_weights(plan.y.core), gaussian_weights(plan.x.core)];
         let mut probs: Option<Array4<f32>> = None;
         let mut wsum = (self.blend == Blend::Gaussian).then(|| Array3::<f32>::zeros((d, h, w)));
-        let chunk = self.batch * rayon::current_num_threads().max(1) * 2;
+        let in_flight = match self.parallel {
+            Parallelism::Tiles => rayon::current_num_threads().max(1) * 2,
+            Parallelism::Layers => 1,
+        };
+        let chunk = self.batch * in_flight;
         let done = std::sync::atomic::AtomicUsize::new(0);
         let axes = [&plan.z, &plan.y, &plan.x];
         for group in tiles.chunks(chunk) {

@@ -35,6 +35,41 @@ impl std::fmt::Display for Blend {
     }
 }
 
+/// How the threads share an image's (or a volume block's) tiles.
+///
+/// The convolutions split their own work over rayon's threads in both modes (blocks of output
+/// pixels or rows), so with tiles in parallel a thread that runs out of tiles helps finish the
+/// last tile's layers, and one tile alone still uses every core. Measured (BENCHMARKS.md, "Two
+/// cores on one tile"): tiles in parallel are ~20 % faster for F=16 U-Nets on 256 tiles (one
+/// tile at a time leaves the non-convolution ops and the tile copies on one core) and as fast
+/// for F=64 on 512 tiles, where one tile at a time needs a third less memory.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Parallelism {
+    /// Two tiles per thread in flight, each run by one thread.
+    #[default]
+    Tiles,
+    /// One tile at a time, each convolution split over the threads: less memory.
+    Layers,
+}
+
+impl Parallelism {
+    /// Every mode and its name on the command line.
+    const NAMES: [(Parallelism, &'static str); 2] = [(Parallelism::Tiles, "tiles"), (Parallelism::Layers, "layers")];
+}
+
+impl std::str::FromStr for Parallelism {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        crate::names::parse(&Parallelism::NAMES, "parallelism", s)
+    }
+}
+
+impl std::fmt::Display for Parallelism {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(crate::names::name_of(&Parallelism::NAMES, self))
+    }
+}
+
 /// One axis of a tiling plan.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AxisPlan {

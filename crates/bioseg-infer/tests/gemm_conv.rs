@@ -156,6 +156,27 @@ fn what_it_cannot_run_stays_with_tract() {
     assert_eq!(n, 1, "the stride-2 convolution is tract's, the next one ours");
 }
 
+/// Images large enough for several im2col blocks and Winograd bands, run on a pool of 4 threads
+/// (whatever the machine): the blocks each thread writes add up to tract's whole output.
+#[test]
+fn blocks_and_bands_split_over_threads_match_tract() {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(4).build().unwrap();
+    let layers = [layer(16, [3, 3], [1; 4]), layer(20, [3, 3], [1; 4]), layer(4, [2, 2], [1, 0, 0, 1])];
+    for (name, options) in [
+        ("winograd", GemmConvOptions { winograd_min_channels: 16, direct_max_channels: 0 }),
+        ("im2col", GemmConvOptions { winograd_min_channels: usize::MAX, direct_max_channels: 0 }),
+    ] {
+        for channels_last in [false, true] {
+            // 70 × 41: 35 Winograd tile rows of 21 tiles (bands of 12 rows), 2870 im2col pixels.
+            let shape = if channels_last { [2, 70, 41, 16] } else { [2, 16, 70, 41] };
+            let (d, n) = pool.install(|| compare_with(dir.path(), 16, &layers, channels_last, shape, options.clone()));
+            assert!(d <= 1e-5, "{name}, channels last {channels_last}: relative difference {d}");
+            assert_eq!(n, 3, "{name}");
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 

@@ -64,11 +64,11 @@ pub fn grow(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
 /// A raw pointer that may cross threads: the parallel kernels write disjoint parts of one output
 /// through it (each use states why the parts are disjoint).
 #[derive(Clone, Copy)]
-pub(crate) struct SendPtr(pub *mut f32);
+pub struct SendPtr(pub *mut f32);
 
 impl SendPtr {
     /// The pointer (a method, so closures capture the whole `SendPtr`, not its field).
-    pub(crate) fn get(self) -> *mut f32 {
+    pub fn get(self) -> *mut f32 {
         self.0
     }
 }

@@ -30,7 +30,7 @@ pub use conv2d::{
 };
 pub use direct::DirectConv;
 pub use error::KernelError;
-pub use gemm::{View, grow, matrix_product_rate, product, product_acc};
+pub use gemm::{SendPtr, View, grow, matrix_product_rate, product, product_acc};
 pub use geometry::Conv2dGeometry;
 pub use im2col::{Taps, col2im_block, im2col_block};
 pub use input::{ChannelView, ConvInput, channel_lookup};

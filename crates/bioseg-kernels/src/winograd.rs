@@ -68,20 +68,49 @@ pub struct Buffers {
 }
 
 impl Winograd<'_> {
+    /// Tile rows (pairs of output rows) per block of work for an output `wo` wide: the unit in
+    /// which [`Winograd::convolve_rows`] may split an image over threads.
+    pub fn rows_per_block(wo: usize) -> usize {
+        (TILES / wo.div_ceil(2).max(1)).max(1)
+    }
+
     /// Convolves one image `x` (`h` × `w`); output `(o, r, col)` goes to
     /// `o·ys[0] + (r·wo + col)·ys[1]` (`ho` × `wo`).
     pub fn convolve(
         &self,
         x: &ConvInput,
-        (h, w): (usize, usize),
+        hw: (usize, usize),
         y: &mut [f32],
         ys: [usize; 2],
         (ho, wo): (usize, usize),
         buf: &mut Buffers,
     ) {
+        assert!(ho == 0 || wo == 0 || (self.c_out - 1) * ys[0] + ((ho - 1) * wo + wo - 1) * ys[1] < y.len());
+        // SAFETY: the assertion keeps every output element inside `y`, which is borrowed
+        // mutably for the whole call.
+        unsafe { self.convolve_rows(x, hw, y.as_mut_ptr(), ys, (ho, wo), 0..ho.div_ceil(2), buf) }
+    }
+
+    /// [`Winograd::convolve`] for tile rows `tile_rows` only (output rows `2·start ..
+    /// 2·end`), through a raw output pointer, so that threads can share one image's rows.
+    ///
+    /// # Safety
+    /// Every output element of those rows (`o·ys[0] + (r·wo + col)·ys[1]` from `y`) must be
+    /// inside one allocation that nothing else reads or writes during the call.
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn convolve_rows(
+        &self,
+        x: &ConvInput,
+        (h, w): (usize, usize),
+        y: *mut f32,
+        ys: [usize; 2],
+        (ho, wo): (usize, usize),
+        tile_rows: std::ops::Range<usize>,
+        buf: &mut Buffers,
+    ) {
         let (c_in, c_out) = (self.c_in, self.c_out);
         let (th, tw) = (ho.div_ceil(2), wo.div_ceil(2));
-        let rows_per_block = (TILES / tw).max(1);
+        let rows_per_block = Self::rows_per_block(wo);
         let block_tiles = rows_per_block * tw;
         let row_len = 2 * tw + 2;
         let Buffers { v, m, rows, tmp } = buf;
@@ -89,7 +118,7 @@ impl Winograd<'_> {
         let m = grow(m, 16 * c_out * block_tiles);
         let rows = grow(rows, 4 * row_len);
         let tmp = grow(tmp, 16 * tw);
-        let mut ty0 = 0;
+        let (mut ty0, th) = (tile_rows.start, tile_rows.end.min(th));
         while ty0 < th {
             let nrows = rows_per_block.min(th - ty0);
             let t_count = nrows * tw;
@@ -200,18 +229,21 @@ impl Winograd<'_> {
                         }
                         let base = o * ys[0] + yr * wo * ys[1];
                         let src = &src[..wo];
-                        if ys[1] == 1 {
-                            let dst = &mut y[base..base + wo];
-                            if self.relu {
-                                for (d, s) in dst.iter_mut().zip(src) {
-                                    *d = s.max(0.0);
+                        // SAFETY: row `yr` of channel `o` is inside the caller's rows.
+                        unsafe {
+                            if ys[1] == 1 {
+                                let dst = std::slice::from_raw_parts_mut(y.add(base), wo);
+                                if self.relu {
+                                    for (d, s) in dst.iter_mut().zip(src) {
+                                        *d = s.max(0.0);
+                                    }
+                                } else {
+                                    dst.copy_from_slice(src);
                                 }
                             } else {
-                                dst.copy_from_slice(src);
-                            }
-                        } else {
-                            for (col, s) in src.iter().enumerate() {
-                                y[base + col * ys[1]] = if self.relu { s.max(0.0) } else { *s };
+                                for (col, s) in src.iter().enumerate() {
+                                    *y.add(base + col * ys[1]) = if self.relu { s.max(0.0) } else { *s };
+                                }
                             }
                         }
                     }
