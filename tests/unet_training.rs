@@ -3,11 +3,13 @@
 
 use std::path::Path;
 
+use bioseg_data::weight_map::BorderWeights;
 use bioseg_infer::OnnxModel;
 use bioseg_train::augment::{AugmentConfig, augment_batch, synthetic_samples};
 use bioseg_train::device::{CpuAutodiff, CpuBackend};
 use bioseg_train::model::unet::{Unet, UnetConfig, Upsample};
 use bioseg_train::train::losses::{ClassWeights, Loss, LossKind};
+use bioseg_train::train::schedule::LrSchedule;
 use bioseg_train::train::unet::{RunOptions, UnetTraining, train_unet};
 use burn::module::AutodiffModule;
 use burn::optim::AdamConfig;
@@ -168,6 +170,44 @@ fn resume_reproduces_an_uninterrupted_run() {
         .unwrap()
         .to_string();
     assert!(err.contains("learning_rate"), "{err}");
+}
+
+#[test]
+fn weight_map_and_cosine_schedule_train_and_resume_exactly() {
+    let _serial = bioseg_suite::burn_lock();
+    let dir = tempfile::tempdir().unwrap();
+    synth(dir.path(), 3, 64);
+    let cfg = UnetTraining {
+        epochs: 3,
+        weight_map: Some(BorderWeights::default()),
+        lr_schedule: LrSchedule::Cosine,
+        warmup_steps: 2,
+        ..tiny(dir.path(), "membrane")
+    };
+    let dev = [Default::default()];
+    let quiet = RunOptions { quiet: true, ..Default::default() };
+    let straight = train_unet::<CpuAutodiff>(&cfg, &quiet, &dev).unwrap();
+    assert!(straight.history.iter().all(|e| e.train_loss.is_finite() && e.val_loss > 0.0));
+    // The weight map and the schedule change the run.
+    let plain = train_unet::<CpuAutodiff>(&UnetTraining { weight_map: None, ..cfg.clone() }, &quiet, &dev).unwrap();
+    assert_ne!(plain.history[0].train_loss, straight.history[0].train_loss);
+    let constant =
+        train_unet::<CpuAutodiff>(&UnetTraining { lr_schedule: LrSchedule::Constant, ..cfg.clone() }, &quiet, &dev)
+            .unwrap();
+    assert_ne!(weights(&constant.model), weights(&straight.model));
+
+    // Resumed after epoch 1, the schedule continues at the right step.
+    let ckpt = dir.path().join("ckpt");
+    let opts = RunOptions { quiet: true, checkpoint_dir: Some(ckpt.clone()), ..Default::default() };
+    train_unet::<CpuAutodiff>(&UnetTraining { epochs: 1, ..cfg.clone() }, &opts, &dev).unwrap();
+    let resumed =
+        train_unet::<CpuAutodiff>(&cfg, &RunOptions { resume_from: Some(ckpt), ..opts.clone() }, &dev).unwrap();
+    assert_eq!(weights(&resumed.model), weights(&straight.model));
+
+    // The border weights need a cross-entropy loss.
+    let dice = UnetTraining { loss: LossKind::Dice, ..cfg };
+    let err = train_unet::<CpuAutodiff>(&dice, &quiet, &dev).err().unwrap().to_string();
+    assert!(err.contains("--weight-map needs --loss bce or wcce"), "{err}");
 }
 
 #[test]

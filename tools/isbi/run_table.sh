@@ -17,6 +17,10 @@
 #   AUGMENT [1]      1: bioseg's default augmentation / Keras flips + 90° rotations; 0: crops only
 #   KERAS [1]        0 skips the Keras reference (tools/keras/.venv must exist otherwise)
 #   EQUAL_TIME [1]   with KERAS=1: also train bioseg for Keras' training time (0 skips it)
+#   RECIPE []        extra bioseg-train flags of a further bioseg row, the recipe under study, e.g.
+#                    "--weight-map unet --lr-schedule cosine --warmup-steps 100"
+#   RECIPE_STEPS [STEPS]  its training steps
+#   PLAIN [1]        0 skips the plain bioseg row (e.g. to train the recipe only)
 #   OUT [out/isbi_table]  working folder (models, predictions, scores); replaced on every run
 #   TABLE [docs/isbi_table.md]  the Markdown table to write
 #   CARGO_PROFILE [release]  profile the bioseg binaries are built with
@@ -36,6 +40,9 @@ LR=${LR:-1e-4}
 SEED=${SEED:-1}
 AUGMENT=${AUGMENT:-1}
 KERAS=${KERAS:-1}
+RECIPE=${RECIPE:-}
+RECIPE_STEPS=${RECIPE_STEPS:-$STEPS}
+PLAIN=${PLAIN:-1}
 EQUAL_TIME=${EQUAL_TIME:-1}
 OUT=${OUT:-$ROOT/out/isbi_table}
 TABLE=${TABLE:-$ROOT/docs/isbi_table.md}
@@ -105,13 +112,14 @@ AUG_FLAG=()
 # it, else one) into $OUT/NAME, records its steps and times, predicts and scores.
 train_bioseg() {
     local name=$1 steps=$2 epochs=$EPOCHS
+    shift 2
     if (( epochs > steps || steps % epochs != 0 )); then epochs=1; fi
     echo "== bioseg ($name): $steps steps ($epochs epochs x $(( steps / epochs ))), F=$F, batch $BATCH, ${SIZE}x$SIZE crops"
     local t0 t1
     t0=$(now)
     "$TRAINER" unet -d "$ISBI" -c membrane --val-names 20,21,22,23,24 -F "$F" -b "$BATCH" \
         -X "$SIZE" -Y "$SIZE" -l "$LR" --loss bce -e "$epochs" --steps-per-epoch "$(( steps / epochs ))" \
-        --seed "$SEED" --device "$DEVICE" "${AUG_FLAG[@]}" -o "$OUT/$name" -q
+        --seed "$SEED" --device "$DEVICE" "${AUG_FLAG[@]}" "$@" -o "$OUT/$name" -q
     t1=$(now)
     elapsed "$t0" "$t1" > "$OUT/$name/wall_seconds"
     echo "$steps" > "$OUT/$name/steps"
@@ -124,7 +132,9 @@ train_bioseg() {
         predict_and_score "${name}_tta" "$OUT/$name/model.onnx" --tta
     fi
 }
-train_bioseg rust "$STEPS"
+if [[ $PLAIN == 1 ]]; then train_bioseg rust "$STEPS"; fi
+# shellcheck disable=SC2086  # RECIPE is a list of flags
+if [[ -n $RECIPE ]]; then train_bioseg recipe "$RECIPE_STEPS" $RECIPE; fi
 
 if [[ $KERAS == 1 ]]; then
     echo "== Keras reference: $STEPS steps, F=$F, batch $BATCH, ${SIZE}x$SIZE crops"
@@ -145,7 +155,7 @@ if [[ $KERAS == 1 ]]; then
         cp "$OUT/keras/train_seconds" "$OUT/keras/wall_seconds" "$OUT/keras/steps" "$OUT/keras_tta/"
         predict_and_score keras_tta "$OUT/keras/model.onnx" --tta
     fi
-    if [[ $EQUAL_TIME == 1 ]]; then
+    if [[ $EQUAL_TIME == 1 && $PLAIN == 1 ]]; then
         # As many bioseg steps as fit in Keras' training time at bioseg's measured s/step,
         # rounded down to whole epochs.
         EQ_STEPS=$(python3 -c "import sys; k, r, n, e = map(float, sys.argv[1:]); s = int(k / (r / n)); print(max(1, s // int(e) * int(e) or s))" \
@@ -164,7 +174,8 @@ import json, os, sys
 out, table = sys.argv[1], sys.argv[2]
 rows = [("rust", "bioseg (Burn, " + ("flex CPU" if "$DEVICE" == "cpu" else "$DEVICE") + " backend)"), ("rust_tta", "bioseg + TTA (flips, 90° rotations)"),
         ("keras", "Keras reference (TensorFlow, CPU)"), ("keras_tta", "Keras reference + TTA"),
-        ("rust_equal_time", "bioseg, Keras' training time"), ("rust_equal_time_tta", "bioseg, Keras' training time + TTA")]
+        ("rust_equal_time", "bioseg, Keras' training time"), ("rust_equal_time_tta", "bioseg, Keras' training time + TTA"),
+        ("recipe", "bioseg, recipe: $RECIPE"), ("recipe_tta", "bioseg, recipe + TTA")]
 def read(name, f):
     with open(os.path.join(out, name, f)) as fh:
         return fh.read()
@@ -222,7 +233,9 @@ lines += [
     "## How it was made",
     "",
     "\`\`\`sh",
-    "STEPS=$STEPS EPOCHS=$EPOCHS F=$F BATCH=$BATCH SIZE=$SIZE LR=$LR SEED=$SEED AUGMENT=$AUGMENT DEVICE=$DEVICE FEATURES=$FEATURES tools/isbi/run_table.sh",
+    "STEPS=$STEPS EPOCHS=$EPOCHS F=$F BATCH=$BATCH SIZE=$SIZE LR=$LR SEED=$SEED AUGMENT=$AUGMENT DEVICE=$DEVICE FEATURES=$FEATURES "
+    + ("RECIPE='$RECIPE' RECIPE_STEPS=$RECIPE_STEPS " if "$RECIPE" else "") + ("PLAIN=0 " if "$PLAIN" != "1" else "")
+    + "tools/isbi/run_table.sh",
     "\`\`\`",
     "",
     "Commit $COMMIT$DIRTY; CPU: $CPU, $(nproc) cores; $(date -u +%Y-%m-%d).",

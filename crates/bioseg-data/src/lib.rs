@@ -19,6 +19,7 @@
 //! | [`overlay`] | colour overlays of label maps and error maps |
 //! | [`segmentation_scores`] | ISBI 2012 `V_rand`/`V_info`, adapted Rand error, variation of information |
 //! | [`env`](mod@env) | [`isbi2012_dir`], [`natural_cmp`] |
+//! | [`weight_map`] | the U-Net paper's border-weighted loss weights ([`weight_map::unet_weight_map`]) |
 //! | [`volume`] | 3-D volumes: multi-page TIFF, slice folders, Zarr v2/v3 readers ([`open_volume`]); OME-Zarr, TIFF stack and slice writers |
 
 #![warn(missing_docs)]
@@ -37,6 +38,7 @@ pub mod segmentation_scores;
 pub mod synth;
 pub mod tensor_file;
 pub mod volume;
+pub mod weight_map;
 
 pub use atomic::{ensure_absent_or_overwrite, write_atomic, write_bytes_atomic};
 pub use dataset::{SamplePair, SegmentationDataset, list_images};

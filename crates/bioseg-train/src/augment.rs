@@ -121,14 +121,24 @@ impl AugmentConfig {
     }
 }
 
-/// One training sample: the image `[H, W, C]` (already normalised) and its mask `[H, W]` of
-/// class indices. Both must have the same `H` and `W`.
+/// One training sample: the image `[H, W, C]` (already normalised), its mask `[H, W]` of
+/// class indices and optionally a loss weight per pixel `[H, W]`. All have the same `H` and `W`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Sample {
     /// The image, `[H, W, C]`, f32.
     pub image: Array3<f32>,
     /// The class index of each pixel, `[H, W]`.
     pub mask: Array2<u8>,
+    /// The loss weight of each pixel (`--weight-map unet`: `bioseg_data::weight_map`), `[H, W]`;
+    /// none: the loss weighs pixels by class only.
+    pub weights: Option<Array2<f32>>,
+}
+
+impl Sample {
+    /// A sample without pixel weights.
+    pub fn new(image: Array3<f32>, mask: Array2<u8>) -> Sample {
+        Sample { image, mask, weights: None }
+    }
 }
 
 /// `n` synthetic EM sections of `size` × `size` (seeds `seed`, `seed + 1`, …) as membrane
@@ -139,10 +149,10 @@ pub fn synthetic_samples(n: usize, size: usize, seed: u64) -> Result<Vec<Sample>
     (0..n as u64)
         .map(|s| {
             let g = bioseg_data::generate(&p, seed + s)?;
-            Ok(Sample {
-                image: g.image.mapv(|v| v as f32 / 255.0).insert_axis(ndarray::Axis(2)),
-                mask: g.membrane.mapv(|v| u8::from(v > 127)),
-            })
+            Ok(Sample::new(
+                g.image.mapv(|v| v as f32 / 255.0).insert_axis(ndarray::Axis(2)),
+                g.membrane.mapv(|v| u8::from(v > 127)),
+            ))
         })
         .collect()
 }
@@ -152,8 +162,8 @@ pub fn synthetic_samples(n: usize, size: usize, seed: u64) -> Result<Vec<Sample>
 ///
 /// The geometric transforms are composed into ONE inverse coordinate map (affine: rotation,
 /// shear, zoom, flips and 90° rotations; then a projective skew; then an optional elastic
-/// displacement field) that is sampled once per output pixel, bilinearly for the image and with
-/// the nearest neighbour for the mask. Output pixels that map outside the source read its
+/// displacement field) that is sampled once per output pixel, bilinearly for the image (and the
+/// pixel weights, when the sample has them) and with the nearest neighbour for the mask. Output pixels that map outside the source read its
 /// mirror image, so crops are always full of real data. The crop position is uniform over the
 /// source (over the integer positions where the window fits, so that crops without continuous
 /// transforms are exact copies of source pixels). If the source is smaller than the crop along
@@ -181,8 +191,14 @@ pub fn augment_crop(
     let mask = src.mask.as_standard_layout();
     let mask = mask.as_slice().expect("standard layout is contiguous");
 
+    let weights = src.weights.as_ref().map(|w| {
+        assert_eq!(w.dim(), (sh, sw), "augment: the image is {sh}x{sw} but its weights are {:?}", w.dim());
+        w.as_standard_layout()
+    });
+    let weights = weights.as_ref().map(|w| w.as_slice().expect("standard layout is contiguous"));
     let mut out_image = vec![0.0f32; crop_h * crop_w * channels];
     let mut out_mask = vec![0u8; crop_h * crop_w];
+    let mut out_weights = vec![0.0f32; if weights.is_some() { crop_h * crop_w } else { 0 }];
     for i in 0..crop_h {
         for j in 0..crop_w {
             let k = i * crop_w + j;
@@ -198,16 +214,20 @@ pub fn augment_crop(
             let (fx, fy) = (x - x0 as f32, y - y0 as f32);
             let (xa, xb) = (reflect(x0, sw), reflect(x0 + 1, sw));
             let (ya, yb) = (reflect(y0, sh), reflect(y0 + 1, sh));
+            let bilinear = |v00: f32, v01: f32, v10: f32, v11: f32| {
+                // Exact at integer coordinates (fx = fy = 0 gives v00 bit for bit).
+                let top = v00 + fx * (v01 - v00);
+                let bottom = v10 + fx * (v11 - v10);
+                top + fy * (bottom - top)
+            };
+            if let Some(wt) = weights {
+                out_weights[k] = bilinear(wt[ya * sw + xa], wt[ya * sw + xb], wt[yb * sw + xa], wt[yb * sw + xb]);
+            }
             let (p00, p01) = ((ya * sw + xa) * channels, (ya * sw + xb) * channels);
             let (p10, p11) = ((yb * sw + xa) * channels, (yb * sw + xb) * channels);
             let out = &mut out_image[k * channels..(k + 1) * channels];
             for (c, o) in out.iter_mut().enumerate() {
-                let (v00, v01) = (image[p00 + c], image[p01 + c]);
-                let (v10, v11) = (image[p10 + c], image[p11 + c]);
-                // Exact at integer coordinates (fx = fy = 0 gives v00 bit for bit).
-                let top = v00 + fx * (v01 - v00);
-                let bottom = v10 + fx * (v11 - v10);
-                *o = top + fy * (bottom - top);
+                *o = bilinear(image[p00 + c], image[p01 + c], image[p10 + c], image[p11 + c]);
             }
         }
     }
@@ -218,6 +238,9 @@ pub fn augment_crop(
         image: Array3::from_shape_vec((crop_h, crop_w, channels), out_image)
             .expect("the output buffer has the crop's shape"),
         mask: Array2::from_shape_vec((crop_h, crop_w), out_mask).expect("the output buffer has the crop's shape"),
+        weights: weights.map(|_| {
+            Array2::from_shape_vec((crop_h, crop_w), out_weights).expect("the output buffer has the crop's shape")
+        }),
     }
 }
 
@@ -590,7 +613,7 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let image = Array3::from_shape_fn((h, w, c), |_| rng.random_range(-2.0f32..2.0));
         let mask = Array2::from_shape_fn((h, w), |_| classes[rng.random_range(0..classes.len())]);
-        Sample { image, mask }
+        Sample::new(image, mask)
     }
 
     /// Three classes (0, 1, 2) in blocks of `block` pixels; the image has two channels,
@@ -602,7 +625,7 @@ mod tests {
             let k = f32::from(mask[[i, j]]);
             if c == 0 { k } else { k * k }
         });
-        Sample { image, mask }
+        Sample::new(image, mask)
     }
 
     /// Every transform on and strong (the elastic distortion always).
@@ -672,7 +695,7 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(0);
         let out = augment_crop(&src, 0, 5, &strong(), &mut rng);
         assert_eq!((out.image.dim(), out.mask.dim()), ((0, 5, 1), (0, 5)));
-        let no_channels = Sample { image: Array3::zeros((8, 8, 0)), mask: src.mask.clone() };
+        let no_channels = Sample::new(Array3::zeros((8, 8, 0)), src.mask.clone());
         let out = augment_crop(&no_channels, 4, 4, &strong(), &mut rng);
         assert_eq!((out.image.dim(), out.mask.dim()), ((4, 4, 0), (4, 4)));
     }
@@ -748,6 +771,24 @@ mod tests {
     /// (bilinear weight only on pixels of one class), the mask has that class. (b) Wherever the
     /// map (redrawn from the same seed) lands far from a class boundary of the source (all
     /// pixels within 2 of the point of one class), image and mask both have that class.
+    #[test]
+    fn pixel_weights_are_warped_with_the_image() {
+        let mut src = random_source(40, 52, 2, &[0, 1], 9);
+        src.weights = Some(src.image.index_axis(ndarray::Axis(2), 1).to_owned());
+        let cfg = geometric_only(strong());
+        for seed in 0..20u64 {
+            let out = augment_crop(&src, 32, 48, &cfg, &mut ChaCha8Rng::seed_from_u64(seed));
+            let w = out.weights.expect("a sample with weights keeps them");
+            assert_eq!(w.dim(), (32, 48));
+            for ((i, j), &v) in w.indexed_iter() {
+                assert_eq!(v.to_bits(), out.image[[i, j, 1]].to_bits(), "seed {seed} at ({i}, {j})");
+            }
+        }
+        // Without weights, none appear.
+        let plain = Sample::new(src.image.clone(), src.mask.clone());
+        assert!(augment_crop(&plain, 16, 16, &cfg, &mut ChaCha8Rng::seed_from_u64(1)).weights.is_none());
+    }
+
     #[test]
     fn image_and_mask_stay_aligned() {
         let (sh, sw, ch, cw) = (96, 80, 48, 56);

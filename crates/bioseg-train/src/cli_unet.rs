@@ -5,13 +5,24 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 
+use bioseg_data::weight_map::BorderWeights;
 use bioseg_train::device::DeviceSpec;
 use bioseg_train::train::losses::{ClassWeights, LossKind};
+use bioseg_train::train::schedule::LrSchedule;
 use bioseg_train::train::unet::{RunOptions, UnetTraining, train_unet};
 
 /// The library's defaults: the one source of every default `bioseg-train unet --help` shows.
 fn defaults() -> UnetTraining {
     UnetTraining::default()
+}
+
+/// Per-pixel loss weights of `--weight-map`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WeightMap {
+    /// Pixels weigh by class only (--cw).
+    None,
+    /// The U-Net paper's border-weighted map.
+    Unet,
 }
 
 /// Options of `bioseg-train unet` (named as in the Biowulf `unet` module's `train.py`).
@@ -69,6 +80,25 @@ pub struct UnetArgs {
     /// Focal-Tversky exponent γ ((1 − TI)^γ; 1 = plain Tversky).
     #[arg(long, default_value_t = defaults().gamma)]
     pub gamma: f32,
+    /// Per-pixel loss weights: `none`, or `unet`, the U-Net paper's map w(x) = w_c(x) +
+    /// w0·exp(−(d1 + d2)²/2σ²) (d1, d2: distances to the nearest and second nearest cell;
+    /// w_c: the class weights of --cw, mean 1 over the training pixels), which weighs the thin
+    /// gaps between touching cells. With --loss bce or wcce.
+    #[arg(long, value_enum, default_value_t = WeightMap::None)]
+    pub weight_map: WeightMap,
+    /// --weight-map unet: the border weight w0.
+    #[arg(long, default_value_t = BorderWeights::default().w0)]
+    pub w0: f32,
+    /// --weight-map unet: the border width σ in pixels.
+    #[arg(long, default_value_t = BorderWeights::default().sigma)]
+    pub sigma: f32,
+    /// Learning-rate schedule over the run (epochs × steps per epoch): constant, or cosine
+    /// (decays to 0 at the last step).
+    #[arg(long, default_value_t = defaults().lr_schedule)]
+    pub lr_schedule: LrSchedule,
+    /// Steps of linear learning-rate warm-up at the start of the run.
+    #[arg(long, default_value_t = defaults().warmup_steps)]
+    pub warmup_steps: usize,
     /// Class weights: `w0,w1,…`, `auto` (inverse class areas, normalised) or `uniform`.
     #[arg(long = "cw", default_value_t = defaults().class_weights)]
     pub class_weights: ClassWeights,
@@ -201,6 +231,12 @@ impl UnetArgs {
             max_minutes: self.max_minutes,
             class_names: self.class_names.clone(),
             val_names: self.val_names.clone(),
+            weight_map: match self.weight_map {
+                WeightMap::None => None,
+                WeightMap::Unet => Some(BorderWeights { w0: self.w0, sigma: self.sigma }),
+            },
+            lr_schedule: self.lr_schedule,
+            warmup_steps: self.warmup_steps,
         }
     }
 }

@@ -38,8 +38,8 @@ where
     if devices.len() <= 1 {
         let device = devices.first().cloned().unwrap_or_else(|| model.devices()[0].clone());
         return Ok(on_worker(|| {
-            let (x, t) = to_tensors::<B>(batch, model.classes(), &device);
-            let l = loss.forward(model.forward_logits(x), t);
+            let b = to_tensors::<B>(batch, model.classes(), &device);
+            let l = loss.forward(model.forward_logits(b.images), b.targets, b.weights);
             let value: f32 = l.clone().into_scalar().elem();
             let grads = GradientsParams::from_grads(l.backward(), &model);
             (optim.step(learning_rate, model, grads), value as f64)
@@ -65,9 +65,9 @@ pub fn replica_gradients<B: AutodiffBackend, M: SegmentationNet<B> + AutodiffMod
     let mut value = 0.0f64;
     for (device, shard) in devices.iter().zip(batch.chunks(shard_len)) {
         let replica = if devices.len() == 1 { model.clone() } else { model.clone().fork(device) };
-        let (x, t) = to_tensors::<B>(shard, replica.classes(), device);
+        let b = to_tensors::<B>(shard, replica.classes(), device);
         let share = shard.len() as f64 / global_total as f64;
-        let l = loss.forward(replica.forward_logits(x), t);
+        let l = loss.forward(replica.forward_logits(b.images), b.targets, b.weights);
         let v: f32 = l.clone().into_scalar().elem();
         value += v as f64 * share;
         let grads = GradientsParams::from_grads(l.mul_scalar(share).backward(), &replica);

@@ -151,7 +151,18 @@ fn two_class_target<B: Backend>(target: Tensor<B, 4>) -> Tensor<B, 4> {
 
 impl Loss {
     /// The scalar loss of `logits` against the one-hot `target` (both `[N, K, H, W]`).
-    pub fn forward<B: Backend>(&self, logits: Tensor<B, 4>, target: Tensor<B, 4>) -> Tensor<B, 1> {
+    ///
+    /// With `pixel_weights` (`[N, 1, H, W]`, the U-Net paper's weight map, class weights
+    /// included), bce and wcce are `−Σ w(x)·log p_true(x) / pixels` and the class weights are not
+    /// applied again; Dice and Tversky ignore them ([`UnetTraining::check`] refuses the pair).
+    ///
+    /// [`UnetTraining::check`]: crate::train::unet::UnetTraining::check
+    pub fn forward<B: Backend>(
+        &self,
+        logits: Tensor<B, 4>,
+        target: Tensor<B, 4>,
+        pixel_weights: Option<Tensor<B, 4>>,
+    ) -> Tensor<B, 1> {
         let device = logits.device();
         let (probs, log_probs) = class_probabilities(logits);
         let target = two_class_target(target);
@@ -160,6 +171,10 @@ impl Loss {
         let wt = Tensor::<B, 1>::from_data(TensorData::new(weights.clone(), [k]), &device);
         let pixels = (n * h * w) as f64;
         match self.kind {
+            LossKind::Bce | LossKind::Wcce if pixel_weights.is_some() => {
+                let w = pixel_weights.expect("matched");
+                (target * log_probs * w).sum().neg().div_scalar(pixels)
+            }
             LossKind::Bce | LossKind::Wcce => {
                 let per_class = (target * log_probs).sum_dim(0).sum_dim(2).sum_dim(3).reshape([k]);
                 let per_class = if self.kind == LossKind::Wcce { per_class * wt } else { per_class };
@@ -211,7 +226,7 @@ mod tests {
         let logits = t4(vec![0.0, 3f32.ln()], [1, 1, 1, 2]);
         let target = t4(vec![1.0, 0.0], [1, 1, 1, 2]);
         let expected = -((0.5f64).ln() + (0.25f64).ln()) / 2.0;
-        let got = scalar(loss(LossKind::Bce, vec![]).forward(logits, target));
+        let got = scalar(loss(LossKind::Bce, vec![]).forward(logits, target, None));
         assert!((got as f64 - expected).abs() < 1e-5, "{got} vs {expected}");
     }
 
@@ -221,8 +236,30 @@ mod tests {
         let target = t4(vec![1.0, 0.0], [1, 1, 1, 2]);
         // class 1 (foreground) pixel weighted 3, class 0 pixel weighted 1.
         let expected = -(3.0 * (0.5f64).ln() + 1.0 * (0.25f64).ln()) / 2.0;
-        let got = scalar(loss(LossKind::Wcce, vec![1.0, 3.0]).forward(logits, target));
+        let got = scalar(loss(LossKind::Wcce, vec![1.0, 3.0]).forward(logits, target, None));
         assert!((got as f64 - expected).abs() < 1e-5);
+    }
+
+    #[test]
+    fn pixel_weights_replace_class_weights() {
+        let logits = t4(vec![0.0, 3f32.ln()], [1, 1, 1, 2]);
+        let target = t4(vec![1.0, 0.0], [1, 1, 1, 2]);
+        let w = t4(vec![11.0, 0.5], [1, 1, 1, 2]);
+        let expected = -(11.0 * (0.5f64).ln() + 0.5 * (0.25f64).ln()) / 2.0;
+        for (kind, cw) in [(LossKind::Bce, vec![]), (LossKind::Wcce, vec![1.0, 3.0])] {
+            let got = scalar(loss(kind, cw).forward(logits.clone(), target.clone(), Some(w.clone())));
+            assert!((got as f64 - expected).abs() < 1e-5, "{kind}: {got} vs {expected}");
+        }
+        // Weights of 1 give the plain loss; three classes (softmax) too.
+        let ones = t4(vec![1.0, 1.0], [1, 1, 1, 2]);
+        let plain = scalar(loss(LossKind::Bce, vec![]).forward(logits.clone(), target.clone(), None));
+        let got = scalar(loss(LossKind::Bce, vec![]).forward(logits, target, Some(ones.clone())));
+        assert!((got - plain).abs() < 1e-6);
+        let l3 = t4(vec![1.0, 0.0, 0.5, 2.0, -1.0, 0.0], [1, 3, 1, 2]);
+        let t3 = t4(vec![1.0, 0.0, 0.0, 0.0, 0.0, 1.0], [1, 3, 1, 2]);
+        let plain = scalar(loss(LossKind::Wcce, vec![1.0, 1.0, 1.0]).forward(l3.clone(), t3.clone(), None));
+        let got = scalar(loss(LossKind::Wcce, vec![1.0, 1.0, 1.0]).forward(l3, t3, Some(ones)));
+        assert!((got - plain).abs() < 1e-6);
     }
 
     #[test]
@@ -231,19 +268,19 @@ mod tests {
         let target = t4(vec![1.0, 0.0, 0.0, 1.0], [1, 2, 1, 2]);
         let logits = t4(vec![50.0, -50.0, -50.0, 50.0], [1, 2, 1, 2]);
         for kind in [LossKind::Dice, LossKind::Tversky] {
-            let got = scalar(loss(kind, vec![1.0, 1.0]).forward(logits.clone(), target.clone()));
+            let got = scalar(loss(kind, vec![1.0, 1.0]).forward(logits.clone(), target.clone(), None));
             assert!(got.abs() < 1e-4, "{kind}: {got}");
         }
         // Uniform prediction p = 0.5 everywhere: Dice per class = 2·0.5/(1 + 1) = 0.5.
         let flat = t4(vec![0.0; 4], [1, 2, 1, 2]);
-        let got = scalar(loss(LossKind::Dice, vec![1.0, 1.0]).forward(flat.clone(), target.clone()));
+        let got = scalar(loss(LossKind::Dice, vec![1.0, 1.0]).forward(flat.clone(), target.clone(), None));
         assert!((got - 0.5).abs() < 1e-4, "{got}");
         // Tversky with β = 0.5 equals Dice; γ = 2 squares it.
         let mut tv = loss(LossKind::Tversky, vec![1.0, 1.0]);
-        let got = scalar(tv.forward(flat.clone(), target.clone()));
+        let got = scalar(tv.forward(flat.clone(), target.clone(), None));
         assert!((got - 0.5).abs() < 1e-4, "{got}");
         tv.gamma = 2.0;
-        let got = scalar(tv.forward(flat, target));
+        let got = scalar(tv.forward(flat, target, None));
         assert!((got - 0.25).abs() < 1e-4, "{got}");
     }
 

@@ -22,7 +22,9 @@ use crate::model::SegmentationNet;
 use crate::model::unet::{Unet, UnetConfig, Upsample};
 use crate::train::batch::to_tensors;
 use crate::train::losses::{ClassWeights, Loss, LossKind};
+use crate::train::schedule::LrSchedule;
 use crate::train::seeds::epoch_rng;
+use bioseg_data::weight_map::{BorderWeights, unet_weight_map};
 
 /// Everything a U-Net run needs (the CLI's flags).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -84,6 +86,22 @@ pub struct UnetTraining {
     /// `val_fraction` of the images.
     #[serde(default)]
     pub val_names: Vec<String>,
+    /// The U-Net paper's per-pixel loss weights (`--weight-map unet`): class weight plus a
+    /// border term between touching cells; bce and wcce only. Left out of the JSON when off
+    /// (as are the two options below), so the identity of earlier runs is unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight_map: Option<BorderWeights>,
+    /// Learning-rate schedule over the run's steps (epochs × steps per epoch).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub lr_schedule: LrSchedule,
+    /// Steps of linear learning-rate warm-up at the start of the run.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub warmup_steps: usize,
+}
+
+/// For `skip_serializing_if`: the value is its type's default.
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
 }
 
 impl Default for UnetTraining {
@@ -115,6 +133,9 @@ impl Default for UnetTraining {
             max_minutes: 0.0,
             class_names: Vec::new(),
             val_names: Vec::new(),
+            weight_map: None,
+            lr_schedule: LrSchedule::Constant,
+            warmup_steps: 0,
         }
     }
 }
@@ -188,6 +209,23 @@ pub struct UnetData {
     pub val_names: Vec<String>,
 }
 
+impl UnetData {
+    /// Gives every training image and validation crop the U-Net paper's weight map
+    /// ([`unet_weight_map`]), with `w_c` = the loss's `class_weights` scaled so that their mean
+    /// over the training pixels is 1 (uniform weights: 1 everywhere, plus the border term).
+    /// Training images get the map of the whole image (the augmentation warps it with the
+    /// image); validation crops get their own crop's map, which only the validation loss uses.
+    pub fn add_weight_maps(&mut self, class_weights: &[f32], border: BorderWeights) {
+        use rayon::prelude::*;
+        let mean: f64 = self.class_frequencies.iter().zip(class_weights).map(|(f, &w)| f * f64::from(w)).sum();
+        let wc: Vec<f32> =
+            class_weights.iter().map(|&w| if mean > 0.0 { (f64::from(w) / mean) as f32 } else { 1.0 }).collect();
+        self.train.par_iter_mut().chain(self.val.par_iter_mut()).for_each(|s| {
+            s.weights = Some(unet_weight_map(s.mask.view(), &wc, border));
+        });
+    }
+}
+
 const KIND: &str = "unet";
 
 impl UnetTraining {
@@ -225,6 +263,14 @@ impl UnetTraining {
         }
         if self.batch_size == 0 {
             return bad("-b/--batch-size must be at least 1".into());
+        }
+        if let Some(b) = self.weight_map {
+            if !matches!(self.loss, LossKind::Bce | LossKind::Wcce) {
+                return bad(format!("--weight-map needs --loss bce or wcce, not {}", self.loss));
+            }
+            if !(b.w0.is_finite() && b.w0 >= 0.0 && b.sigma.is_finite() && b.sigma > 0.0) {
+                return bad(format!("--w0 must be ≥ 0 and --sigma > 0 (got {} and {})", b.w0, b.sigma));
+            }
         }
         if self.augmentation_rate == 0 {
             return bad("-a/--augmentation-rate must be at least 1".into());
@@ -275,7 +321,7 @@ impl UnetTraining {
             if let Some(s) = data.as_slice_mut() {
                 normalization.apply(s);
             }
-            samples.push((name, Sample { image: data, mask: mask.classes }));
+            samples.push((name, Sample::new(data, mask.classes)));
         }
         // Deterministic split.
         let mut order: Vec<usize> = (0..samples.len()).collect();
@@ -376,6 +422,7 @@ pub fn grid_crops(s: &Sample, ch: usize, cw: usize) -> Vec<Sample> {
             out.push(Sample {
                 image: s.image.slice(ndarray::s![y..y + ch, x..x + cw, ..]).to_owned(),
                 mask: s.mask.slice(ndarray::s![y..y + ch, x..x + cw]).to_owned(),
+                weights: s.weights.as_ref().map(|w| w.slice(ndarray::s![y..y + ch, x..x + cw]).to_owned()),
             });
         }
     }
@@ -456,9 +503,9 @@ pub fn validate<B: Backend, M: SegmentationNet<B>>(
     let mut loss_sum = 0.0;
     let mut preds = Vec::new();
     for chunk in val.chunks(batch.max(1)) {
-        let (x, t) = to_tensors::<B>(chunk, model.classes(), device);
-        let logits = model.forward_logits(x);
-        let l: f32 = loss.forward(logits.clone(), t).into_scalar().elem();
+        let b = to_tensors::<B>(chunk, model.classes(), device);
+        let logits = model.forward_logits(b.images);
+        let l: f32 = loss.forward(logits.clone(), b.targets, b.weights).into_scalar().elem();
         loss_sum += l as f64 * chunk.len() as f64;
         let probs = if model.classes() == 1 {
             burn::tensor::activation::sigmoid(logits)
@@ -512,7 +559,7 @@ pub fn train_unet<B: AutodiffBackend>(
 ) -> Result<TrainedUnet<B::InnerBackend>, TrainError> {
     cfg.check()?;
     let device = first_device(devices)?;
-    let data = cfg.load_data()?;
+    let mut data = cfg.load_data()?;
     if data.train.is_empty() {
         return Err(TrainError::Config("no training images left after the validation split".into()));
     }
@@ -521,6 +568,18 @@ pub fn train_unet<B: AutodiffBackend>(
     let class_weights =
         cfg.class_weights.resolve(weights_classes, &data.class_frequencies).map_err(TrainError::Config)?;
     let loss = Loss { kind: cfg.loss, class_weights, beta: cfg.beta, gamma: cfg.gamma };
+    if let Some(border) = cfg.weight_map {
+        let t = Instant::now();
+        data.add_weight_maps(&loss.class_weights, border);
+        tracing::info!(
+            "U-Net weight maps (w0 {}, sigma {} px) of {} images and {} crops in {:.1} s",
+            border.w0,
+            border.sigma,
+            data.train.len(),
+            data.val.len(),
+            t.elapsed().as_secs_f64()
+        );
+    }
     let class_names = if cfg.class_names.is_empty() {
         if data.classes == 2 {
             crate::train::unet::binary_class_names(&cfg.object_class)
@@ -661,16 +720,15 @@ where
         let te = Instant::now();
         let mut loss_sum = 0.0;
         for (step, batch) in batches.into_iter().enumerate() {
+            let lr =
+                cfg.lr_schedule.rate(cfg.learning_rate, epoch * steps + step, cfg.epochs * steps, cfg.warmup_steps);
             #[cfg(feature = "collective")]
             let (m, value) = match &collective {
-                Some(c) => {
-                    crate::train::multi_node::step(model, &mut optim, loss, &batch, devices, cfg.learning_rate, c)?
-                }
-                None => crate::train::data_parallel::step(model, &mut optim, loss, &batch, devices, cfg.learning_rate)?,
+                Some(c) => crate::train::multi_node::step(model, &mut optim, loss, &batch, devices, lr, c)?,
+                None => crate::train::data_parallel::step(model, &mut optim, loss, &batch, devices, lr)?,
             };
             #[cfg(not(feature = "collective"))]
-            let (m, value) =
-                crate::train::data_parallel::step(model, &mut optim, loss, &batch, devices, cfg.learning_rate)?;
+            let (m, value) = crate::train::data_parallel::step(model, &mut optim, loss, &batch, devices, lr)?;
             model = m;
             if !value.is_finite() {
                 return Err(TrainError::Diverged { epoch: epoch + 1, loss: value as f32 });
