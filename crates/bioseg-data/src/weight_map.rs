@@ -185,7 +185,7 @@ mod tests {
         Array2::from_shape_fn((h, w), |(y, x)| {
             obj.indexed_iter()
                 .filter(|(_, o)| **o)
-                .map(|((py, px), _)| ((y as f32 - py as f32).powi(2) + (x as f32 - px as f32).powi(2)))
+                .map(|((py, px), _)| (y as f32 - py as f32).powi(2) + (x as f32 - px as f32).powi(2))
                 .fold(f32::INFINITY, f32::min)
         })
     }
@@ -195,7 +195,7 @@ mod tests {
         let (h, w) = (13, 17);
         for seed in 0..6u64 {
             let obj = Array2::from_shape_fn((h, w), |(y, x)| {
-                (y as u64 * 31 + x as u64 * 17 + seed * 7).wrapping_mul(2654435761) % 23 == 0
+                (y as u64 * 31 + x as u64 * 17 + seed * 7).wrapping_mul(2654435761).is_multiple_of(23)
             });
             let mut grid: Vec<f32> = obj.iter().map(|&o| if o { 0.0 } else { f32::INFINITY }).collect();
             squared_distances(&mut grid, h, w, &mut Scratch::default());
