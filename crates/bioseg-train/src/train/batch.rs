@@ -1,6 +1,6 @@
 //! A batch of samples as the tensors a training step takes: the images `[N, C, H, W]`, the
-//! one-hot targets `[N, K, H, W]` and the pixel weights `[N, 1, H, W]` when the samples have them. Shared by the training loop's validation, the data-parallel
-//! and the multi-node steps.
+//! one-hot targets `[N, K, H, W]` and the pixel weights `[N, 1, H, W]` when the samples have
+//! them. Shared by the training loop's validation, the data-parallel and the multi-node steps.
 
 use burn::prelude::*;
 use burn::tensor::TensorData;
