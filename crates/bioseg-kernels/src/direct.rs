@@ -14,7 +14,9 @@
 //! row (and the last tile's overhang) are wasted work, dropped when the block is transposed
 //! into the output with its bias ([`copy_out`], 16 × 16 in registers). Where there are two
 //! chunks of 16 output channels, [`tile_pair`] runs both, so each broadcast value feeds two
-//! multiply-adds.
+//! multiply-adds. At stride 1 with a 3-wide kernel (most layers, forward and data gradient),
+//! [`row_tile`] walks a kernel row's input values instead of positions and keeps the row's
+//! three weight vectors in registers, so each broadcast feeds three taps ([`ROW_PAIR_TILE`]).
 //!
 //! Stride 2 (the U-Net's folded decoder step, `bioseg-train`'s `upsample_conv2x2`, is a
 //! transposed convolution 3×3 / 2 whose data gradient is a stride-2 convolution): the band
@@ -60,6 +62,17 @@ const TILE: usize = 24;
 /// 64² 305 / 304 → 336 / 332, 64→32 at 128² 305 / 292 → 336 / 323, all 22 layers 150 → 146 ms;
 /// the 24-position tile is load-bound (one broadcast load per multiply-add).
 const PAIR_TILE: usize = 12;
+
+/// Positions per tile when two chunks of output channels run in [`row_tile`]: 2 × 8 sums, 2
+/// × 3 weights and three broadcasts in registers. [`row_tile`] walks a row's input values
+/// instead of positions, so one broadcast feeds the row's three taps (`P + 2` broadcasts per
+/// `3·P·K` multiply-adds; [`tile`] makes one per multiply-add, [`tile_pair`] one per two).
+/// Measured (`examples/unet_layers`, 2 threads, Intel Xeon AVX-512 at 2.6 GHz, forward / data
+/// gradient GFLOP/s, two alternating rounds, [`tile`]/[`tile_pair`] → row tiles): 16→16 at
+/// 256² 210–217 / 212–220 → 238–249 / 244–250, 32→16 at 256² 251–253 / 244–248 → 274–283 /
+/// 250–261, 64→32 at 128² 265 / 277 → 310 / 314; all 22 layers with weight gradients
+/// 167–171 → 163–165 ms (the single-chunk row tile alone: 168–169 ms).
+const ROW_PAIR_TILE: usize = 8;
 
 /// Band rows (input channel, kernel row) per weight-gradient tile, and the taps per row it
 /// runs (3: the tile holds ROWS · ROW_TAPS = 24 vectors of sums).
@@ -697,6 +710,40 @@ unsafe fn products<const S: usize>(
 ) {
     debug_assert!(m.is_multiple_of(TILE) && block.len() >= m * OUT && w.len() >= offsets.len() * c_in * OUT);
     match w2 {
+        // Taps in rows of three adjacent ones (stride 1, a 3-wide kernel: the forward and data
+        // gradient of most U-Net layers): each broadcast input value feeds its row's three taps
+        // (the module's note on ROW_PAIR_TILE).
+        Some(w2) if S == 1 && rows_of_three(offsets) => {
+            for p0 in (0..m).step_by(ROW_PAIR_TILE) {
+                // SAFETY: the function's contract (ROW_PAIR_TILE divides TILE); a row's taps
+                // read the values `tile` reads.
+                unsafe {
+                    row_tile::<2, ROW_PAIR_TILE>(
+                        band.as_ptr().add(p0),
+                        plane,
+                        offsets,
+                        c_in,
+                        [w.as_ptr(), w2.as_ptr()],
+                        [block.as_mut_ptr().add(p0 * OUT), block2.as_mut_ptr().add(p0 * OUT)],
+                    )
+                };
+            }
+        }
+        None if S == 1 && rows_of_three(offsets) => {
+            for p0 in (0..m).step_by(TILE) {
+                // SAFETY: as above.
+                unsafe {
+                    row_tile::<1, TILE>(
+                        band.as_ptr().add(p0),
+                        plane,
+                        offsets,
+                        c_in,
+                        [w.as_ptr()],
+                        [block.as_mut_ptr().add(p0 * OUT)],
+                    )
+                };
+            }
+        }
         // Two chunks at a time where there are two: each broadcast input value then feeds two
         // multiply-adds (the module's note on PAIR_TILE).
         Some(w2) => {
@@ -930,6 +977,80 @@ unsafe fn tile_avx512<const S: usize>(
     for (i, a) in acc.iter().enumerate() {
         // SAFETY: inside `out` (the caller's contract).
         unsafe { _mm512_storeu_ps(out.add(i * OUT), *a) };
+    }
+}
+
+/// Whether `offsets` are whole rows of three adjacent taps (`o, o + 1, o + 2`): a 3-wide
+/// kernel's taps at stride 1, in [`Direct::run`]'s order.
+fn rows_of_three(offsets: &[usize]) -> bool {
+    offsets.len().is_multiple_of(3) && offsets.chunks_exact(3).all(|r| r[1] == r[0] + 1 && r[2] == r[0] + 2)
+}
+
+/// [`tile`] at stride 1 for `K` chunks of output channels (weights `w[k]` into `out[k]`) and
+/// `P` positions, taps in rows of three adjacent ones ([`rows_of_three`]).
+///
+/// # Safety
+/// As for [`tile`], for each chunk, with `P` positions.
+#[allow(unused_variables)]
+unsafe fn row_tile<const K: usize, const P: usize>(
+    band: *const f32,
+    plane: usize,
+    offsets: &[usize],
+    c_in: usize,
+    w: [*const f32; K],
+    out: [*mut f32; K],
+) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: forwarded from the caller; `pays` checked AVX-512.
+    unsafe {
+        row_tile_avx512::<K, P>(band, plane, offsets, c_in, w, out)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    unreachable!("the direct kernel needs AVX-512 (`pays`)");
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn row_tile_avx512<const K: usize, const P: usize>(
+    band: *const f32,
+    plane: usize,
+    offsets: &[usize],
+    c_in: usize,
+    w: [*const f32; K],
+    out: [*mut f32; K],
+) {
+    use std::arch::x86_64::*;
+    let mut acc = [[_mm512_setzero_ps(); P]; K];
+    for (g, row) in offsets.chunks_exact(3).enumerate() {
+        for c in 0..c_in {
+            // SAFETY: inside the buffers (the caller's contract): tap kx of position i reads
+            // value i + kx of the row, as `tile` does.
+            unsafe {
+                let wv: [[__m512; 3]; K] = std::array::from_fn(|k| {
+                    std::array::from_fn(|kx| _mm512_loadu_ps(w[k].add(((3 * g + kx) * c_in + c) * OUT)))
+                });
+                let src = band.add(c * plane + row[0]);
+                // Values i, i + 1 and i + 2 for position i; each broadcast is made once and
+                // passed on (a loop without branches, which the compiler unrolls with the sums
+                // in registers).
+                let (mut b0, mut b1) = (_mm512_set1_ps(*src), _mm512_set1_ps(*src.add(1)));
+                for i in 0..P {
+                    let b2 = _mm512_set1_ps(*src.add(i + 2));
+                    for (a, wv) in acc.iter_mut().zip(&wv) {
+                        a[i] = _mm512_fmadd_ps(wv[0], b0, a[i]);
+                        a[i] = _mm512_fmadd_ps(wv[1], b1, a[i]);
+                        a[i] = _mm512_fmadd_ps(wv[2], b2, a[i]);
+                    }
+                    (b0, b1) = (b1, b2);
+                }
+            }
+        }
+    }
+    for (acc, out) in acc.iter().zip(out) {
+        for (i, a) in acc.iter().enumerate() {
+            // SAFETY: inside `out` (the caller's contract).
+            unsafe { _mm512_storeu_ps(out.add(i * OUT), *a) };
+        }
     }
 }
 

@@ -308,9 +308,11 @@ fn large_layers_split_into_many_blocks_match_the_reference() {
 fn direct_kernel_layers_match_the_reference() {
     // The direct kernel's layers (8–64 channels read, whole vectors of 16 written; on AVX-512
     // machines): several bands per image, one-pixel images, uneven padding, kernels wider than
-    // tall, channel counts that are not multiples of 8, and 32 output channels (two chunks).
+    // tall, channel counts that are not multiples of 8, and 32 output channels (two chunks);
+    // 3-wide kernels run the row tiles (one chunk, two, and two plus one).
     for (batch, c_in, [h, w], c_out, kernel, pad) in [
         (2, 16, [37, 41], 16, [3, 3], [1, 1]),
+        (2, 32, [29, 35], 64, [3, 3], [1, 1]),
         (1, 10, [1, 1], 16, [3, 3], [1, 1]),
         (3, 24, [5, 9], 32, [2, 3], [0, 2]),
         (1, 64, [13, 6], 16, [3, 1], [2, 0]),
