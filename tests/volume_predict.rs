@@ -129,6 +129,8 @@ fn write_zarr_v3(path: &Path, pages: &[Vec<u8>], h: usize, w: usize) {
         origin: [0, 0, 0],
         name: "input".into(),
         identity: serde_json::json!({"test input": true}),
+        planar: false,
+        channel_labels: vec![],
     };
     let (writer, _) = ZarrVolumeWriter::create(path, spec, CreateMode::New).unwrap();
     let data = Array4::from_shape_fn((1, z, h, w), |(_, k, y, x)| pages[k][y * w + x]);

@@ -10,7 +10,7 @@ use bioseg_data::volume::{VolumeFormat, open_volume, tiff_page_count};
 use bioseg_onnx::{Normalization, TensorLayout};
 
 use bioseg_infer::model::OnnxModel;
-use bioseg_infer::output::{OutputType, output_paths, write_prediction};
+use bioseg_infer::output::{OutputType, WriteOptions, output_paths, write_prediction};
 use bioseg_infer::predict::{PredictOptions, Predictor, megapixels_per_second};
 use bioseg_infer::tiling::{Blend, Parallelism, TileSize};
 use bioseg_infer::volume_predict::{
@@ -33,9 +33,11 @@ pub struct PredictArgs {
     /// OME-Zarr group (v2 or v3). Volumes are predicted slice by slice, slab by slab.
     #[arg(short, long)]
     pub input: PathBuf,
-    /// Output; the format follows the extension: .png or .tif/.tiff for an image; for a volume
-    /// .zarr (OME-Zarr v3, chunked: resumable and shardable), .tif/.tiff (multi-page) or a path
-    /// without extension (a folder of slices, NNNNN.png or .tif by z index).
+    /// Output; the format follows the extension: .png, .tif/.tiff or .zarr (OME-Zarr 0.5, axes
+    /// c, y, x) for an image; for a volume .zarr (chunked: resumable and shardable), .tif/.tiff
+    /// (multi-page) or a path without extension (a folder of slices, NNNNN.png or .tif by z
+    /// index). Several classes' probabilities go into one TIFF (an ImageJ hyperstack) or Zarr
+    /// store (a channel axis); into PNG, one file per class (NAME_classN.png).
     #[arg(short, long)]
     pub output: PathBuf,
     /// Tile core size in pixels, or `auto`: for each image the core (up to 512, in the
@@ -75,8 +77,9 @@ pub struct PredictArgs {
     /// Input layout override: nchw or nhwc [default: from the metadata or the graph].
     #[arg(long)]
     pub layout: Option<TensorLayout>,
-    /// Normalisation override: none, divide:D, zscore or zscore:MEAN:STD [default: the
-    /// model's metadata, else divide by the bit depth's maximum].
+    /// Normalisation override: none, divide:D, zscore (the image's own mean and standard
+    /// deviation), zscore:MEAN:STD or percentile:LOW:HIGH (the image's own percentiles to 0–1)
+    /// [default: the model's metadata or package, else divide by the bit depth's maximum].
     #[arg(long)]
     pub normalize: Option<Normalization>,
     /// Height/width multiple the model needs [default: metadata, else 16].
@@ -173,7 +176,7 @@ impl PredictArgs {
 }
 
 /// Whether `args` asks for the volume path: a format was given, the input is a folder, a
-/// `.zarr` or a TIFF of several pages, or a TIFF with volume options or a volume output.
+/// `.zarr` or a TIFF of several pages, or a TIFF with volume options or a folder output.
 fn is_volume(args: &PredictArgs) -> Result<bool> {
     let input = &args.input;
     std::fs::metadata(input).map_err(|e| bioseg_data::DataError::Read { path: input.clone(), error: e })?;
@@ -181,7 +184,9 @@ fn is_volume(args: &PredictArgs) -> Result<bool> {
         return Ok(true);
     }
     let ext = |p: &Path| p.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).unwrap_or_default();
-    let volume_output = !matches!(ext(&args.output).as_str(), "png" | "tif" | "tiff");
+    // A folder of slices (an output without an extension) is a volume's; a Zarr store holds a
+    // 2-D image too (axes c, y, x).
+    let volume_output = !matches!(ext(&args.output).as_str(), "png" | "tif" | "tiff" | "zarr");
     match ext(input).as_str() {
         "zarr" => Ok(true),
         "tif" | "tiff" => Ok(tiff_page_count(input)? > 1 || args.volume_flags() || volume_output),
@@ -210,8 +215,9 @@ pub fn predict(args: PredictArgs, quiet: bool) -> Result<()> {
     }
     let predictor = Predictor::new(&model, args.options())?;
     let image = bioseg_data::read_image(&args.input)?;
-    let k_guess = model.metadata().classes.len().max(1);
-    for p in output_paths(&args.output, args.output_type, if k_guess > 2 { k_guess } else { 1 }) {
+    let classes = &model.metadata().classes;
+    let k_guess = if classes.len() > 2 { classes.len() } else { 1 };
+    for p in output_paths(&args.output, args.output_type, k_guess) {
         bioseg_data::ensure_absent_or_overwrite(&p, args.overwrite)?;
     }
     if let Some(parent) = args.output.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -228,7 +234,13 @@ pub fn predict(args: PredictArgs, quiet: bool) -> Result<()> {
         .with_context(|| format!("predicting {}", args.input.display()))?;
     bar.finish_and_clear();
     let mps = megapixels_per_second(h * w, start);
-    let paths = write_prediction(&pred, &args.output, args.output_type, args.threshold)?;
+    let write = WriteOptions {
+        kind: args.output_type,
+        threshold: args.threshold,
+        classes: classes.clone(),
+        overwrite: args.overwrite,
+    };
+    let paths = write_prediction(&pred, &args.output, &write)?;
     let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
     println!(
         "{}x{} image, {} tile{} (core {}x{}{}, window {}x{}, halo {}{}), {:.2} s, {:.3} megapixels/s -> {}",

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use bioseg_data::volume::{VolumeDType, VolumeSample};
+use bioseg_data::volume::{CreateMode, TiffStackWriter, VolumeDType, VolumeSample, ZarrVolumeSpec, ZarrVolumeWriter};
 use ndarray::{Array3, ArrayView3, Axis};
 
 use crate::error::InferError;
@@ -11,10 +11,11 @@ use crate::predict::{Prediction, class_map};
 /// What `bioseg predict` writes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum OutputType {
-    /// Probabilities scaled to 0–255 (one file per class for multi-class models).
+    /// Probabilities scaled to 0–255 (multi-class models: one channel per class in a TIFF or
+    /// Zarr, one PNG per class).
     #[default]
     ProbU8,
-    /// Probabilities as float32 TIFF (one file per class for multi-class models).
+    /// Probabilities as float32 TIFF or Zarr (one channel per class).
     ProbF32,
     /// Binary mask 0/255 of the foreground (`p > threshold`; multi-class: any class but 0).
     Mask,
@@ -64,15 +65,36 @@ impl std::fmt::Display for OutputType {
     }
 }
 
-/// The files a prediction of `classes` channels is written to for `output`.
+/// The lower-case extension of `path` (empty without one).
+pub(crate) fn extension(path: &Path) -> String {
+    path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).unwrap_or_default()
+}
+
+/// Whether a file of `path`'s format holds several channels in one file: a TIFF (an ImageJ
+/// hyperstack) or a Zarr store (a channel axis); a PNG holds one.
+fn holds_channels(path: &Path) -> bool {
+    matches!(extension(path).as_str(), "tif" | "tiff" | "zarr")
+}
+
+/// The files a prediction of `classes` channels is written to for `output`: `output` itself,
+/// except for several channels into PNG, which go to one 8-bit file per class,
+/// `STEM_classN.png`.
 pub fn output_paths(output: &Path, kind: OutputType, classes: usize) -> Vec<PathBuf> {
-    let per_class = kind.channels(classes) > 1;
-    if !per_class {
+    if kind.channels(classes) == 1 || holds_channels(output) {
         return vec![output.to_path_buf()];
     }
     let stem = output.file_stem().and_then(|s| s.to_str()).unwrap_or("out");
     let ext = output.extension().and_then(|s| s.to_str()).unwrap_or("png");
     (0..classes).map(|c| output.with_file_name(format!("{stem}_class{c}.{ext}"))).collect()
+}
+
+/// The names of `channels` output channels: the model's class names where there is one per
+/// channel, else `class N` (OME-Zarr `omero` labels).
+pub fn channel_labels(classes: &[String], channels: usize) -> Vec<String> {
+    if classes.len() == channels {
+        return classes.to_vec();
+    }
+    (0..channels).map(|c| format!("class {c}")).collect()
 }
 
 /// Probabilities in an output type: `[channels, h, w]` samples of [`OutputType::dtype`].
@@ -112,34 +134,89 @@ pub fn convert(probs: ArrayView3<f32>, kind: OutputType, threshold: f32) -> Conv
     }
 }
 
-/// Writes `pred` as `kind` to `output` (atomically; format from the extension).
-pub fn write_prediction(
-    pred: &Prediction,
-    output: &Path,
-    kind: OutputType,
-    threshold: f32,
-) -> Result<Vec<PathBuf>, InferError> {
+/// How [`write_prediction`] writes.
+#[derive(Clone, Debug, Default)]
+pub struct WriteOptions {
+    /// The output type.
+    pub kind: OutputType,
+    /// The foreground threshold of `mask` and `labels` ([`convert`]).
+    pub threshold: f32,
+    /// Names of the model's classes (channel labels of a Zarr store; [`channel_labels`]).
+    pub classes: Vec<String>,
+    /// Replace existing outputs.
+    pub overwrite: bool,
+}
+
+/// Writes `pred` to `output`, atomically, in the format of its extension: PNG (8-bit; one file
+/// per class for several channels, [`output_paths`]), TIFF (one page, or an ImageJ hyperstack
+/// of one page per channel; float32 for `prob-f32`) or a Zarr store (OME-Zarr 0.5, axes `c, y,
+/// x` or `y, x`, with `omero` channel labels). Returns the files written.
+pub fn write_prediction(pred: &Prediction, output: &Path, options: &WriteOptions) -> Result<Vec<PathBuf>, InferError> {
     let (k, h, w) = pred.probs.dim();
-    let (wu, hu) = (w as u32, h as u32);
-    let paths = output_paths(output, kind, k);
-    match convert(pred.probs.view(), kind, threshold) {
+    let paths = output_paths(output, options.kind, k);
+    let converted = convert(pred.probs.view(), options.kind, options.threshold);
+    let ext = extension(output);
+    if ext == "zarr" {
+        match converted {
+            Converted::U8(a) => write_zarr_image(&a, output, options)?,
+            Converted::F32(a) => write_zarr_image(&a, output, options)?,
+        }
+        return Ok(paths);
+    }
+    let tiff = ext == "tif" || ext == "tiff";
+    match converted {
+        Converted::U8(a) if a.dim().0 > 1 && tiff => write_tiff_hyperstack(&a, output, options.overwrite)?,
+        Converted::F32(a) if a.dim().0 > 1 => write_tiff_hyperstack(&a, output, options.overwrite)?,
         Converted::U8(a) => {
             for (c, p) in paths.iter().enumerate() {
-                bioseg_data::write_gray_u8(p, wu, hu, &plane(&a, c))?;
+                bioseg_data::write_gray_u8(p, w as u32, h as u32, &plane(&a, c))?;
             }
         }
         Converted::F32(a) => {
-            for (c, p) in paths.iter().enumerate() {
-                let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
-                if ext != "tif" && ext != "tiff" {
-                    return Err(InferError::Input(format!("prob-f32 needs a .tif/.tiff output, not {}", p.display())));
-                }
-                bioseg_data::write_gray_f32_tiff(p, wu, hu, &plane(&a, c))?;
+            if !tiff {
+                return Err(InferError::Input(format!(
+                    "prob-f32 needs a .tif/.tiff or .zarr output, not {}",
+                    output.display()
+                )));
             }
+            bioseg_data::write_gray_f32_tiff(output, w as u32, h as u32, &plane(&a, 0))?;
         }
     }
     Ok(paths)
 }
+
+/// Channels `[c, h, w]` as one TIFF: an ImageJ hyperstack of `c` pages.
+fn write_tiff_hyperstack<T: VolumeSample>(a: &Array3<T>, output: &Path, overwrite: bool) -> Result<(), InferError> {
+    let (k, h, w) = a.dim();
+    let mut writer = TiffStackWriter::create(output, w, h, k, T::DTYPE, overwrite)?.hyperstack(k, 1)?;
+    for c in 0..k {
+        writer.write_page(&plane(a, c))?;
+    }
+    Ok(writer.finish()?)
+}
+
+/// Channels `[c, h, w]` as a 2-D OME-Zarr store (`c, y, x`, or `y, x` for one channel).
+fn write_zarr_image<T: VolumeSample>(a: &Array3<T>, output: &Path, options: &WriteOptions) -> Result<(), InferError> {
+    let (k, h, w) = a.dim();
+    let spec = ZarrVolumeSpec {
+        shape: [1, h, w],
+        channels: (k > 1).then_some(k),
+        chunks: [1, h.min(ZARR_IMAGE_CHUNK), w.min(ZARR_IMAGE_CHUNK)],
+        dtype: T::DTYPE,
+        origin: [0, 0, 0],
+        name: format!("{}", options.kind),
+        identity: serde_json::json!({"output_type": options.kind.to_string()}),
+        planar: true,
+        channel_labels: channel_labels(&options.classes, k),
+    };
+    let mode = if options.overwrite { CreateMode::Overwrite } else { CreateMode::New };
+    let (writer, _) = ZarrVolumeWriter::create(output, spec, mode)?;
+    writer.write_region([0, 0, 0], a.view().insert_axis(Axis(1)), false)?;
+    Ok(())
+}
+
+/// Chunk side of a 2-D Zarr output.
+const ZARR_IMAGE_CHUNK: usize = 1024;
 
 /// Channel `c` of `[channels, h, w]` samples, row-major.
 fn plane<T: Copy>(a: &Array3<T>, c: usize) -> Vec<T> {

@@ -142,8 +142,8 @@ impl<'m> Predictor<'m> {
     }
 
     /// Checks an input (`channels` on its last axis, a `what` such as "image") and resolves its
-    /// normalisation; a per-image z-score takes the statistics of the whole input, never of a
-    /// tile, so results do not depend on tiling.
+    /// normalisation; a per-image z-score or percentile range takes the statistics of the whole
+    /// input, never of a tile, so results do not depend on tiling.
     pub(crate) fn checked_normalization<D: ndarray::Dimension>(
         &self,
         input: &ndarray::ArrayView<f32, D>,
@@ -161,14 +161,7 @@ impl<'m> Predictor<'m> {
         if input.iter().any(|v| !v.is_finite()) {
             return Err(InferError::Input(format!("the {what} holds NaN or infinite values")));
         }
-        let norm = self.normalization(max_value);
-        if norm != Normalization::ZScorePerImage {
-            return Ok(norm);
-        }
-        let n = input.len() as f64;
-        let mean = input.iter().map(|&v| v as f64).sum::<f64>() / n;
-        let var = input.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
-        Ok(Normalization::ZScore { mean: mean as f32, std: var.sqrt().max(1e-6) as f32 })
+        Ok(self.normalization(max_value).fixed_for(input.iter()))
     }
 
     /// The tiling plan for an image of `h × w`.

@@ -44,7 +44,7 @@ use serde_json::{Value, json};
 
 use crate::error::InferError;
 use crate::model::OnnxModel;
-use crate::output::{OutputType, convert, output_paths};
+use crate::output::{OutputType, channel_labels, convert};
 use crate::predict::{PredictOptions, Predictor};
 use crate::tiling::Blend;
 
@@ -547,8 +547,8 @@ impl VolumeReport {
 /// Where blocks (`[channels, z, y, x]` samples of `T`) go.
 enum Sink<T> {
     Zarr(Box<ZarrVolumeWriter>),
-    /// TIFF writers (one per output channel) and the slab being assembled.
-    Tiff(Vec<TiffStackWriter>, Option<(usize, Array4<T>)>),
+    /// The TIFF writer (slices × channels pages) and the slab being assembled.
+    Tiff(Box<TiffStackWriter>, Option<(usize, Array4<T>)>),
     /// Slice folder and the slab being assembled.
     Slices(SliceFolderWriter, Option<(usize, Array4<T>)>),
 }
@@ -612,9 +612,9 @@ impl<'a> VolumeJob<'a> {
         // Plan once with one class to learn the first block's read window, then count classes.
         let volumetric = predictor.io().volumetric;
         let max_value = info.depth.max_value().unwrap_or(1.0);
-        if volumetric && predictor.normalization(max_value) == bioseg_onnx::Normalization::ZScorePerImage {
+        if volumetric && predictor.normalization(max_value).per_image() {
             return Err(input_err(format!(
-                "model {} is volumetric and normalises by the z-score of its input: blocks would see different statistics; give them with --normalize zscore:MEAN:STD",
+                "model {} is volumetric and normalises by its input's own statistics: blocks would see different ones; give them with --normalize zscore:MEAN:STD",
                 model.path().display()
             )));
         }
@@ -640,9 +640,9 @@ impl<'a> VolumeJob<'a> {
         let whole_slices = plan.region[1] == (0..info.shape[1])
             && plan.region[2] == (0..info.shape[2])
             && plan.block_yx == (info.shape[1], info.shape[2]);
-        if !whole_slices && predictor.normalization(max_value) == bioseg_onnx::Normalization::ZScorePerImage {
+        if !whole_slices && predictor.normalization(max_value).per_image() {
             tracing::warn!(
-                "per-image z-score normalisation uses the statistics of each block with its context, not of whole slices (blocks of {}x{} in slices of {}x{})",
+                "per-image normalisation uses the statistics of each block with its context, not of whole slices (blocks of {}x{} in slices of {}x{})",
                 plan.block_yx.0,
                 plan.block_yx.1,
                 info.shape[1],
@@ -739,6 +739,8 @@ impl<'a> VolumeJob<'a> {
                         .map(|n| format!("{} {}", n.to_string_lossy(), self.opts.output_type))
                         .unwrap_or_default(),
                     identity: self.identity.clone(),
+                    planar: false,
+                    channel_labels: channel_labels(&self.model.metadata().classes, kout),
                 };
                 let mode = if self.opts.overwrite {
                     CreateMode::Overwrite
@@ -751,15 +753,10 @@ impl<'a> VolumeJob<'a> {
                 Ok((Sink::Zarr(Box::new(w)), created, vec![self.output.clone()]))
             }
             VolumeOutput::Tiff => {
-                let paths = output_paths(&self.output, self.opts.output_type, kout);
-                for p in &paths {
-                    bioseg_data::ensure_absent_or_overwrite(p, self.opts.overwrite)?;
-                }
-                let writers = paths
-                    .iter()
-                    .map(|p| TiffStackWriter::create(p, xn, yn, zn, dtype, self.opts.overwrite))
-                    .collect::<Result<Vec<_>, _>>()?;
-                Ok((Sink::Tiff(writers, None), true, paths))
+                // One ImageJ hyperstack: per slice, a page per channel (the order of `write_slab`).
+                let writer = TiffStackWriter::create(&self.output, xn, yn, zn * kout, dtype, self.opts.overwrite)?
+                    .hyperstack(kout, zn)?;
+                Ok((Sink::Tiff(Box::new(writer), None), true, vec![self.output.clone()]))
             }
             VolumeOutput::Slices => {
                 let writer = SliceFolderWriter::create(&self.output, dtype)?;
@@ -934,7 +931,7 @@ impl<'a> VolumeJob<'a> {
             for c in 0..kout {
                 let plane: Vec<T> = data.slice(s![c, i, .., ..]).iter().copied().collect();
                 match &mut *sink {
-                    Sink::Tiff(ws, _) => ws[c].write_page(&plane)?,
+                    Sink::Tiff(w, _) => w.write_page(&plane)?,
                     Sink::Slices(w, _) => {
                         w.write(z0 + i, (kout > 1).then_some(c), xn, yn, &plane)?;
                     }
@@ -985,10 +982,8 @@ impl<'a> VolumeJob<'a> {
             progress.seconds = start.elapsed().as_secs_f64();
             on_progress(&progress);
         }
-        if let Sink::Tiff(writers, _) = sink {
-            for w in writers {
-                w.finish()?;
-            }
+        if let Sink::Tiff(writer, _) = sink {
+            writer.finish()?;
         }
         Ok(VolumeReport {
             plan: self.plan.clone(),

@@ -88,22 +88,67 @@ pub enum Normalization {
     },
     /// `(x - mean) / std` with each image's (or tile source's) own statistics.
     ZScorePerImage,
+    /// `(x - p_low) / (p_high - p_low + 1e-6)` with the `low` and `high` percentiles (0–100) of
+    /// each image's own values (the BioImage Model Zoo's `scale_range`; NumPy's linear
+    /// interpolation between order statistics).
+    Percentile {
+        /// Lower percentile, mapped to 0.
+        low: f32,
+        /// Upper percentile, mapped to 1.
+        high: f32,
+    },
+}
+
+/// The value at percentile `p` (0–100) of `values` (not empty), as NumPy's `percentile` with
+/// linear interpolation: between order statistics `⌊q⌋` and `⌈q⌉`, `q = p/100 · (n − 1)`.
+fn percentile(values: &mut [f32], p: f32) -> f32 {
+    let q = (p.clamp(0.0, 100.0) as f64 / 100.0) * (values.len() - 1) as f64;
+    let (i, frac) = (q.floor() as usize, q - q.floor());
+    let lower = *values.select_nth_unstable_by(i, f32::total_cmp).1;
+    if frac == 0.0 {
+        return lower;
+    }
+    // The next order statistic is the smallest value above position i.
+    let upper = values[i + 1..].iter().copied().fold(f32::INFINITY, f32::min);
+    (lower as f64 + frac * (upper as f64 - lower as f64)) as f32
 }
 
 impl Normalization {
+    /// Whether the statistics come from each image's own values ([`Normalization::fixed_for`]).
+    pub fn per_image(&self) -> bool {
+        matches!(self, Normalization::ZScorePerImage | Normalization::Percentile { .. })
+    }
+
+    /// The normalisation with the statistics of `values` fixed: a per-image z-score or
+    /// percentile range becomes the [`Normalization::ZScore`] that applies it to these values
+    /// (and to tiles of them alike); the others are returned as they are.
+    pub fn fixed_for<'a>(&self, values: impl Iterator<Item = &'a f32> + Clone) -> Normalization {
+        match *self {
+            Normalization::ZScorePerImage => {
+                let n = values.clone().count().max(1) as f64;
+                let mean = values.clone().map(|&v| v as f64).sum::<f64>() / n;
+                let var = values.map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
+                Normalization::ZScore { mean: mean as f32, std: var.sqrt().max(1e-6) as f32 }
+            }
+            Normalization::Percentile { low, high } => {
+                let mut v: Vec<f32> = values.copied().collect();
+                if v.is_empty() {
+                    return Normalization::None;
+                }
+                let lo = percentile(&mut v, low);
+                let hi = percentile(&mut v, high);
+                Normalization::ZScore { mean: lo, std: hi - lo + 1e-6 }
+            }
+            n => n,
+        }
+    }
+
     /// Applies the normalisation in place (per-image statistics are computed over `values`).
     pub fn apply(&self, values: &mut [f32]) {
-        match *self {
-            Normalization::None => {}
+        match self.fixed_for(values.iter()) {
             Normalization::Divide(d) => values.iter_mut().for_each(|v| *v /= d),
             Normalization::ZScore { mean, std } => values.iter_mut().for_each(|v| *v = (*v - mean) / std),
-            Normalization::ZScorePerImage => {
-                let n = values.len().max(1) as f64;
-                let mean = values.iter().map(|&v| v as f64).sum::<f64>() / n;
-                let var = values.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
-                let std = var.sqrt().max(1e-6);
-                values.iter_mut().for_each(|v| *v = ((*v as f64 - mean) / std) as f32);
-            }
+            _ => {}
         }
     }
 }
@@ -115,13 +160,15 @@ impl fmt::Display for Normalization {
             Normalization::Divide(d) => write!(f, "divide:{d}"),
             Normalization::ZScore { mean, std } => write!(f, "zscore:{mean}:{std}"),
             Normalization::ZScorePerImage => write!(f, "zscore"),
+            Normalization::Percentile { low, high } => write!(f, "percentile:{low}:{high}"),
         }
     }
 }
 
 impl FromStr for Normalization {
     type Err = String;
-    /// Parses `none`, `divide:255`, `zscore` (per image) or `zscore:MEAN:STD`.
+    /// Parses `none`, `divide:255`, `zscore` (per image), `zscore:MEAN:STD` or
+    /// `percentile:LOW:HIGH` (per image).
     fn from_str(s: &str) -> Result<Self, String> {
         let parts: Vec<&str> = s.trim().split(':').collect();
         let num = |p: &str| {
@@ -144,7 +191,16 @@ impl FromStr for Normalization {
                 }
                 Ok(Normalization::ZScore { mean: num(m)?, std })
             }
-            _ => Err(format!("unknown normalisation `{s}` (expected none, divide:D, zscore or zscore:MEAN:STD)")),
+            ["percentile", lo, hi] => {
+                let (low, high) = (num(lo)?, num(hi)?);
+                if !(0.0..=100.0).contains(&low) || !(0.0..=100.0).contains(&high) || low >= high {
+                    return Err(format!("percentile:{lo}:{hi} needs 0 ≤ LOW < HIGH ≤ 100"));
+                }
+                Ok(Normalization::Percentile { low, high })
+            }
+            _ => Err(format!(
+                "unknown normalisation `{s}` (expected none, divide:D, zscore, zscore:MEAN:STD or percentile:LOW:HIGH)"
+            )),
         }
     }
 }
@@ -295,6 +351,16 @@ mod tests {
         Normalization::ZScorePerImage.apply(&mut v);
         assert!((v[0] + 1.0).abs() < 1e-6 && (v[1] - 1.0).abs() < 1e-6);
         assert!("zscore:0:0".parse::<Normalization>().is_err());
+        // Percentiles as NumPy's: np.percentile([4, 0, 1, 2, 3], [10, 90]) = [0.4, 3.6].
+        let p: Normalization = "percentile:10:90".parse().unwrap();
+        assert_eq!(p.to_string(), "percentile:10:90");
+        let Normalization::ZScore { mean, std } = p.fixed_for([4.0f32, 0.0, 1.0, 2.0, 3.0].iter()) else { panic!() };
+        assert!((mean - 0.4).abs() < 1e-6 && (std - 3.2).abs() < 1e-5, "{mean} {std}");
+        assert_eq!(
+            Normalization::Percentile { low: 0.0, high: 100.0 }.fixed_for([7.0f32].iter()),
+            Normalization::ZScore { mean: 7.0, std: 1e-6 }
+        );
+        assert!("percentile:90:10".parse::<Normalization>().is_err());
         assert!("bogus".parse::<Normalization>().is_err());
     }
 }

@@ -28,7 +28,8 @@ pub fn predict_section(onnx: &Path, section: ArrayView2<u8>, png: &Path) -> Resu
     let t0 = std::time::Instant::now();
     let pred = predictor.predict(image.view(), 255.0, &|_| {})?;
     let seconds = t0.elapsed().as_secs_f64();
-    bioseg_infer::output::write_prediction(&pred, png, bioseg_infer::output::OutputType::ProbU8, 0.5)?;
+    let options = bioseg_infer::output::WriteOptions { threshold: 0.5, overwrite: true, ..Default::default() };
+    bioseg_infer::output::write_prediction(&pred, png, &options)?;
     Ok(SectionPrediction { labels: pred.labels(0.5), tiles: pred.tiles, seconds })
 }
 

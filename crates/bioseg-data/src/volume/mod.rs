@@ -242,17 +242,20 @@ mod encode {
 
     use ::tiff::TiffResult;
     use ::tiff::encoder::{TiffEncoder, TiffKind, colortype};
+    use ::tiff::tags::Tag;
 
     use crate::error::DataError;
     use crate::image::{write_gray_f32_tiff, write_gray_u8};
 
     pub trait Encode: Sized {
-        /// Appends a gray page of `width × height` samples to a TIFF.
+        /// Appends a gray page of `width × height` samples to a TIFF, with an
+        /// `ImageDescription` where given.
         fn tiff_page<W: Write + Seek, K: TiffKind>(
             encoder: &mut TiffEncoder<W, K>,
             width: u32,
             height: u32,
             data: &[Self],
+            description: Option<&str>,
         ) -> TiffResult<()>;
         /// Writes a gray image file of `width × height` samples (atomically): 8-bit PNG or
         /// TIFF by the extension, float32 TIFF.
@@ -265,8 +268,13 @@ mod encode {
             width: u32,
             height: u32,
             data: &[u8],
+            description: Option<&str>,
         ) -> TiffResult<()> {
-            encoder.write_image::<colortype::Gray8>(width, height, data)
+            let mut page = encoder.new_image::<colortype::Gray8>(width, height)?;
+            if let Some(d) = description {
+                page.encoder().write_tag(Tag::ImageDescription, d)?;
+            }
+            page.write_data(data)
         }
         fn image_file(path: &Path, width: u32, height: u32, data: &[u8]) -> Result<(), DataError> {
             write_gray_u8(path, width, height, data)
@@ -279,8 +287,13 @@ mod encode {
             width: u32,
             height: u32,
             data: &[f32],
+            description: Option<&str>,
         ) -> TiffResult<()> {
-            encoder.write_image::<colortype::Gray32Float>(width, height, data)
+            let mut page = encoder.new_image::<colortype::Gray32Float>(width, height)?;
+            if let Some(d) = description {
+                page.encoder().write_tag(Tag::ImageDescription, d)?;
+            }
+            page.write_data(data)
         }
         fn image_file(path: &Path, width: u32, height: u32, data: &[f32]) -> Result<(), DataError> {
             write_gray_f32_tiff(path, width, height, data)

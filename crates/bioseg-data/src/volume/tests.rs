@@ -105,6 +105,8 @@ fn spec(channels: Option<usize>, identity: Value) -> ZarrVolumeSpec {
         origin: [3, 0, 0],
         name: "test".into(),
         identity,
+        planar: false,
+        channel_labels: vec![],
     }
 }
 

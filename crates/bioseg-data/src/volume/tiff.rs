@@ -310,6 +310,8 @@ enum StackEncoder {
 /// A multi-page gray TIFF written page by page into a hidden temporary file in the target's
 /// folder, renamed to the target by [`finish`](TiffStackWriter::finish) (dropping the writer
 /// unfinished removes the temporary file). BigTIFF when the pages add up to more than 3 GiB.
+/// [`hyperstack`](TiffStackWriter::hyperstack) makes it an ImageJ hyperstack of channels and
+/// slices, which Fiji opens as such and `tifffile` reads as `(Z, C, Y, X)`.
 pub struct TiffStackWriter {
     path: PathBuf,
     tmp: tempfile::NamedTempFile,
@@ -320,6 +322,8 @@ pub struct TiffStackWriter {
     dtype: VolumeDType,
     pages: usize,
     expected: usize,
+    /// The first page's `ImageDescription` (ImageJ's metadata), if any.
+    description: Option<String>,
 }
 
 impl std::fmt::Debug for TiffStackWriter {
@@ -386,7 +390,41 @@ impl TiffStackWriter {
             dtype,
             pages: 0,
             expected: pages,
+            description: None,
         })
+    }
+
+    /// Declares the pages an ImageJ hyperstack of `channels` channels × `slices` slices (pages
+    /// in ImageJ's order: channel fastest, page `z·channels + c`; their product must be the page
+    /// count), written as the first page's `ImageDescription` with the display range of the
+    /// sample type (0–255, or 0–1 for float32 probabilities). Call before the first page.
+    pub fn hyperstack(mut self, channels: usize, slices: usize) -> Result<Self, DataError> {
+        if channels * slices != self.expected || self.pages > 0 {
+            return Err(DataError::BadBuffer {
+                path: self.path.clone(),
+                reason: format!(
+                    "{channels} channels × {slices} slices for a stack of {} pages ({} written)",
+                    self.expected, self.pages
+                ),
+            });
+        }
+        let max = match self.dtype {
+            VolumeDType::U8 => "255.0",
+            VolumeDType::F32 => "1.0",
+        };
+        let mut d = format!("ImageJ=1.11a\nimages={}\n", self.expected);
+        if channels > 1 {
+            d += &format!("channels={channels}\n");
+        }
+        if slices > 1 {
+            d += &format!("slices={slices}\n");
+        }
+        if channels > 1 {
+            d += "hyperstack=true\nmode=grayscale\n";
+        }
+        d += &format!("loop=false\nmin=0.0\nmax={max}\n");
+        self.description = Some(d);
+        Ok(self)
     }
 
     /// The target file.
@@ -412,9 +450,10 @@ impl TiffStackWriter {
     pub fn write_page<T: VolumeSample>(&mut self, data: &[T]) -> Result<(), DataError> {
         self.check_page(data.len(), T::DTYPE)?;
         let (w, h) = (self.width, self.height);
+        let description = if self.pages == 0 { self.description.as_deref() } else { None };
         let r = match &mut self.encoder {
-            StackEncoder::Standard(e) => T::tiff_page(e, w, h, data),
-            StackEncoder::Big(e) => T::tiff_page(e, w, h, data),
+            StackEncoder::Standard(e) => T::tiff_page(e, w, h, data, description),
+            StackEncoder::Big(e) => T::tiff_page(e, w, h, data, description),
         };
         r.map_err(|e| DataError::write(&self.path, io::Error::other(e.to_string())))?;
         self.pages += 1;

@@ -389,10 +389,18 @@ pub struct ZarrVolumeSpec {
     pub name: String,
     /// Stored as the group attribute `bioseg`; a store is joined only when it is equal.
     pub identity: Value,
+    /// A 2-D image: the array has no `z` axis (`(c, y, x)` or `(y, x)`); `shape[0]` and
+    /// `chunks[0]` must be 1 and `origin[0]` 0.
+    pub planar: bool,
+    /// Names of the channels (OME `omero` labels; `channel N` where missing).
+    pub channel_labels: Vec<String>,
 }
 
 impl ZarrVolumeSpec {
     fn validate(&self, path: &Path) -> Result<(), DataError> {
+        if self.planar && (self.shape[0] != 1 || self.chunks[0] != 1 || self.origin[0] != 0) {
+            return Err(vol_err(path, format!("a 2-D array cannot have {} planes", self.shape[0])));
+        }
         if self.shape.contains(&0) || self.chunks.contains(&0) || self.channels == Some(0) {
             return Err(vol_err(
                 path,
@@ -405,59 +413,93 @@ impl ZarrVolumeSpec {
         Ok(())
     }
 
-    fn array_shape(&self) -> Vec<usize> {
-        let mut v = self.channels.map(|c| vec![c]).unwrap_or_default();
-        v.extend(self.shape);
+    /// The array's axes: `c` where there are channels, `z` unless planar, `y`, `x`.
+    fn axis_names(&self) -> Vec<&'static str> {
+        let mut v = self.channels.map(|_| vec!["c"]).unwrap_or_default();
+        if !self.planar {
+            v.push("z");
+        }
+        v.extend(["y", "x"]);
         v
     }
 
-    fn array_chunks(&self) -> Vec<usize> {
-        let mut v = self.channels.map(|c| vec![c]).unwrap_or_default();
-        v.extend(self.chunks);
+    /// `per_channel` (the channel axis) followed by the `[z, y, x]` values of the array's axes.
+    fn along_axes<T: Copy>(&self, per_channel: T, zyx: [T; 3]) -> Vec<T> {
+        let mut v = self.channels.map(|_| vec![per_channel]).unwrap_or_default();
+        v.extend(&zyx[usize::from(self.planar)..]);
         v
+    }
+
+    fn array_shape(&self) -> Vec<usize> {
+        self.along_axes(self.channels.unwrap_or(1), self.shape)
+    }
+
+    fn array_chunks(&self) -> Vec<usize> {
+        self.along_axes(self.channels.unwrap_or(1), self.chunks)
+    }
+
+    /// OME `omero` rendering settings of a multi-channel array: one gray channel per label,
+    /// its window the sample type's range (0–1 for float32 probabilities).
+    fn omero(&self) -> Option<Value> {
+        let k = self.channels?;
+        let max = match self.dtype {
+            VolumeDType::U8 => 255.0,
+            VolumeDType::F32 => 1.0,
+        };
+        let channels: Vec<Value> = (0..k)
+            .map(|c| {
+                let label = self.channel_labels.get(c).cloned().unwrap_or_else(|| format!("channel {c}"));
+                json!({
+                    "label": label,
+                    "color": "FFFFFF",
+                    "active": true,
+                    "coefficient": 1.0,
+                    "family": "linear",
+                    "inverted": false,
+                    "window": {"min": 0.0, "max": max, "start": 0.0, "end": max}
+                })
+            })
+            .collect();
+        Some(json!({"channels": channels, "rdefs": {"model": "greyscale", "defaultZ": 0, "defaultT": 0}}))
     }
 
     /// The root group's `zarr.json`: OME-Zarr 0.5 multiscales (one level at `0`) and the
     /// identity.
     fn group_metadata(&self) -> Value {
-        let mut axes = Vec::new();
-        if self.channels.is_some() {
-            axes.push(json!({"name": "c", "type": "channel"}));
+        let axes: Vec<Value> = self
+            .axis_names()
+            .into_iter()
+            .map(|n| if n == "c" { json!({"name": n, "type": "channel"}) } else { json!({"name": n, "type": "space"}) })
+            .collect();
+        let scale = vec![1.0f64; axes.len()];
+        let translation = self.along_axes(0.0, self.origin.map(|o| o as f64));
+        let mut ome = json!({
+            "version": "0.5",
+            "multiscales": [{
+                "name": self.name,
+                "axes": axes,
+                "datasets": [{
+                    "path": "0",
+                    "coordinateTransformations": [
+                        {"type": "scale", "scale": scale},
+                        {"type": "translation", "translation": translation}
+                    ]
+                }]
+            }]
+        });
+        if let Some(omero) = self.omero() {
+            ome["omero"] = omero;
         }
-        for n in ["z", "y", "x"] {
-            axes.push(json!({"name": n, "type": "space"}));
-        }
-        let mut scale = vec![1.0f64; axes.len()];
-        scale.iter_mut().for_each(|s| *s = 1.0);
-        let mut translation: Vec<f64> = self.channels.map(|_| vec![0.0]).unwrap_or_default();
-        translation.extend(self.origin.iter().map(|&o| o as f64));
         json!({
             "zarr_format": 3,
             "node_type": "group",
-            "attributes": {
-                "ome": {
-                    "version": "0.5",
-                    "multiscales": [{
-                        "name": self.name,
-                        "axes": axes,
-                        "datasets": [{
-                            "path": "0",
-                            "coordinateTransformations": [
-                                {"type": "scale", "scale": scale},
-                                {"type": "translation", "translation": translation}
-                            ]
-                        }]
-                    }]
-                },
-                "bioseg": self.identity
-            }
+            "attributes": {"ome": ome, "bioseg": self.identity}
         })
     }
 
     /// The array's `zarr.json`: regular chunks, `/` chunk keys, bytes + zstd.
     fn array_metadata(&self) -> Value {
-        let mut names: Vec<&str> = self.channels.map(|_| vec!["c"]).unwrap_or_default();
-        names.extend(["z", "y", "x"]);
+        let names = self.axis_names();
         let fill = match self.dtype {
             VolumeDType::U8 => json!(0),
             VolumeDType::F32 => json!(0.0),
@@ -674,9 +716,7 @@ impl ZarrVolumeWriter {
     }
 
     fn chunk_indices(&self, chunk: [usize; 3]) -> Vec<u64> {
-        let mut v: Vec<u64> = self.spec.channels.map(|_| vec![0]).unwrap_or_default();
-        v.extend(chunk.iter().map(|&c| c as u64));
-        v
+        self.spec.along_axes(0, chunk.map(|c| c as u64))
     }
 
     /// The file that holds chunk `[iz, iy, ix]`.
