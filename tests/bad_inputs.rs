@@ -140,6 +140,34 @@ fn train_cmd(data: &Path, out: &Path, options: &[(&str, &str)]) -> Command {
     cmd
 }
 
+/// A package description of the fixtures' 1-channel U-Net (`sha256` of its weights if given),
+/// without test tensors.
+fn package_rdf(sha256: Option<&str>) -> String {
+    format!(
+        "type: model\nformat_version: 0.5.4\nname: t\ninputs:\n  - id: raw\n    axes: [{{type: batch}}, {{type: channel, channel_names: [raw]}}, {{type: space, id: y, size: {{min: 16, step: 4}}}}, {{type: space, id: x, size: {{min: 16, step: 4}}}}]\n    preprocessing: []\noutputs:\n  - id: p\n    axes: [{{type: batch}}, {{type: channel, channel_names: [fg]}}, {{type: space, id: y, size: {{tensor_id: raw, axis_id: y}}}}, {{type: space, id: x, size: {{tensor_id: raw, axis_id: x}}}}]\nweights:\n  onnx: {{source: model.onnx{}}}\n",
+        sha256.map(|h| format!(", sha256: {h}")).unwrap_or_default()
+    )
+}
+
+/// A package zip at `path`: the description (`sha256` in it if given), the weights of `onnx`,
+/// and `extra` entries (an `rdf.yaml` among them replaces the description).
+fn package_zip(path: &Path, onnx: &Path, extra: &[(&str, &[u8])], sha256: Option<&str>) {
+    use std::io::Write;
+    let mut z = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
+    let options = zip::write::SimpleFileOptions::default();
+    let rdf = package_rdf(sha256);
+    let mut entries: Vec<(&str, Vec<u8>)> = vec![("model.onnx", std::fs::read(onnx).unwrap())];
+    if !extra.iter().any(|(n, _)| *n == "rdf.yaml") {
+        entries.push(("rdf.yaml", rdf.into_bytes()));
+    }
+    entries.extend(extra.iter().map(|(n, b)| (*n, b.to_vec())));
+    for (name, bytes) in entries {
+        z.start_file(name, options).unwrap();
+        z.write_all(&bytes).unwrap();
+    }
+    z.finish().unwrap();
+}
+
 fn predict_cmd(model: &Path, input: &Path, output: &Path) -> Command {
     let mut cmd = bioseg();
     cmd.args(["-q", "predict", "-m", s(model), "-i", s(input), "-o", s(output)]);
@@ -554,6 +582,63 @@ fn cases() -> Vec<Case> {
             let data = dataset(d, 4);
             let cmd = train_cmd(&data, &d.join("run"), &[("-w", "ckpt"), ("--init-from", "keras.onnx")]);
             (cmd, words(&["--load-weights", "--init-from"]))
+        }),
+    );
+    // ---- BioImage Model Zoo packages from strangers ----
+    add(
+        "predict: package with an entry outside it",
+        Box::new(|d, f| {
+            let p = d.join("evil.zip");
+            package_zip(&p, &f.unet, &[("../evil.onnx", b"x")], None);
+            (predict_cmd(&p, &f.png, &d.join("out.png")), words(&["evil.zip", "outside the package"]))
+        }),
+    );
+    add(
+        "predict: package whose weights differ from their sha256",
+        Box::new(|d, f| {
+            let p = d.join("tampered.zip");
+            package_zip(&p, &f.unet, &[], Some(&"f".repeat(64)));
+            (predict_cmd(&p, &f.png, &d.join("out.png")), words(&["tampered.zip", "model.onnx has sha256"]))
+        }),
+    );
+    add(
+        "predict: package description nested too deep",
+        Box::new(|d, f| {
+            let p = d.join("deep.zip");
+            let text = format!("type: model\nname: {}x{}\n", "[".repeat(100), "]".repeat(100));
+            package_zip(&p, &f.unet, &[("rdf.yaml", text.as_bytes())], None);
+            (predict_cmd(&p, &f.png, &d.join("out.png")), words(&["deep.zip", "rdf.yaml"]))
+        }),
+    );
+    add(
+        "predict: package preprocessing bioseg cannot run",
+        Box::new(|d, f| {
+            let p = d.join("clip.zip");
+            let text =
+                package_rdf(None).replace("preprocessing: []", "preprocessing: [{id: clip, kwargs: {min: 0, max: 1}}]");
+            package_zip(&p, &f.unet, &[("rdf.yaml", text.as_bytes())], None);
+            (
+                predict_cmd(&p, &f.png, &d.join("out.png")),
+                words(&["clip.zip", "preprocessing step clip is not supported"]),
+            )
+        }),
+    );
+    add(
+        "inspect --test: package without test tensors",
+        Box::new(|d, f| {
+            let p = d.join("untested.zip");
+            package_zip(&p, &f.unet, &[], None);
+            let mut cmd = bioseg();
+            cmd.args(["inspect", "-m", s(&p), "--test"]);
+            (cmd, words(&["untested.zip", "no test tensors"]))
+        }),
+    );
+    add(
+        "export: package without a sample image",
+        Box::new(|d, f| {
+            let mut cmd = bioseg_train();
+            cmd.args(["export", "--model", s(&f.unet), "--bioimageio", s(&d.join("p.zip"))]);
+            (cmd, words(&["p.zip", "--sample"]))
         }),
     );
     add(

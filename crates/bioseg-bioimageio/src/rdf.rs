@@ -432,8 +432,11 @@ fn normalization(steps: &[(String, Value)], channels: usize, at: &str) -> Result
     })
 }
 
-/// The output's postprocessing as the activation bioseg applies (None: the graph's own).
-fn activation(steps: &[(String, Value)], channels: usize, at: &str) -> Result<Option<OutputActivation>, FieldError> {
+/// The output's postprocessing as bioseg's output activation: a sigmoid or softmax step is
+/// [`OutputActivation::Logits`] (bioseg applies it); without one the model's output is used as
+/// it is ([`OutputActivation::Sigmoid`] or [`OutputActivation::Softmax`]: already
+/// probabilities).
+fn activation(steps: &[(String, Value)], channels: usize, at: &str) -> Result<OutputActivation, FieldError> {
     let mut out = None;
     for (i, (id, kw)) in steps.iter().enumerate() {
         let at = format!("{at}[{i}]");
@@ -454,7 +457,7 @@ fn activation(steps: &[(String, Value)], channels: usize, at: &str) -> Result<Op
             other => return Err(format!("{at}: postprocessing step {other} is not supported here ({})", supported())),
         }
     }
-    Ok(out)
+    Ok(out.unwrap_or(if channels == 1 { OutputActivation::Sigmoid } else { OutputActivation::Softmax }))
 }
 
 /// Reads a model description (a parsed `rdf.yaml`).
@@ -568,7 +571,7 @@ pub fn read_description(rdf: &Value) -> Result<ModelDescription, FieldError> {
         layout: Some(layout),
         input_channels: Some(channels),
         classes: class_names,
-        output: activation,
+        output: Some(activation),
         normalization: Some(normalization),
         size_multiple: multiple,
         recommended_halo: (halo > 0).then_some(halo),
@@ -642,7 +645,7 @@ weights:
         assert_eq!((d.weights.source.as_str(), d.opset, d.min_size), ("w.onnx", Some(17), Some(64)));
         let d = read("[{id: ensure_dtype, kwargs: {dtype: float32}}, {id: scale_range, kwargs: {min_percentile: 1, max_percentile: 99.8}}]", "[]").unwrap();
         assert_eq!(d.metadata.normalization, Some(Normalization::Percentile { low: 1.0, high: 99.8 }));
-        assert_eq!(d.metadata.output, None);
+        assert_eq!(d.metadata.output, Some(OutputActivation::Softmax), "no postprocessing: the output as it is");
         let d = read("[{id: zero_mean_unit_variance, kwargs: {axes: [y, x]}}]", "[]").unwrap();
         assert_eq!(d.metadata.normalization, Some(Normalization::ZScorePerImage));
         let d = read("[{id: fixed_zero_mean_unit_variance, kwargs: {mean: 10, std: 4}}]", "[]").unwrap();

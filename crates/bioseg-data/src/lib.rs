@@ -10,7 +10,7 @@
 //! | [`error`] | [`DataError`] |
 //! | [`atomic`] | [`write_atomic`], [`write_bytes_atomic`], [`ensure_absent_or_overwrite`] |
 //! | [`image`] | [`Image`], [`read_image`], PNG/TIFF writers |
-//! | [`tensor_file`] | [`read_tensor`] / [`write_tensor`] for `.npy` and `.csv` |
+//! | [`tensor_file`] | [`read_tensor`] / [`write_tensor`] for `.npy` and `.csv`; [`parse_npy`] / [`npy_bytes`] in memory |
 //! | [`mask`] | [`Mask`], [`MaskEncoding`] detection and decoding |
 //! | [`dataset`] | [`SegmentationDataset`] over `ROOT/<class>/<split>/{image,label}` |
 //! | [`synth`] | the synthetic EM generator and dataset writer |
@@ -58,7 +58,7 @@ pub use segmentation_scores::{
     isbi_scores, isbi_scores_with_alpha, variation_of_information,
 };
 pub use synth::{SynthParams, SynthSample, generate, write_dataset};
-pub use tensor_file::{TensorFormat, read_tensor, write_tensor};
+pub use tensor_file::{TensorFormat, npy_bytes, parse_npy, read_tensor, write_tensor};
 pub use volume::{
     AtomicFilesystemStore, CreateMode, SliceFolderVolume, SliceFolderWriter, TiffStackWriter, TiffVolume, VolumeDType,
     VolumeFormat, VolumeInfo, VolumeReader, VolumeSample, ZarrVolume, ZarrVolumeSpec, ZarrVolumeWriter,

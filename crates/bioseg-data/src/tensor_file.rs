@@ -105,8 +105,16 @@ pub fn write_tensor(path: impl AsRef<Path>, tensor: &ArrayD<f32>) -> Result<(), 
     }
 }
 
-/// Decodes a `.npy` file held in memory.
-fn parse_npy(path: &Path, bytes: &[u8]) -> Result<ArrayD<f32>, DataError> {
+/// Encodes a tensor as `.npy` bytes (little-endian `float32`, C order).
+pub fn npy_bytes(tensor: &ArrayD<f32>) -> Vec<u8> {
+    let mut out = Vec::new();
+    // Writing into memory cannot fail.
+    let _ = tensor.as_standard_layout().write_npy(&mut out);
+    out
+}
+
+/// Decodes a `.npy` file held in memory (`path` names it in errors).
+pub fn parse_npy(path: &Path, bytes: &[u8]) -> Result<ArrayD<f32>, DataError> {
     let bad = |reason: String| DataError::Tensor { path: path.to_path_buf(), reason };
     // Check the header's claimed size against the file before anything allocates it.
     let header = NpyHeaderInfo::parse(bytes).map_err(bad)?;

@@ -25,6 +25,9 @@ pub enum InferError {
     /// A report could not be written as JSON.
     #[error("writing JSON: {0}")]
     Json(#[from] serde_json::Error),
+    /// A BioImage Model Zoo package cannot be read or run.
+    #[error(transparent)]
+    Package(#[from] bioseg_bioimageio::PackageError),
     /// tract failed while running.
     #[error("inference failed: {0}")]
     Run(String),

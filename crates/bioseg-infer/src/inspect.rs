@@ -364,12 +364,42 @@ pub struct ModelReport {
     pub tiling: TilingReport,
     /// tract support.
     pub tract: TractReport,
+    /// The BioImage Model Zoo package the model came from, if it did.
+    pub package: Option<PackageReport>,
 }
 
-/// Inspects the ONNX file at `path`. Fails only when the file cannot be read or decoded; a
-/// model bioseg or tract cannot run is reported as such.
+/// A BioImage Model Zoo package's description, as bioseg reads it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PackageReport {
+    /// `name`.
+    pub name: String,
+    /// `description`.
+    pub description: String,
+    /// `format_version`.
+    pub format_version: String,
+    /// The ONNX weights' file in the package.
+    pub weights: String,
+    /// `weights.onnx.opset_version`.
+    pub opset: Option<u64>,
+    /// The input's and output's ids.
+    pub tensors: [String; 2],
+    /// Outputs declared (bioseg runs the first).
+    pub outputs: usize,
+    /// Whether the package has test tensors (`bioseg inspect --test` runs them).
+    pub test_tensors: bool,
+    /// The smallest height and width the input takes.
+    pub min_size: Option<usize>,
+}
+
+/// Inspects the ONNX file (or BioImage Model Zoo package: its description and ONNX weights) at
+/// `path`. Fails only when the file cannot be read or decoded; a model bioseg or tract cannot
+/// run is reported as such.
 pub fn inspect(path: &Path) -> Result<ModelReport, InferError> {
-    let proto = bioseg_onnx::read_model(path)?;
+    let package = bioseg_bioimageio::is_package(path).then(|| bioseg_bioimageio::Package::open(path)).transpose()?;
+    let proto = match &package {
+        Some(p) => bioseg_onnx::decode_model(&p.onnx_bytes()?, &p.weights_path())?,
+        None => bioseg_onnx::read_model(path)?,
+    };
     let Some(graph) = proto.graph.as_ref() else {
         return Err(InferError::Model { path: path.to_path_buf(), reason: "the file holds no graph".into() });
     };
@@ -397,10 +427,27 @@ pub fn inspect(path: &Path) -> Result<ModelReport, InferError> {
             parameters += n;
         }
     }
-    let (metadata, metadata_error) = match ModelMetadata::from_model(&proto) {
+    let (mut metadata, metadata_error) = match ModelMetadata::from_model(&proto) {
         Ok(md) => (md, None),
         Err(e) => (ModelMetadata::default(), Some(e.to_string())),
     };
+    if let Some(p) = &package {
+        metadata = crate::model::overridden(&metadata, &p.description().metadata);
+    }
+    let package = package.map(|p| {
+        let d = p.description();
+        PackageReport {
+            name: d.name.clone(),
+            description: d.description.clone(),
+            format_version: d.format_version.clone(),
+            weights: d.weights.source.clone(),
+            opset: d.opset,
+            tensors: [d.input_id.clone(), d.output_id.clone()],
+            outputs: d.outputs,
+            test_tensors: d.test_tensors.is_some(),
+            min_size: d.min_size,
+        }
+    });
     let mut bioseg_metadata = BTreeMap::new();
     let mut other_metadata = BTreeMap::new();
     for e in &proto.metadata_props {
@@ -477,6 +524,7 @@ pub fn inspect(path: &Path) -> Result<ModelReport, InferError> {
         metadata_error,
         tiling,
         tract,
+        package,
     })
 }
 
@@ -662,6 +710,23 @@ impl ModelReport {
             l
         };
         let _ = writeln!(s, "model: {}", self.path.display());
+        if let Some(p) = &self.package {
+            let _ = writeln!(
+                s,
+                "BioImage Model Zoo package: {} (format {}), weights {} (opset {}), input `{}` → output `{}`{}{}",
+                p.name,
+                p.format_version,
+                p.weights,
+                p.opset.map(|o| o.to_string()).unwrap_or_else(|| "?".into()),
+                p.tensors[0],
+                p.tensors[1],
+                if p.outputs > 1 { format!(" (the first of {} outputs)", p.outputs) } else { String::new() },
+                if p.test_tensors { ", test tensors (run them with --test)" } else { ", no test tensors" }
+            );
+            if !p.description.is_empty() {
+                let _ = writeln!(s, "  {}", p.description.lines().next().unwrap_or_default());
+            }
+        }
         let opsets: Vec<String> = self.opsets.iter().map(|(d, v)| format!("{d} {v}")).collect();
         let _ = writeln!(s, "producer: {}, IR version {}, opset {}", self.producer, self.ir_version, opsets.join(", "));
         let _ = writeln!(s, "inputs:");

@@ -7,6 +7,7 @@
 //!
 //! This crate never depends on Burn: deployment needs only tract.
 
+pub mod bioimageio;
 mod conv_transpose;
 pub mod error;
 pub mod evaluate;

@@ -54,6 +54,24 @@ pub struct OnnxModel {
     /// Run the convolutions it can with [`crate::gemm_conv::GemmConv`] and the 2×2 / 2 pools
     /// with [`crate::max_pool::BiosegMaxPool`] (`None`: tract's ops for both).
     gemm_conv: Option<GemmConvOptions>,
+    /// The package the model came from, if any.
+    package: Option<Arc<bioseg_bioimageio::Package>>,
+}
+
+/// `base` with every field `package` gives replaced by the package's.
+pub(crate) fn overridden(base: &ModelMetadata, package: &ModelMetadata) -> ModelMetadata {
+    let mut m = base.clone();
+    m.layout = package.layout.or(m.layout);
+    m.input_channels = package.input_channels.or(m.input_channels);
+    if !package.classes.is_empty() {
+        m.classes = package.classes.clone();
+    }
+    m.output = package.output.or(m.output);
+    m.normalization = package.normalization.or(m.normalization);
+    m.size_multiple = package.size_multiple.or(m.size_multiple);
+    m.recommended_halo = package.recommended_halo.or(m.recommended_halo);
+    m.input_description = package.input_description.clone().or(m.input_description);
+    m
 }
 
 impl std::fmt::Debug for OnnxModel {
@@ -67,11 +85,28 @@ impl std::fmt::Debug for OnnxModel {
 }
 
 impl OnnxModel {
-    /// Reads and checks an ONNX file: it must decode, have exactly one float32 graph input
-    /// (weights excluded) and at least one output. Nothing is optimised until a shape is run.
+    /// Reads and checks a model: an ONNX file, or a BioImage Model Zoo package (a `.zip`, its
+    /// `rdf.yaml` or a folder holding one; [`bioseg_bioimageio::is_package`]) with ONNX weights,
+    /// whose description then overrides the ONNX file's metadata (layout, channels, classes,
+    /// normalisation, output activation, size multiple, halo). The graph must decode, have
+    /// exactly one float32 input (weights excluded) and at least one output. Nothing is
+    /// optimised until a shape is run.
     pub fn load(path: &Path) -> Result<Self, InferError> {
+        if bioseg_bioimageio::is_package(path) {
+            let package = bioseg_bioimageio::Package::open(path)?;
+            let mut model = Self::from_bytes(path, package.onnx_bytes()?)?;
+            model.metadata = overridden(&model.metadata, &package.description().metadata);
+            model.package = Some(Arc::new(package));
+            return Ok(model);
+        }
+        let bytes = std::fs::read(path)
+            .map_err(|e| InferError::Model { path: path.to_path_buf(), reason: format!("cannot read: {e}") })?;
+        Self::from_bytes(path, bytes)
+    }
+
+    /// [`OnnxModel::load`] of ONNX bytes read from `path`.
+    fn from_bytes(path: &Path, bytes: Vec<u8>) -> Result<Self, InferError> {
         let bad = |reason: String| InferError::Model { path: path.to_path_buf(), reason };
-        let bytes = std::fs::read(path).map_err(|e| bad(format!("cannot read: {e}")))?;
         let proto = bioseg_onnx::decode_model(&bytes, path)?;
         let graph = proto.graph.as_ref().expect("decode_model checks the graph");
         let initializers: std::collections::HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
@@ -129,7 +164,24 @@ impl OnnxModel {
             plans: Mutex::new(HashMap::new()),
             im2col,
             gemm_conv: gemm_convolutions_enabled().then(GemmConvOptions::default),
+            package: None,
         })
+    }
+
+    /// The same model with `metadata` in place of its own (what a package describes).
+    pub fn with_metadata(mut self, metadata: ModelMetadata) -> Self {
+        self.metadata = metadata;
+        self
+    }
+
+    /// The BioImage Model Zoo package the model was loaded from, if any.
+    pub fn package(&self) -> Option<&bioseg_bioimageio::Package> {
+        self.package.as_deref()
+    }
+
+    /// The ONNX file's bytes (a package's weights).
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
     }
 
     /// The same model with bioseg's ops ([`crate::gemm_conv`]'s convolution and

@@ -649,14 +649,13 @@ impl<'a> VolumeJob<'a> {
                 info.shape[2]
             );
         }
-        let model_bytes = std::fs::read(model.path())
-            .map_err(|e| InferError::Model { path: model.path().to_path_buf(), reason: format!("cannot read: {e}") })?;
+        let model_bytes = model.bytes();
         let identity = json!({
             "format": 1,
             "model": {
                 "file": model.path().file_name().map(|n| n.to_string_lossy().into_owned()),
                 "bytes": model_bytes.len(),
-                "fnv1a64": format!("{:016x}", fnv1a64(&model_bytes)),
+                "fnv1a64": format!("{:016x}", fnv1a64(model_bytes)),
             },
             "options": {
                 "tile": predict.tile.to_string(),

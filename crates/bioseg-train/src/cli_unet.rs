@@ -1,11 +1,12 @@
 //! `bioseg-train unet | export | synth | demo`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Args;
 
 use bioseg_data::weight_map::BorderWeights;
+use bioseg_train::bioimageio::{PackageOptions, RunInfo};
 use bioseg_train::device::DeviceSpec;
 use bioseg_train::train::losses::{ClassWeights, LossKind};
 use bioseg_train::train::schedule::LrSchedule;
@@ -309,22 +310,127 @@ pub fn unet(mut args: UnetArgs, quiet: bool) -> Result<()> {
 #[derive(Args, Debug)]
 pub struct ExportArgs {
     /// A checkpoint folder (epoch-NNNNNN or best) or a folder of checkpoints (its newest).
+    #[arg(long, conflicts_with_all = ["run", "model"], required_unless_present_any = ["run", "model"])]
+    pub checkpoint: Option<PathBuf>,
+    /// A finished run's folder (`bioseg-train unet -o RUN`): its model.onnx and, for the
+    /// package's documentation, its best (else newest) checkpoint's configuration and history.
+    #[arg(long, conflicts_with = "model")]
+    pub run: Option<PathBuf>,
+    /// An exported ONNX model to package.
     #[arg(long)]
-    pub checkpoint: PathBuf,
-    /// The ONNX file to write.
-    #[arg(long)]
-    pub onnx: PathBuf,
-    /// Replace an existing ONNX file.
+    pub model: Option<PathBuf>,
+    /// The ONNX file to write (with --checkpoint).
+    #[arg(long, required_unless_present = "bioimageio")]
+    pub onnx: Option<PathBuf>,
+    /// Also (or only) write a BioImage Model Zoo package (model spec 0.5): a .zip with the ONNX
+    /// weights, rdf.yaml, test tensors computed by bioseg, a cover and documentation of the run.
+    #[arg(long, value_name = "OUT.zip")]
+    pub bioimageio: Option<PathBuf>,
+    /// Package: its name [default: the model file's name].
+    #[arg(long, help_heading = "Package")]
+    pub name: Option<String>,
+    /// Package: a one-line description [default: written from the model's metadata].
+    #[arg(long, help_heading = "Package")]
+    pub description: Option<String>,
+    /// Package: an author's name (repeat for several) [default: the login name].
+    #[arg(long = "author", help_heading = "Package")]
+    pub authors: Vec<String>,
+    /// Package: the license, an SPDX identifier.
+    #[arg(long, default_value_t = PackageOptions::default().license, help_heading = "Package")]
+    pub license: String,
+    /// Package: a further citation, `TEXT` or `TEXT|DOI` (repeat for several; the U-Net paper is
+    /// always cited), e.g. the training data's papers.
+    #[arg(long = "cite", help_heading = "Package")]
+    pub cite: Vec<String>,
+    /// Package: the image its test tensors and cover come from [default: the run's first
+    /// validation image, else its first training image].
+    #[arg(long, help_heading = "Package")]
+    pub sample: Option<PathBuf>,
+    /// Replace existing output files.
     #[arg(long)]
     pub overwrite: bool,
 }
 
 /// `bioseg-train export`.
 pub fn export(args: ExportArgs) -> Result<()> {
-    bioseg_data::ensure_absent_or_overwrite(&args.onnx, args.overwrite)?;
-    bioseg_train::export::export_checkpoint(&args.checkpoint, &args.onnx)
-        .with_context(|| format!("cannot export {}", args.onnx.display()))?;
-    println!("ONNX written to {}", args.onnx.display());
+    for out in [&args.onnx, &args.bioimageio].into_iter().flatten() {
+        bioseg_data::ensure_absent_or_overwrite(out, args.overwrite)?;
+    }
+    // The model to package and the run it came from.
+    let (model, state) = match (&args.checkpoint, &args.run, &args.model) {
+        (Some(ckpt), _, _) => {
+            let tmp;
+            let onnx = match &args.onnx {
+                Some(o) => o.clone(),
+                None => {
+                    tmp = tempfile::Builder::new()
+                        .suffix(".onnx")
+                        .tempfile()
+                        .context("cannot create a temporary file")?;
+                    tmp.path().to_path_buf()
+                }
+            };
+            bioseg_train::export::export_checkpoint(ckpt, &onnx)
+                .with_context(|| format!("cannot export {}", onnx.display()))?;
+            if args.onnx.is_some() {
+                println!("ONNX written to {}", onnx.display());
+            }
+            let state = bioseg_train::checkpoint::read_state(&bioseg_train::checkpoint::resolve(ckpt)?)?;
+            if let Some(out) = &args.bioimageio {
+                package(&args, &onnx, Some(state), out)?;
+            }
+            return Ok(());
+        }
+        (None, Some(run), _) => {
+            let (onnx, info) = RunInfo::from_run_folder(run)?;
+            (onnx, info.state)
+        }
+        (None, None, Some(m)) => (m.clone(), None),
+        (None, None, None) => unreachable!("clap requires one of --checkpoint, --run, --model"),
+    };
+    if let Some(o) = &args.onnx {
+        std::fs::copy(&model, o).with_context(|| format!("cannot write {}", o.display()))?;
+        println!("ONNX written to {}", o.display());
+    }
+    if let Some(out) = &args.bioimageio {
+        package(&args, &model, state, out)?;
+    }
+    Ok(())
+}
+
+/// Writes the package of `onnx` and prints what it holds.
+fn package(
+    args: &ExportArgs,
+    onnx: &Path,
+    state: Option<bioseg_train::checkpoint::CheckpointState>,
+    out: &Path,
+) -> Result<()> {
+    let options = PackageOptions {
+        name: args.name.clone(),
+        description: args.description.clone(),
+        authors: args.authors.clone(),
+        license: args.license.clone(),
+        cite: args
+            .cite
+            .iter()
+            .map(|c| match c.split_once('|') {
+                Some((t, d)) => (t.trim().to_owned(), Some(d.trim().to_owned())),
+                None => (c.trim().to_owned(), None),
+            })
+            .collect(),
+        sample: args.sample.clone(),
+        ..Default::default()
+    };
+    let run = RunInfo { state };
+    let summary = bioseg_train::bioimageio::export_package(onnx, &run, &options, out, args.overwrite)
+        .with_context(|| format!("cannot write the package {}", out.display()))?;
+    println!(
+        "BioImage Model Zoo package written to {} ({}; test input {:?} from {})",
+        summary.path.display(),
+        summary.files.join(", "),
+        summary.test_shape,
+        summary.sample.display()
+    );
     Ok(())
 }
 

@@ -8,6 +8,7 @@
 //! - [`keras_import`]: Keras classic U-Nets (ONNX) as initial weights (`unet --init-from`).
 
 pub mod augment;
+pub mod bioimageio;
 pub mod checkpoint;
 pub mod curves;
 pub mod demo;
