@@ -16,7 +16,7 @@ mod write;
 
 pub use archive::MAX_ENTRIES;
 pub use error::PackageError;
-pub use package::{MAX_TEST_TENSOR_BYTES, MAX_WEIGHTS_BYTES, Package, is_package, sha256_hex};
+pub use package::{MAX_TEST_TENSOR_BYTES, MAX_WEIGHTS_BYTES, Package, TestTensors, is_package, sha256_hex};
 pub use rdf::{FileRef, MAX_RDF_BYTES, ModelDescription, parse_yaml, read_description, supported};
 pub use write::write_package;
 

@@ -27,6 +27,9 @@ pub fn is_package(path: &Path) -> bool {
     matches!(ext.as_str(), "zip" | "yaml" | "yml") || (path.is_dir() && path.join("rdf.yaml").is_file())
 }
 
+/// A package's test input and expected output, as `.npy` bytes.
+pub type TestTensors = (Vec<u8>, Vec<u8>);
+
 /// An opened BioImage Model Zoo package.
 pub struct Package {
     source: Source,
@@ -109,7 +112,7 @@ impl Package {
     }
 
     /// The test input's and expected output's `.npy` bytes, if the package has them.
-    pub fn test_tensors(&self) -> Result<Option<(Vec<u8>, Vec<u8>)>, PackageError> {
+    pub fn test_tensors(&self) -> Result<Option<TestTensors>, PackageError> {
         let Some((i, o)) = &self.description.test_tensors else { return Ok(None) };
         Ok(Some((self.read_checked(i, MAX_TEST_TENSOR_BYTES)?, self.read_checked(o, MAX_TEST_TENSOR_BYTES)?)))
     }

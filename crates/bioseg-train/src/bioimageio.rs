@@ -2,8 +2,9 @@
 //! ONNX weights, a model description (`rdf.yaml`, model spec 0.5) that says what bioseg's
 //! metadata says (axes, the size multiple as the size step, the recommended halo, the
 //! normalisation as preprocessing, a sigmoid or softmax as postprocessing where the graph ends in
-//! logits), test tensors computed by bioseg, a cover (the test input with its predicted classes)
-//! and documentation written from the run (data, recipe, validation metrics).
+//! logits), test tensors computed by bioseg and sample tensors to look at, a cover (the test
+//! input with its predicted classes) and documentation written from the run (data, recipe,
+//! validation metrics).
 //!
 //! The description is read back with `bioseg_bioimageio::read_description` before anything is
 //! written, and the expected test output is computed from what it reads: the package states
@@ -35,7 +36,8 @@ pub struct PackageOptions {
     pub name: Option<String>,
     /// `description` (default: one generated from the model).
     pub description: Option<String>,
-    /// Authors' names (at least one is written: the default is the user's login name).
+    /// Authors: `NAME` or `NAME|GITHUB_USER` (at least one is written: the default is the
+    /// user's login name).
     pub authors: Vec<String>,
     /// SPDX license identifier.
     pub license: String,
@@ -159,6 +161,15 @@ fn test_input(sample: &Path, channels: usize, layout: TensorLayout, side: usize)
         TensorLayout::Nhwc => hwc,
         _ => hwc.permuted_axes(IxDyn(&[0, 3, 1, 2])).as_standard_layout().to_owned(),
     })
+}
+
+/// An author entry from `NAME` or `NAME|GITHUB_USER` (the zoo asks for a GitHub user among the
+/// authors).
+fn author(a: &str) -> Value {
+    match a.split_once('|') {
+        Some((name, user)) => json!({"name": name.trim(), "github_user": user.trim()}),
+        None => json!({"name": a.trim()}),
+    }
 }
 
 /// A step with its kwargs, as the spec writes it.
@@ -295,6 +306,51 @@ fn cover(x: &ArrayD<f32>, probs: &ArrayD<f32>, layout: TensorLayout) -> Result<V
     std::fs::read(tmp.path()).map_err(TrainError::io(tmp.path()))
 }
 
+/// The bytes `write` puts into a temporary file named `*.ext`.
+fn file_bytes(ext: &str, write: impl FnOnce(&Path) -> Result<(), TrainError>) -> Result<Vec<u8>, TrainError> {
+    let tmp =
+        tempfile::Builder::new().suffix(&format!(".{ext}")).tempfile().map_err(TrainError::io("a temporary file"))?;
+    write(tmp.path())?;
+    std::fs::read(tmp.path()).map_err(TrainError::io(tmp.path()))
+}
+
+/// `[1, C, H, W]` (or NHWC) as `[C, H, W]`.
+fn planes(t: &ArrayD<f32>, layout: TensorLayout) -> Result<ndarray::Array3<f32>, TrainError> {
+    let t = t.index_axis(Axis(0), 0);
+    let t = if layout == TensorLayout::Nhwc { t.permuted_axes(IxDyn(&[2, 0, 1])) } else { t };
+    t.to_owned().into_dimensionality::<ndarray::Ix3>().map_err(config_err)
+}
+
+/// The sample tensors (images a person can look at): the test input as an 8-bit PNG (gray, or
+/// RGB for three channels) and the test output as a float32 TIFF (a page per channel).
+fn sample_tensors(x: &ArrayD<f32>, y: &ArrayD<f32>, layout: TensorLayout) -> Result<(Vec<u8>, Vec<u8>), TrainError> {
+    let input = planes(x, layout)?;
+    let (c, h, w) = input.dim();
+    let to_u8 = |v: &f32| v.round().clamp(0.0, 255.0) as u8;
+    let png = file_bytes("png", |p| {
+        if c == 3 {
+            let px: Vec<u8> = input.view().permuted_axes([1, 2, 0]).iter().map(to_u8).collect();
+            bioseg_data::write_rgb_u8_png(p, w as u32, h as u32, &px)?;
+        } else {
+            let px: Vec<u8> = input.index_axis(Axis(0), 0).iter().map(to_u8).collect();
+            bioseg_data::write_gray_u8(p, w as u32, h as u32, &px)?;
+        }
+        Ok(())
+    })?;
+    let output = planes(y, layout)?;
+    let (k, h, w) = output.dim();
+    let tif = file_bytes("tif", |p| {
+        let mut writer =
+            bioseg_data::volume::TiffStackWriter::create(p, w, h, k, bioseg_data::volume::VolumeDType::F32, true)?
+                .hyperstack(k, 1)?;
+        for plane in output.outer_iter() {
+            writer.write_page(&plane.iter().copied().collect::<Vec<f32>>())?;
+        }
+        Ok(writer.finish()?)
+    })?;
+    Ok((png, tif))
+}
+
 /// Writes the package of the ONNX model at `onnx` (from `run`, if known) to `out` (a `.zip`).
 pub fn export_package(
     onnx: &Path,
@@ -376,7 +432,7 @@ pub fn export_package(
         "format_version": FORMAT_VERSION,
         "name": name,
         "description": description,
-        "authors": authors.iter().map(|a| json!({"name": a})).collect::<Vec<_>>(),
+        "authors": authors.iter().map(|a| author(a)).collect::<Vec<_>>(),
         "cite": citations.iter().map(|(t, d)| match d { Some(d) => json!({"text": t, "doi": d}), None => json!({"text": t, "url": "https://bioimage.io"}) }).collect::<Vec<_>>(),
         "license": options.license,
         "tags": options.tags,
@@ -388,6 +444,7 @@ pub fn export_package(
             "description": format!("raw image, {} channel(s)", iface.channels),
             "axes": axes(json!({"type": "channel", "channel_names": input_names}), space("y", size_in.clone(), None), space("x", size_in, None)),
             "test_tensor": {"source": "test_input.npy"},
+            "sample_tensor": {"source": "sample_input.png"},
             "data": {"type": "float32"},
             "preprocessing": preprocessing(norm)?,
         }],
@@ -396,6 +453,7 @@ pub fn export_package(
             "description": format!("probability of each class: {}", classes.join(", ")),
             "axes": axes(json!({"type": "channel", "channel_names": classes}), space("y", size_out("y"), Some(iface.halo)), space("x", size_out("x"), Some(iface.halo))),
             "test_tensor": {"source": "test_output.npy"},
+            "sample_tensor": {"source": "sample_output.tif"},
             "data": {"type": "float32"},
             "postprocessing": post,
         }],
@@ -420,10 +478,13 @@ pub fn export_package(
     rdf["inputs"][0]["test_tensor"]["sha256"] = json!(bioseg_bioimageio::sha256_hex(&x_npy));
     rdf["outputs"][0]["test_tensor"]["sha256"] = json!(bioseg_bioimageio::sha256_hex(&y_npy));
     let readme = documentation(&name, &iface, run, &classes, &citations);
+    let (sample_in, sample_out) = sample_tensors(&x, &y, iface.layout)?;
     let files = vec![
         ("model.onnx".to_owned(), onnx_bytes),
         ("test_input.npy".to_owned(), x_npy),
         ("test_output.npy".to_owned(), y_npy),
+        ("sample_input.png".to_owned(), sample_in),
+        ("sample_output.tif".to_owned(), sample_out),
         ("cover.png".to_owned(), cover(&x, &y, iface.layout)?),
         ("README.md".to_owned(), readme.into_bytes()),
     ];

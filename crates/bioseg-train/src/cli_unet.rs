@@ -332,7 +332,8 @@ pub struct ExportArgs {
     /// Package: a one-line description [default: written from the model's metadata].
     #[arg(long, help_heading = "Package")]
     pub description: Option<String>,
-    /// Package: an author's name (repeat for several) [default: the login name].
+    /// Package: an author, `NAME` or `NAME|GITHUB_USER` (repeat for several; the zoo asks for a
+    /// GitHub user among them, which its validator looks up online) [default: the login name].
     #[arg(long = "author", help_heading = "Package")]
     pub authors: Vec<String>,
     /// Package: the license, an SPDX identifier.
