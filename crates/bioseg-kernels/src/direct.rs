@@ -713,37 +713,14 @@ unsafe fn products<const S: usize>(
         // Taps in rows of three adjacent ones (stride 1, a 3-wide kernel: the forward and data
         // gradient of most U-Net layers): each broadcast input value feeds its row's three taps
         // (the module's note on ROW_PAIR_TILE).
-        Some(w2) if S == 1 && rows_of_three(offsets) => {
-            for p0 in (0..m).step_by(ROW_PAIR_TILE) {
-                // SAFETY: the function's contract (ROW_PAIR_TILE divides TILE); a row's taps
-                // read the values `tile` reads.
-                unsafe {
-                    row_tile::<2, ROW_PAIR_TILE>(
-                        band.as_ptr().add(p0),
-                        plane,
-                        offsets,
-                        c_in,
-                        [w.as_ptr(), w2.as_ptr()],
-                        [block.as_mut_ptr().add(p0 * OUT), block2.as_mut_ptr().add(p0 * OUT)],
-                    )
-                };
-            }
-        }
-        None if S == 1 && rows_of_three(offsets) => {
-            for p0 in (0..m).step_by(TILE) {
-                // SAFETY: as above.
-                unsafe {
-                    row_tile::<1, TILE>(
-                        band.as_ptr().add(p0),
-                        plane,
-                        offsets,
-                        c_in,
-                        [w.as_ptr()],
-                        [block.as_mut_ptr().add(p0 * OUT)],
-                    )
-                };
-            }
-        }
+        // SAFETY (both): the function's contract (ROW_PAIR_TILE divides TILE); a row's taps read
+        // the values `tile` reads.
+        Some(w2) if S == 1 && rows_of_three(offsets) => unsafe {
+            row_tiles::<2, ROW_PAIR_TILE>(band, plane, offsets, c_in, [w, w2], [block, block2], m)
+        },
+        None if S == 1 && rows_of_three(offsets) => unsafe {
+            row_tiles::<1, TILE>(band, plane, offsets, c_in, [w], [block], m)
+        },
         // Two chunks at a time where there are two: each broadcast input value then feeds two
         // multiply-adds (the module's note on PAIR_TILE).
         Some(w2) => {
@@ -984,6 +961,29 @@ unsafe fn tile_avx512<const S: usize>(
 /// kernel's taps at stride 1, in [`Direct::run`]'s order.
 fn rows_of_three(offsets: &[usize]) -> bool {
     offsets.len().is_multiple_of(3) && offsets.chunks_exact(3).all(|r| r[1] == r[0] + 1 && r[2] == r[0] + 2)
+}
+
+/// [`row_tile`] over positions `0 .. m`, `P` at a time: chunk `k`'s weights `w[k]` into
+/// `blocks[k]`.
+///
+/// # Safety
+/// As for [`products`], with `P` dividing `m`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn row_tiles<const K: usize, const P: usize>(
+    band: &[f32],
+    plane: usize,
+    offsets: &[usize],
+    c_in: usize,
+    w: [&[f32]; K],
+    blocks: [&mut [f32]; K],
+    m: usize,
+) {
+    let w = w.map(|w| w.as_ptr());
+    let out = blocks.map(|b| b.as_mut_ptr());
+    for p0 in (0..m).step_by(P) {
+        // SAFETY: the caller's contract.
+        unsafe { row_tile::<K, P>(band.as_ptr().add(p0), plane, offsets, c_in, w, out.map(|o| o.add(p0 * OUT))) };
+    }
 }
 
 /// [`tile`] at stride 1 for `K` chunks of output channels (weights `w[k]` into `out[k]`) and
