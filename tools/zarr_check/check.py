@@ -6,7 +6,8 @@
 
 Checks the OME-Zarr 0.5 metadata (axes, one dataset, its coordinate transformations, the
 `omero` channel labels of a channel axis), opens level 0 through the multiscales path, reads
-every chunk, and, given the same prediction written by bioseg as a TIFF, reads that with
+every chunk, reads it again with ome-zarr (napari's reader), and, given the same prediction
+written by bioseg as a TIFF, reads that with
 tifffile (an ImageJ hyperstack for several channels: axes CYX or ZCYX) and checks that both hold
 the same values on the same axes. Works for volumes (`z, y, x`, `c, z, y, x`) and 2-D images
 (`y, x`, `c, y, x`). Exits non-zero on any mismatch.
@@ -52,6 +53,16 @@ def main() -> int:
         f"min {data.min()} max {data.max()} mean {data.astype(np.float64).mean():.4f}, "
         f"bioseg attributes: {json.dumps(group.attrs['bioseg'])[:80]}..."
     )
+    # The ome-zarr reader (napari's ome-zarr plugin) sees the same image and channel names.
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Reader
+
+    node = list(Reader(parse_url(path))())[0]
+    assert [a["name"] for a in node.metadata["axes"]] == axes, node.metadata["axes"]
+    assert tuple(node.data[0].shape) == array.shape, (node.data[0].shape, array.shape)
+    if "c" in axes:
+        assert node.metadata["channel_names"] == labels, node.metadata["channel_names"]
+    print(f"ome-zarr reads it: axes {axes}, shape {tuple(node.data[0].shape)}")
     if len(sys.argv) == 3:
         import tifffile
 
