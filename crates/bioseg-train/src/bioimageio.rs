@@ -465,6 +465,12 @@ pub fn export_package(
             "size_multiple": iface.size_multiple,
         }},
     });
+    // The training data, machine-readable (the zoo's `training_data` field takes only zoo
+    // dataset ids or full dataset descriptions).
+    if let Some((dir, class, val)) = run_data(run) {
+        rdf["config"]["bioseg"]["training_data"] =
+            json!({"folder": dir.display().to_string(), "object_class": class, "validation_images": val});
+    }
     // What a reader makes of the description, and the output it expects.
     let described = bioseg_bioimageio::read_description(&rdf)
         .map_err(|e| config_err(format!("the package's own description: {e}")))?;
