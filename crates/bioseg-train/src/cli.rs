@@ -34,7 +34,8 @@ pub enum Command {
     Perceptron(PerceptronArgs),
     /// Train a U-Net on images and masks in the seed's layout (DATA/<class>/train/{image,label}).
     Unet(UnetArgs),
-    /// Export a checkpoint (a folder of checkpoints: its newest) to ONNX.
+    /// Export a checkpoint (a folder of checkpoints: its newest) to ONNX, and a checkpoint, a
+    /// run or an ONNX model as a BioImage Model Zoo package (--bioimageio).
     Export(ExportArgs),
     /// Write a synthetic EM-like dataset (cells, membranes, mitochondria) in the seed's layout.
     Synth(SynthArgs),

@@ -326,7 +326,8 @@ pub struct ExportArgs {
     /// weights, rdf.yaml, test tensors computed by bioseg, a cover and documentation of the run.
     #[arg(long, value_name = "OUT.zip")]
     pub bioimageio: Option<PathBuf>,
-    /// Package: its name [default: the model file's name].
+    /// Package: its name [default: `bioseg U-Net CLASS` for a run or checkpoint, else the model
+    /// file's name].
     #[arg(long, help_heading = "Package")]
     pub name: Option<String>,
     /// Package: a one-line description [default: written from the model's metadata].
