@@ -44,7 +44,7 @@ pub enum Command {
 /// Options of `bioseg run`.
 #[derive(Args, Debug)]
 pub struct RunArgs {
-    /// The ONNX model.
+    /// The ONNX model (or a BioImage Model Zoo package: its ONNX weights, run as they are).
     #[arg(short, long)]
     pub model: PathBuf,
     /// Input tensor: .npy (float32/float64) or .csv (one sample per row).

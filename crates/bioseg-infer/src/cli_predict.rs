@@ -25,7 +25,9 @@ fn defaults() -> PredictOptions {
 /// Options of `bioseg predict`.
 #[derive(Args, Debug, Clone)]
 pub struct PredictArgs {
-    /// The segmentation model (ONNX; NCHW or NHWC, fixed or symbolic size).
+    /// The segmentation model: ONNX (NCHW or NHWC, fixed or symbolic size), or a BioImage Model
+    /// Zoo package with ONNX weights (.zip, its rdf.yaml or its folder; its axes, pre- and
+    /// postprocessing, halo and size step apply).
     #[arg(short, long)]
     pub model: PathBuf,
     /// Input: an image (PNG or TIFF; 8/16-bit or float32; gray or RGB), or a volume: a
