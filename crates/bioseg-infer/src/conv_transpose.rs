@@ -156,6 +156,7 @@ impl EvalOp for BiosegConvTranspose {
     op_out_of_plan!();
 
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        bioseg_kernels::clean_upper_state();
         let input = &inputs[0];
         let (g, out_shape) = self.output_shape(input.shape())?;
         // SAFETY: the transposed convolution writes every output value.

@@ -417,6 +417,7 @@ impl EvalOp for GemmConv {
     op_out_of_plan!();
 
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        bioseg_kernels::clean_upper_state();
         ensure!(
             inputs.len() == self.parts.len(),
             "BiosegGemmConv: {} inputs, expected {}",

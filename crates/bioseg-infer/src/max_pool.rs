@@ -29,6 +29,7 @@ impl EvalOp for BiosegMaxPool {
     op_out_of_plan!();
 
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        bioseg_kernels::clean_upper_state();
         let input = &inputs[0];
         let &[n, c, h, w] = input.shape() else {
             bail!("BiosegMaxPool2x2: input of shape {:?}, expected [N, C, H, W]", input.shape());

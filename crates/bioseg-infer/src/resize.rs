@@ -178,6 +178,7 @@ impl EvalOp for BiosegUpsample {
     op_out_of_plan!();
 
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        bioseg_kernels::clean_upper_state();
         let input = &inputs[0];
         let shape = input.shape();
         let ([fy, fx], a) = (self.factors, self.axis);
@@ -410,6 +411,7 @@ impl EvalOp for BiosegResize {
     op_out_of_plan!();
 
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        bioseg_kernels::clean_upper_state();
         let mut shape: TVec<usize> = inputs[0].shape().into();
         if let Some(output) = self.planes(&inputs[0])? {
             return Ok(tvec!(output.into_tvalue()));

@@ -182,6 +182,9 @@ impl Tiler<'_> {
             TensorLayout::Nhwc => values[(((i * od + z) * oh + y) * ow + x) * k + kk],
             _ => values[(((i * k + kk) * od + z) * oh + y) * ow + x],
         };
+        // The model's last kernel may have left the vector registers' upper halves dirty; the
+        // copies and activations below are SSE code (bioseg_kernels::clean_upper_state).
+        bioseg_kernels::clean_upper_state();
         let activation = self.io.activation;
         let mut cores = Vec::with_capacity(b);
         for (i, t) in tiles.iter().enumerate() {

@@ -21,6 +21,7 @@ mod geometry;
 mod im2col;
 mod input;
 mod pool;
+mod upper_state;
 mod upsample;
 mod winograd;
 
@@ -35,5 +36,6 @@ pub use geometry::Conv2dGeometry;
 pub use im2col::{Taps, col2im_block, im2col_block};
 pub use input::{ChannelView, ConvInput, channel_lookup};
 pub use pool::{Pool2dGeometry, max_pool_2x2, max_pool2d_backward, max_pool2d_forward};
+pub use upper_state::clean_upper_state;
 pub use upsample::{upsample_nearest, upsample_nearest_backward, whole_factors};
 pub use winograd::{Buffers as WinogradBuffers, Winograd, transform_kernel};
