@@ -63,7 +63,7 @@ fn softmax_block(x: &[f32], y: &mut [f32], inner: usize, log: bool, max: &mut [f
     sum.fill(0.0);
     for (xp, yp) in x.chunks_exact(inner).zip(y.chunks_exact_mut(inner)) {
         for (((o, &v), &m), s) in yp.iter_mut().zip(xp).zip(max.iter()).zip(sum.iter_mut()) {
-            let e = flushed_exp(v - m);
+            let e = (v - m).exp();
             *s += e;
             *o = if log { v - m } else { e };
         }
@@ -78,20 +78,6 @@ fn softmax_block(x: &[f32], y: &mut [f32], inner: usize, log: bool, max: &mut [f
             yp.iter_mut().zip(sum.iter()).for_each(|(o, &s)| *o /= s);
         }
     }
-}
-
-/// Below this, `exp` is smaller than the smallest normal f32 (e^−87.3): [`flushed_exp`] gives 0.
-const EXP_NORMAL_MIN: f32 = -87.0;
-
-/// `exp(d)` for `d ≤ 0`, 0 where it would be subnormal (below 1.7e−38). Subnormal results cost
-/// Intel cores a microcode assist in glibc's `expf` (its underflow path) and in every sum and
-/// division that reads them: a random-weight 3-class U-Net's head, whose classes differ by more
-/// than 87 at most pixels, spent 101 ms of a 308 ms 544² window in this op (one thread, Intel
-/// Xeon; `perf`: `__expf_fma` and the op's own loop); flushed, 3 ms. AMD cores showed 4 % either
-/// way. A probability below 1.7e−38 becomes 0: no other value changes.
-#[inline]
-fn flushed_exp(d: f32) -> f32 {
-    if d < EXP_NORMAL_MIN { 0.0 } else { d.exp() }
 }
 
 impl TypedOp for BiosegSoftmax {

@@ -6,7 +6,7 @@
 //! AVX-512 kernels is compiled for baseline x86-64 (SSE2). Measured: the channel softmax after a
 //! 3-class U-Net's 1×1 head (tract's matrix product) took 101 ms of a 308 ms 544² window, its
 //! `expf` calls each crossing between SSE and VEX code; after [`clean_upper_state`] at the op's
-//! start, 2.8 ms (one thread, Intel Xeon, `bioseg run --profile`, alternating runs). bioseg's
+//! start, 2.8–3.2 ms (one thread, Intel Xeon, `bioseg run --profile`, alternating runs). bioseg's
 //! ops call it when they start.
 
 /// Clears the upper halves of the vector registers (`vzeroupper`) where the CPU has AVX; a
