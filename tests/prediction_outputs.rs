@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use bioseg_data::volume::open_volume;
 use bioseg_infer::OnnxModel;
 use bioseg_infer::predict::{PredictOptions, Predictor};
-use bioseg_suite::{bioseg, run_ok};
+use bioseg_suite::{bioseg, run_fails, run_ok};
 use bioseg_train::device::CpuBackend;
 use bioseg_train::model::unet::{Unet, UnetConfig};
 use ndarray::{Array3, Axis};
@@ -126,6 +126,14 @@ fn multi_class_probabilities_are_one_file_per_prediction() {
     std::fs::create_dir(&out).unwrap();
     predict(&model, &png, &out.join("probs.png"), "prob-u8");
     assert_eq!(listing(&out), ["probs_class0.png", "probs_class1.png", "probs_class2.png"]);
+    // float32 probabilities have no PNG form.
+    let s = |p: &Path| p.to_str().unwrap().to_owned();
+    run_fails(
+        bioseg()
+            .args(["predict", "-q", "-m", &s(&model), "-i", &s(&png), "-o", &s(&out.join("f.png"))])
+            .args(["--output-type", "prob-f32"]),
+        "prob-f32 needs a .tif/.tiff or .zarr output",
+    );
 
     // A volume of three slices into TIFF: one file, a page per class of each slice (ImageJ's
     // order, channel fastest).

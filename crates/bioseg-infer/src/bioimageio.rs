@@ -25,18 +25,14 @@ pub struct PackageTest {
 
 /// `x` through the package's model: normalised as the package says (per-sample statistics of
 /// the whole tensor), run once, then the package's sigmoid or softmax over the channel axis.
-pub fn package_output(model: &OnnxModel, mut x: ArrayD<f32>) -> Result<ArrayD<f32>, InferError> {
+pub fn package_output(model: &OnnxModel, x: ArrayD<f32>) -> Result<ArrayD<f32>, InferError> {
     let md = model.metadata();
-    let norm = md.normalization.unwrap_or(bioseg_onnx::Normalization::None).fixed_for(x.iter());
-    x.mapv_inplace(|v| {
-        let mut one = [v];
-        norm.apply(&mut one);
-        one[0]
-    });
     let shape = x.shape().to_vec();
-    let x = x.as_standard_layout();
+    let mut values = x.as_standard_layout().into_owned().into_raw_vec_and_offset().0;
+    // Per-sample statistics over the whole tensor.
+    md.normalization.unwrap_or(bioseg_onnx::Normalization::None).apply(&mut values);
     let (out_shape, values) = model
-        .run(&shape, x.as_slice().expect("standard layout"))?
+        .run(&shape, &values)?
         .into_iter()
         .next()
         .ok_or_else(|| InferError::Run("the model gave no output".into()))?;

@@ -165,6 +165,12 @@ pub fn write_prediction(pred: &Prediction, output: &Path, options: &WriteOptions
     }
     let tiff = ext == "tif" || ext == "tiff";
     match converted {
+        Converted::F32(_) if !tiff => {
+            return Err(InferError::Input(format!(
+                "prob-f32 needs a .tif/.tiff or .zarr output, not {}",
+                output.display()
+            )));
+        }
         Converted::U8(a) if a.dim().0 > 1 && tiff => write_tiff_hyperstack(&a, output, options.overwrite)?,
         Converted::F32(a) if a.dim().0 > 1 => write_tiff_hyperstack(&a, output, options.overwrite)?,
         Converted::U8(a) => {
@@ -172,15 +178,7 @@ pub fn write_prediction(pred: &Prediction, output: &Path, options: &WriteOptions
                 bioseg_data::write_gray_u8(p, w as u32, h as u32, &plane(&a, c))?;
             }
         }
-        Converted::F32(a) => {
-            if !tiff {
-                return Err(InferError::Input(format!(
-                    "prob-f32 needs a .tif/.tiff or .zarr output, not {}",
-                    output.display()
-                )));
-            }
-            bioseg_data::write_gray_f32_tiff(output, w as u32, h as u32, &plane(&a, 0))?;
-        }
+        Converted::F32(a) => bioseg_data::write_gray_f32_tiff(output, w as u32, h as u32, &plane(&a, 0))?,
     }
     Ok(paths)
 }

@@ -301,9 +301,9 @@ fn cover(x: &ArrayD<f32>, probs: &ArrayD<f32>, layout: TensorLayout) -> Result<V
     let labels = crate::engine::labels_of(p.view());
     let rgb = bioseg_data::overlay::overlay_labels(&gray.view(), &labels.view(), 0.4);
     let (h, w, _) = rgb.dim();
-    let tmp = tempfile::Builder::new().suffix(".png").tempfile().map_err(TrainError::io("cover.png"))?;
-    bioseg_data::write_rgb_u8_png(tmp.path(), w as u32, h as u32, rgb.as_slice().expect("standard layout"))?;
-    std::fs::read(tmp.path()).map_err(TrainError::io(tmp.path()))
+    file_bytes("png", |p| {
+        Ok(bioseg_data::write_rgb_u8_png(p, w as u32, h as u32, rgb.as_slice().expect("standard layout"))?)
+    })
 }
 
 /// The bytes `write` puts into a temporary file named `*.ext`.
