@@ -1,21 +1,20 @@
 //! `bioseg predict`.
 
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 
-use bioseg_data::volume::{VolumeFormat, open_volume, tiff_page_count};
+use bioseg_data::volume::VolumeFormat;
 use bioseg_onnx::{Normalization, TensorLayout};
 
 use bioseg_infer::model::OnnxModel;
-use bioseg_infer::output::{OutputType, WriteOptions, output_paths, write_prediction};
-use bioseg_infer::predict::{PredictOptions, Predictor, megapixels_per_second};
+use bioseg_infer::output::OutputType;
+use bioseg_infer::predict::PredictOptions;
+use bioseg_infer::predict_file::{FileJob, FileProgress, FileReport, predict_file};
 use bioseg_infer::tiling::{Blend, Parallelism, TileSize};
-use bioseg_infer::volume_predict::{
-    ByteSize, Roi, Shard, Span, VolumeJob, VolumeOptions, VolumeOutput, peak_rss_bytes,
-};
+use bioseg_infer::volume_predict::{ByteSize, Roi, Shard, Span, VolumeOptions, VolumeOutput, peak_rss_bytes};
 
 /// The library's options: the one source of the defaults `bioseg predict --help` shows.
 fn defaults() -> PredictOptions {
@@ -148,6 +147,7 @@ impl PredictArgs {
             tta: self.tta,
             tile_z: self.tile_z,
             parallel: self.parallel,
+            cancel: None,
         }
     }
 
@@ -166,35 +166,6 @@ impl PredictArgs {
             throttle: self.throttle_ms.map(Duration::from_millis),
         }
     }
-
-    /// Whether a volume-only option was given.
-    fn volume_flags(&self) -> bool {
-        self.z_range.is_some()
-            || self.roi.is_some()
-            || self.slab.is_some()
-            || self.memory_budget.is_some()
-            || self.shard.is_some()
-            || self.resume
-    }
-}
-
-/// Whether `args` asks for the volume path: a format was given, the input is a folder, a
-/// `.zarr` or a TIFF of several pages, or a TIFF with volume options or a folder output.
-fn is_volume(args: &PredictArgs) -> Result<bool> {
-    let input = &args.input;
-    std::fs::metadata(input).map_err(|e| bioseg_data::DataError::Read { path: input.clone(), error: e })?;
-    if args.format.is_some() || input.is_dir() {
-        return Ok(true);
-    }
-    let ext = |p: &Path| p.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).unwrap_or_default();
-    // A folder of slices (an output without an extension) is a volume's; a Zarr store holds a
-    // 2-D image too (axes c, y, x).
-    let volume_output = !matches!(ext(&args.output).as_str(), "png" | "tif" | "tiff" | "zarr");
-    match ext(input).as_str() {
-        "zarr" => Ok(true),
-        "tif" | "tiff" => Ok(tiff_page_count(input)? > 1 || args.volume_flags() || volume_output),
-        _ => Ok(false),
-    }
 }
 
 /// `bioseg predict`.
@@ -202,73 +173,96 @@ pub fn predict(args: PredictArgs, quiet: bool) -> Result<()> {
     if let Some(t) = args.threads {
         rayon::ThreadPoolBuilder::new().num_threads(t.max(1)).build_global().ok();
     }
-    if !(0.0..=1.0).contains(&args.threshold) {
-        anyhow::bail!("--threshold must be within [0, 1], not {}", args.threshold);
-    }
-    if args.memory_budget.is_some() {
-        // Under a memory budget, freed pages go back to the kernel after mimalloc's own 10 ms
-        // rather than main's second: kept pages counted against the budget (a 256-slice volume
-        // under 32M peaked at 155–161 MiB with 106 MiB for the model alone; 123–133 MiB this
-        // way), at some speed (main's comment: ~8 % per window).
-        bioseg_data::cli_support::keep_freed_pages(10);
-    }
-    let volume = is_volume(&args)?;
     let model = OnnxModel::load(&args.model)?;
-    if volume {
-        return predict_volume(&args, &model, quiet);
-    }
-    if args.volume_flags() {
-        anyhow::bail!(
-            "--z-range, --roi, --slab, --memory-budget, --shard and --resume apply to volumes (multi-page TIFF, folder of slices, Zarr); {} is a 2-D image",
-            args.input.display()
-        );
-    }
-    let predictor = Predictor::new(&model, args.options())?;
-    let image = bioseg_data::read_image(&args.input)?;
-    let classes = &model.metadata().classes;
-    let k_guess = if classes.len() > 2 { classes.len() } else { 1 };
-    for p in output_paths(&args.output, args.output_type, k_guess) {
-        bioseg_data::ensure_absent_or_overwrite(&p, args.overwrite)?;
-    }
-    if let Some(parent) = args.output.parent().filter(|p| !p.as_os_str().is_empty()) {
-        anyhow::ensure!(parent.is_dir(), "output folder {} does not exist", parent.display());
-    }
-    let (h, w, _) = image.data.dim();
-    let plan = predictor.plan(h, w)?;
-    let n_tiles = predictor.tile_count(h, w)?;
-    let bar = bioseg_infer::progress::tile_bar(n_tiles as u64, quiet);
-    let start = Instant::now();
-    let max_value = image.depth.max_value().unwrap_or(1.0);
-    let pred = predictor
-        .predict(image.data.view(), max_value, &|n| bar.set_position(n as u64))
-        .with_context(|| format!("predicting {}", args.input.display()))?;
-    bar.finish_and_clear();
-    let mps = megapixels_per_second(h * w, start);
-    let write = WriteOptions {
-        kind: args.output_type,
-        threshold: args.threshold,
-        classes: classes.clone(),
-        overwrite: args.overwrite,
+    let job = FileJob {
+        input: &args.input,
+        output: &args.output,
+        format: args.format,
+        predict: args.options(),
+        volume: args.volume_options(),
     };
-    let paths = write_prediction(&pred, &args.output, &write)?;
-    let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-    println!(
-        "{}x{} image, {} tile{} (core {}x{}{}, window {}x{}, halo {}{}), {:.2} s, {:.3} megapixels/s -> {}",
-        w,
-        h,
-        pred.tiles,
-        if pred.tiles == 1 { "" } else { "s" },
-        plan.x.core,
-        plan.y.core,
-        if args.tile == TileSize::Auto { " chosen for the image" } else { "" },
-        plan.window().1,
-        plan.window().0,
-        predictor.halo(),
-        if args.tta { ", 8-fold TTA" } else { "" },
-        start.elapsed().as_secs_f64(),
-        mps,
-        names.join(", ")
-    );
+    let bar = indicatif::ProgressBar::new(0);
+    if quiet {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let volume = std::sync::Once::new();
+    let report = predict_file(&model, &job, &|p| match p {
+        FileProgress::Tiles { done, total } => {
+            if bar.length() != Some(total as u64) {
+                bar.set_style(bioseg_infer::progress::tile_style());
+                bar.set_length(total as u64);
+            }
+            bar.set_position(done as u64);
+        }
+        FileProgress::Volume(p) => {
+            volume.call_once(|| {
+                bar.set_length(1000);
+                bar.set_style(bioseg_infer::progress::slice_style());
+            });
+            let frac = p.voxels_done as f64 / p.voxels_total.max(1) as f64;
+            bar.set_position((frac * 1000.0) as u64);
+            bar.set_message(format!(
+                "{:.1}/{:.0} slices, {:.2} MP/s",
+                p.voxels_done as f64 / p.slice_pixels.max(1) as f64,
+                p.voxels_total as f64 / p.slice_pixels.max(1) as f64,
+                p.voxels_computed as f64 / 1e6 / p.seconds.max(1e-9)
+            ));
+        }
+    })?;
+    bar.finish_and_clear();
+    let names: Vec<String> = report.outputs().iter().map(|p| p.display().to_string()).collect();
+    match &report {
+        FileReport::Image(r) => println!(
+            "{}x{} image, {} tile{} (core {}x{}{}, window {}x{}, halo {}{}), {:.2} s, {:.3} megapixels/s -> {}",
+            r.width,
+            r.height,
+            r.tiles,
+            if r.tiles == 1 { "" } else { "s" },
+            r.core.1,
+            r.core.0,
+            if r.auto_tile { " chosen for the image" } else { "" },
+            r.window.1,
+            r.window.0,
+            r.halo,
+            if r.tta { ", 8-fold TTA" } else { "" },
+            r.seconds,
+            r.megapixels_per_second,
+            names.join(", ")
+        ),
+        FileReport::Volume(v) => {
+            let (info, plan, report) = (&v.info, &v.plan, &v.report);
+            let [zn, yn, xn] = plan.shape();
+            let shard = args.shard.map(|s| format!(" (shard {s})")).unwrap_or_default();
+            println!(
+                "{}x{}x{} {} volume, region z {}:{} y {}:{} x {}:{}: {} of {} blocks of {}x{}x{}{}, {} computed, {} skipped, {} tiles, {:.2} s, {:.3} megapixels/s -> {}",
+                info.shape[2],
+                info.shape[1],
+                info.shape[0],
+                info.format,
+                plan.region[0].start,
+                plan.region[0].end,
+                plan.region[1].start,
+                plan.region[1].end,
+                plan.region[2].start,
+                plan.region[2].end,
+                report.blocks.len(),
+                plan.len(),
+                plan.slab.min(zn),
+                plan.block_yx.0.min(yn),
+                plan.block_yx.1.min(xn),
+                shard,
+                report.blocks_run,
+                report.blocks_skipped,
+                report.tiles,
+                report.seconds,
+                report.megapixels_per_second(),
+                names.join(", ")
+            );
+            if matches!(VolumeOutput::from_path(&args.output), Ok(VolumeOutput::Zarr)) && !report.created {
+                tracing::info!("joined the existing store {}", args.output.display());
+            }
+        }
+    }
     report_peak_memory(args.report_peak_memory);
     Ok(())
 }
@@ -282,79 +276,4 @@ fn report_peak_memory(print: bool) {
             println!("peak memory (VmHWM): {mib:.1} MiB ({b} bytes)");
         }
     }
-}
-
-/// `bioseg predict` on a volume.
-fn predict_volume(args: &PredictArgs, model: &OnnxModel, quiet: bool) -> Result<()> {
-    let reader = open_volume(&args.input, args.format)?;
-    let info = reader.info().clone();
-    let job = VolumeJob::new(model, args.options(), reader.as_ref(), &args.output, args.volume_options())
-        .with_context(|| format!("predicting {}", args.input.display()))?;
-    let plan = job.plan().clone();
-    let mine = job.my_blocks();
-    let [zn, yn, xn] = plan.shape();
-    tracing::info!(
-        "{} blocks of {}x{}x{} (about {:.1} MiB of buffers each), context {}, this run: blocks {}..{}",
-        plan.len(),
-        plan.slab,
-        plan.block_yx.0,
-        plan.block_yx.1,
-        plan.block_bytes as f64 / (1 << 20) as f64,
-        plan.context,
-        mine.start,
-        mine.end
-    );
-    let bar = indicatif::ProgressBar::new(1000);
-    if quiet {
-        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-    }
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("slices {bar:30.cyan/blue} {msg} [{elapsed_precise}<{eta_precise}]")
-            .expect("valid template"),
-    );
-    let report = job
-        .run(&|p| {
-            let frac = p.voxels_done as f64 / p.voxels_total.max(1) as f64;
-            bar.set_position((frac * 1000.0) as u64);
-            bar.set_message(format!(
-                "{:.1}/{:.0} slices, {:.2} MP/s",
-                p.voxels_done as f64 / p.slice_pixels.max(1) as f64,
-                p.voxels_total as f64 / p.slice_pixels.max(1) as f64,
-                p.voxels_computed as f64 / 1e6 / p.seconds.max(1e-9)
-            ));
-        })
-        .with_context(|| format!("predicting {}", args.input.display()))?;
-    bar.finish_and_clear();
-    let shard = args.shard.map(|s| format!(" (shard {s})")).unwrap_or_default();
-    let names: Vec<String> = report.outputs.iter().map(|p| p.display().to_string()).collect();
-    println!(
-        "{}x{}x{} {} volume, region z {}:{} y {}:{} x {}:{}: {} of {} blocks of {}x{}x{}{}, {} computed, {} skipped, {} tiles, {:.2} s, {:.3} megapixels/s -> {}",
-        info.shape[2],
-        info.shape[1],
-        info.shape[0],
-        info.format,
-        plan.region[0].start,
-        plan.region[0].end,
-        plan.region[1].start,
-        plan.region[1].end,
-        plan.region[2].start,
-        plan.region[2].end,
-        report.blocks.len(),
-        plan.len(),
-        plan.slab.min(zn),
-        plan.block_yx.0.min(yn),
-        plan.block_yx.1.min(xn),
-        shard,
-        report.blocks_run,
-        report.blocks_skipped,
-        report.tiles,
-        report.seconds,
-        report.megapixels_per_second(),
-        names.join(", ")
-    );
-    if matches!(VolumeOutput::from_path(&args.output), Ok(VolumeOutput::Zarr)) && !report.created {
-        tracing::info!("joined the existing store {}", args.output.display());
-    }
-    report_peak_memory(args.report_peak_memory);
-    Ok(())
 }

@@ -28,7 +28,34 @@ pub enum InferError {
     /// A BioImage Model Zoo package cannot be read or run.
     #[error(transparent)]
     Package(#[from] bioseg_bioimageio::PackageError),
+    /// The prediction was stopped through its cancel flag (Ctrl-C in Python).
+    #[error("interrupted")]
+    Cancelled,
+    /// An error and what was being done (`predicting FILE`).
+    #[error("{context}")]
+    Context {
+        /// What was being done.
+        context: String,
+        /// What went wrong.
+        #[source]
+        source: Box<InferError>,
+    },
     /// tract failed while running.
     #[error("inference failed: {0}")]
     Run(String),
+}
+
+impl InferError {
+    /// This error with what was being done (shown first: `CONTEXT: ERROR`).
+    pub fn context(self, context: String) -> Self {
+        InferError::Context { context, source: Box::new(self) }
+    }
+
+    /// The error behind any contexts.
+    pub fn root(&self) -> &InferError {
+        match self {
+            InferError::Context { source, .. } => source.root(),
+            e => e,
+        }
+    }
 }

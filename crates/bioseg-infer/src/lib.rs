@@ -21,6 +21,7 @@ mod onnx_ops;
 pub mod output;
 mod passes;
 pub mod predict;
+pub mod predict_file;
 pub mod predict_volumetric;
 pub mod progress;
 mod repeat_chain;

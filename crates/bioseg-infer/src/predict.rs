@@ -1,6 +1,8 @@
 //! Tiled, seam-free prediction of a 2-D image (volumes are predicted slice by slice or slab by
 //! slab through the same engine).
 
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use bioseg_onnx::{Normalization, TensorLayout};
@@ -43,6 +45,9 @@ pub struct PredictOptions {
     pub tile_z: usize,
     /// Tiles in parallel, or one tile at a time with its layers split over the threads.
     pub parallel: Parallelism,
+    /// Set from another thread to stop a running prediction: no tile starts after it is set,
+    /// and the prediction returns [`InferError::Cancelled`] (the Python package's Ctrl-C).
+    pub cancel: Option<Arc<AtomicBool>>,
 }
 
 impl Default for PredictOptions {
@@ -59,6 +64,7 @@ impl Default for PredictOptions {
             tta: false,
             tile_z: 32,
             parallel: Parallelism::default(),
+            cancel: None,
         }
     }
 }
@@ -240,7 +246,14 @@ impl<'m> Predictor<'m> {
     /// The one tiler of images and volumes, with this predictor's model and options.
     pub(crate) fn tiler(&self) -> Tiler<'_> {
         let batch = if self.io.batch_symbolic { self.opts.batch.max(1) } else { 1 };
-        Tiler { model: self.model, io: &self.io, blend: self.opts.blend, batch, parallel: self.opts.parallel }
+        Tiler {
+            model: self.model,
+            io: &self.io,
+            blend: self.opts.blend,
+            batch,
+            parallel: self.opts.parallel,
+            cancel: self.opts.cancel.as_deref(),
+        }
     }
 }
 

@@ -30,6 +30,8 @@ pub(crate) struct Tiler<'a> {
     pub(crate) batch: usize,
     /// Tiles in parallel, or one at a time with the layers split over the threads.
     pub(crate) parallel: Parallelism,
+    /// Stops the run before the next batch when set ([`crate::predict::PredictOptions::cancel`]).
+    pub(crate) cancel: Option<&'a std::sync::atomic::AtomicBool>,
 }
 
 impl Tiler<'_> {
@@ -59,6 +61,9 @@ impl Tiler<'_> {
             let outputs: Vec<Result<TileOutputs, InferError>> = group
                 .par_chunks(self.batch)
                 .map(|b| {
+                    if self.cancel.is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed)) {
+                        return Err(InferError::Cancelled);
+                    }
                     let r = self.run_batch(plan, b, input, norm);
                     let n = done.fetch_add(b.len(), std::sync::atomic::Ordering::Relaxed) + b.len();
                     on_tiles(n);

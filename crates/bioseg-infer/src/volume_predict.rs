@@ -265,6 +265,18 @@ impl Default for VolumeOptions {
     }
 }
 
+impl VolumeOptions {
+    /// Whether a volume-only setting is given (z range, ROI, slab, memory budget, shard, resume).
+    pub fn has_volume_settings(&self) -> bool {
+        self.z_range.is_some()
+            || self.roi.is_some()
+            || self.slab.is_some()
+            || self.memory_budget.is_some()
+            || self.shard.is_some()
+            || self.resume
+    }
+}
+
 /// One block: output coordinates (relative to the processed region).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Block {
