@@ -14,10 +14,13 @@ fn dependency_tree(package: &str) -> String {
 
 #[test]
 fn bioseg_infer_dependency_tree_has_no_burn() {
-    let tree = dependency_tree("bioseg-infer");
-    assert!(tree.lines().any(|l| l.starts_with("tract")), "tract expected in:\n{tree}");
-    let burn: Vec<&str> = tree.lines().filter(|l| l.starts_with("burn") || l.starts_with("cubecl")).collect();
-    assert!(burn.is_empty(), "bioseg-infer depends on {burn:?}");
+    // The `bioseg` binary and the Python package (inference only, like the binary).
+    for package in ["bioseg-infer", "bioseg-python"] {
+        let tree = dependency_tree(package);
+        assert!(tree.lines().any(|l| l.starts_with("tract")), "tract expected in:\n{tree}");
+        let burn: Vec<&str> = tree.lines().filter(|l| l.starts_with("burn") || l.starts_with("cubecl")).collect();
+        assert!(burn.is_empty(), "{package} depends on {burn:?}");
+    }
 }
 
 /// The kernel crate shared by training and inference depends on neither engine.

@@ -1,0 +1,84 @@
+//! `bioseg.predict_file`: the CLI's `bioseg predict` on files (images, and volumes streamed
+//! slab by slab in bounded memory), through the same library function.
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+
+use bioseg_data::volume::VolumeFormat;
+use bioseg_infer::output::OutputType;
+use bioseg_infer::predict_file::{FileJob, FileProgress};
+use bioseg_infer::volume_predict::{ByteSize, Roi, Shard, Span, VolumeOptions};
+use pyo3::prelude::*;
+
+use crate::interrupt::{Job, run};
+use crate::model::Model;
+use crate::options::{Tiling, parse_opt};
+
+/// Volume progress in these units (a volume's total is reported as this many).
+const PER_MILLE: usize = 1000;
+
+/// Predicts the file `input` with `model` into `output` (the format follows the extension, as
+/// for `bioseg predict`); returns the paths written. The options are the CLI's flags.
+#[pyfunction]
+#[pyo3(signature = (model, input, output, *, tile=None, tile_z=None, halo=None, overlap=0, blend="crop", tta=false, threads=None, parallel=None, batch=1, normalize=None, output_type=None, threshold=0.5, overwrite=false, format=None, z_range=None, roi=None, slab=None, memory_budget=None, shard=None, resume=false, progress=None))]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn predict_file(
+    py: Python<'_>,
+    model: &Model,
+    input: PathBuf,
+    output: PathBuf,
+    tile: Option<usize>,
+    tile_z: Option<usize>,
+    halo: Option<usize>,
+    overlap: usize,
+    blend: &str,
+    tta: bool,
+    threads: Option<usize>,
+    parallel: Option<&str>,
+    batch: usize,
+    normalize: Option<&str>,
+    output_type: Option<&str>,
+    threshold: f32,
+    overwrite: bool,
+    format: Option<&str>,
+    z_range: Option<&str>,
+    roi: Option<&str>,
+    slab: Option<usize>,
+    memory_budget: Option<&str>,
+    shard: Option<&str>,
+    resume: bool,
+    progress: Option<Bound<'_, PyAny>>,
+) -> PyResult<Vec<PathBuf>> {
+    let job = Job::default();
+    let tiling = Tiling { tile, tile_z, halo, overlap, blend, tta, parallel, batch, normalize };
+    let predict = tiling.options(job.cancel.clone())?;
+    let volume = VolumeOptions {
+        z_range: parse_opt::<Span>("z_range", z_range)?,
+        roi: parse_opt::<Roi>("roi", roi)?,
+        slab,
+        memory_budget: parse_opt::<ByteSize>("memory_budget", memory_budget)?.map(|b| b.0),
+        shard: parse_opt::<Shard>("shard", shard)?,
+        resume,
+        overwrite,
+        output_type: parse_opt::<OutputType>("output_type", output_type)?.unwrap_or_default(),
+        threshold,
+        throttle: None,
+    };
+    let format = parse_opt::<VolumeFormat>("format", format)?;
+    let file_job = FileJob { input: &input, output: &output, format, predict, volume };
+    let on_progress = |p: FileProgress| {
+        let (done, total) = match p {
+            FileProgress::Tiles { done, total } => (done, total),
+            FileProgress::Volume(v) => {
+                let share = v.voxels_done as f64 / v.voxels_total.max(1) as f64;
+                ((share * PER_MILLE as f64).round() as usize, PER_MILLE)
+            }
+        };
+        job.total.store(total, Ordering::Relaxed);
+        job.done.store(done, Ordering::Relaxed);
+    };
+    let report = run(py, &job, threads, progress.as_ref(), || {
+        bioseg_infer::predict_file::predict_file(model.onnx(), &file_job, &on_progress)
+    })?;
+    Ok(report.outputs().to_vec())
+}
