@@ -254,7 +254,17 @@ fn documentation(
         d += &format!("- epochs: {}\n\n", state.epoch);
     }
     d += "# Validation\n\n";
-    match run.state.as_ref().and_then(|s| s.history.as_array()).and_then(|h| h.last()) {
+    let last = run.state.as_ref().and_then(|s| s.history.as_array()).and_then(|h| h.last());
+    // Held-out images (a fraction or names) and scores recorded: see UnetTraining::holds_out_validation.
+    let held_out = run.state.as_ref().is_some_and(|s| {
+        s.config["val_fraction"].as_f64().is_some_and(|f| f > 0.0)
+            || s.config["val_names"].as_array().is_some_and(|n| !n.is_empty())
+    });
+    let validated = |last: &serde_json::Value| held_out && last["val_dice"].as_array().is_some_and(|d| !d.is_empty());
+    match last {
+        Some(last) if !validated(last) => {
+            d += "Trained on all the data (no validation split): see the card of the recipe for its validation.\n\n";
+        }
         Some(last) => {
             d += "Validation crops after the last epoch (bioseg-train's own validation):\n\n| metric | value |\n|---|---|\n";
             for key in ["val_loss", "val_pixel_error", "val_dice", "val_iou"] {

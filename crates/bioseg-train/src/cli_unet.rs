@@ -293,12 +293,10 @@ pub fn unet(mut args: UnetArgs, quiet: bool) -> Result<()> {
             .with_context(|| format!("cannot export {}", onnx.display()))?;
         if let Some(h) = trained.history.last() {
             println!(
-                "epoch {}: train loss {:.4}, val loss {:.4}, val Dice {}, val pixel error {:.4}",
+                "epoch {}: train loss {:.4}, {}",
                 h.epoch,
                 h.train_loss,
-                h.val_loss,
-                bioseg_data::cli_support::named_scores(&trained.class_names, &h.val_dice),
-                h.val_pixel_error
+                h.validation_summary(&trained.class_names)
             );
         }
         println!("ONNX written to {}", onnx.display());

@@ -42,6 +42,7 @@ pub fn unet_metadata(trained_classes: &[String], norm: Normalization, training: 
 /// Exports a trained U-Net with its metadata (the run's options and last scores).
 pub fn export_trained<B: Backend>(trained: &TrainedUnet<B>, cfg: &UnetTraining, path: &Path) -> Result<(), TrainError> {
     let last = trained.history.last();
+    let validated = last.filter(|h| cfg.holds_out_validation() && h.validated());
     let md = unet_metadata(
         &trained.class_names,
         trained.normalization,
@@ -51,8 +52,8 @@ pub fn export_trained<B: Backend>(trained: &TrainedUnet<B>, cfg: &UnetTraining, 
             "batch_size": cfg.batch_size, "learning_rate": cfg.learning_rate,
             "crop": [cfg.crop_height, cfg.crop_width], "seed": cfg.seed,
             "final_train_loss": last.map(|h| h.train_loss),
-            "val_dice": last.map(|h| h.val_dice.clone()),
-            "val_pixel_error": last.map(|h| h.val_pixel_error),
+            "val_dice": validated.map(|h| h.val_dice.clone()),
+            "val_pixel_error": validated.map(|h| h.val_pixel_error),
         }),
     );
     write_onnx(&trained.model.to_onnx(&md), path)
@@ -76,6 +77,14 @@ pub fn export_checkpoint(checkpoint: &Path, onnx: &Path) -> Result<(), TrainErro
         .and_then(|h| h.get("val_dice"))
         .and_then(|d| d.as_array())
         .map(|d| d.len())
+        .filter(|&n| n > 0)
+        // A run without validation records no scores: the classes it named, else its data's.
+        .or_else(|| (!cfg.class_names.is_empty()).then_some(cfg.class_names.len()))
+        .or_else(|| {
+            bioseg_data::SegmentationDataset::open(&cfg.data_dir, &cfg.object_class, "train")
+                .ok()
+                .map(|ds| ds.num_classes())
+        })
         .unwrap_or(2);
     type B = crate::device::CpuBackend;
     let device = Default::default();

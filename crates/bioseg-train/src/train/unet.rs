@@ -149,11 +149,11 @@ pub struct UnetEpoch {
     pub train_loss: f64,
     /// Validation loss (NaN-free; 0 without validation data).
     pub val_loss: f64,
-    /// Validation Dice per class.
+    /// Validation Dice per class (empty without validation data).
     pub val_dice: Vec<f64>,
-    /// Validation IoU per class.
+    /// Validation IoU per class (empty without validation data).
     pub val_iou: Vec<f64>,
-    /// Validation pixel error.
+    /// Validation pixel error (0 without validation data).
     pub val_pixel_error: f64,
     /// Seconds the epoch took.
     pub seconds: f64,
@@ -162,6 +162,24 @@ pub struct UnetEpoch {
 }
 
 impl UnetEpoch {
+    /// Whether the epoch was validated (a run without validation data has no scores).
+    pub fn validated(&self) -> bool {
+        !self.val_dice.is_empty()
+    }
+
+    /// `val loss L, val Dice NAME D, ..., val pixel error E`, or `no validation data`.
+    pub fn validation_summary(&self, class_names: &[String]) -> String {
+        if !self.validated() {
+            return "no validation data".into();
+        }
+        format!(
+            "val loss {:.4}, val Dice {}, val pixel error {:.4}",
+            self.val_loss,
+            bioseg_data::cli_support::named_scores(class_names, &self.val_dice),
+            self.val_pixel_error
+        )
+    }
+
     /// Mean Dice over the foreground classes (class 1…; for a binary model class 1).
     pub fn foreground_dice(&self) -> f64 {
         let fg = &self.val_dice[1.min(self.val_dice.len())..];
@@ -229,6 +247,12 @@ impl UnetData {
 const KIND: &str = "unet";
 
 impl UnetTraining {
+    /// Whether images are held out for validation (`--val-fraction 0` without `--val-names`:
+    /// a final model trained on all the data, with no validation scores).
+    pub fn holds_out_validation(&self) -> bool {
+        self.val_fraction > 0.0 || !self.val_names.is_empty()
+    }
+
     /// The model configuration these options describe, for `classes` data classes.
     pub fn model_config(&self, classes: usize) -> UnetConfig {
         UnetConfig::new()
@@ -741,27 +765,29 @@ where
         bar.finish_and_clear();
         let seconds = te.elapsed().as_secs_f64();
         let valid = model.valid();
+        // Without validation data (`--val-fraction 0`: a final model on all the data) nothing
+        // is measured: no Dice or IoU, loss and pixel error 0.
         let (val_loss, scores) = if val.is_empty() {
-            (0.0, ConfusionMatrix::new(classes).map_err(TrainError::Data)?.scores())
+            (0.0, None)
         } else {
-            validate(&valid, loss, val, classes, cfg.batch_size, device)
+            let (l, s) = validate(&valid, loss, val, classes, cfg.batch_size, device);
+            (l, Some(s))
         };
         let record = UnetEpoch {
             epoch: epoch + 1,
             train_loss: loss_sum / steps as f64,
             val_loss,
-            val_dice: scores.per_class.iter().map(|c| c.dice).collect(),
-            val_iou: scores.per_class.iter().map(|c| c.iou).collect(),
-            val_pixel_error: scores.pixel_error,
+            val_dice: scores.iter().flat_map(|s| s.per_class.iter().map(|c| c.dice)).collect(),
+            val_iou: scores.iter().flat_map(|s| s.per_class.iter().map(|c| c.iou)).collect(),
+            val_pixel_error: scores.as_ref().map_or(0.0, |s| s.pixel_error),
             seconds,
             images_per_second: (steps * global_batch) as f64 / seconds,
         };
         tracing::info!(
-            "epoch {}: loss {:.4}, val loss {:.4}, val Dice {}, {:.2} img/s",
+            "epoch {}: loss {:.4}, {}, {:.2} img/s",
             record.epoch,
             record.train_loss,
-            record.val_loss,
-            bioseg_data::cli_support::named_scores(class_names, &record.val_dice),
+            record.validation_summary(class_names),
             record.images_per_second
         );
         let fg = record.foreground_dice();
