@@ -149,15 +149,18 @@ impl Model {
                 let (d, h, w, _) = volume.dim();
                 let per_slice = predictor.tile_count(h, w).map_err(infer_error)?;
                 job.total.store(d * per_slice, Ordering::Relaxed);
+                // Each slice's probabilities go straight into the volume's (no second copy).
                 let slices = || {
-                    let mut slices = Vec::with_capacity(d);
+                    let mut out: Option<Array4<f32>> = None;
                     for (z, slice) in volume.outer_iter().enumerate() {
                         let before = z * per_slice;
                         let pred = predictor.predict(slice, max_value, &|n| on_tiles(before + n))?;
-                        slices.push(pred.probs);
+                        let k = pred.probs.dim().0;
+                        out.get_or_insert_with(|| Array4::zeros((k, d, h, w)))
+                            .index_axis_mut(Axis(1), z)
+                            .assign(&pred.probs);
                     }
-                    let views: Vec<ArrayView3<f32>> = slices.iter().map(|s| s.view()).collect();
-                    ndarray::stack(Axis(1), &views).map_err(|e| bioseg_infer::InferError::Run(e.to_string()))
+                    out.ok_or_else(|| bioseg_infer::InferError::Input("the volume has no slices".into()))
                 };
                 run(py, &job, threads, progress.as_ref(), slices)?
             }
