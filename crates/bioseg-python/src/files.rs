@@ -9,6 +9,7 @@ use bioseg_infer::output::OutputType;
 use bioseg_infer::predict_file::{FileJob, FileProgress};
 use bioseg_infer::volume_predict::{ByteSize, Roi, Shard, Span, VolumeOptions};
 use pyo3::prelude::*;
+use pyo3::types::PyDict;
 
 use crate::interrupt::{Job, run};
 use crate::model::Model;
@@ -18,25 +19,17 @@ use crate::options::{Tiling, parse_opt};
 const PER_MILLE: usize = 1000;
 
 /// Predicts the file `input` with `model` into `output` (the format follows the extension, as
-/// for `bioseg predict`); returns the paths written. The options are the CLI's flags.
+/// for `bioseg predict`); returns the paths written. The options are the CLI's flags (the
+/// tiling ones through [`Tiling`]).
 #[pyfunction]
-#[pyo3(signature = (model, input, output, *, tile=None, tile_z=None, halo=None, overlap=0, blend="crop", tta=false, threads=None, parallel=None, batch=1, normalize=None, output_type=None, threshold=0.5, overwrite=false, format=None, z_range=None, roi=None, slab=None, memory_budget=None, shard=None, resume=false, progress=None))]
+#[pyo3(signature = (model, input, output, *, threads=None, output_type=None, threshold=0.5, overwrite=false, format=None, z_range=None, roi=None, slab=None, memory_budget=None, shard=None, resume=false, progress=None, **tiling))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn predict_file(
     py: Python<'_>,
     model: &Model,
     input: PathBuf,
     output: PathBuf,
-    tile: Option<usize>,
-    tile_z: Option<usize>,
-    halo: Option<usize>,
-    overlap: usize,
-    blend: &str,
-    tta: bool,
     threads: Option<usize>,
-    parallel: Option<&str>,
-    batch: usize,
-    normalize: Option<&str>,
     output_type: Option<&str>,
     threshold: f32,
     overwrite: bool,
@@ -48,10 +41,10 @@ pub(crate) fn predict_file(
     shard: Option<&str>,
     resume: bool,
     progress: Option<Bound<'_, PyAny>>,
+    tiling: Option<&Bound<'_, PyDict>>,
 ) -> PyResult<Vec<PathBuf>> {
     let job = Job::default();
-    let tiling = Tiling { tile, tile_z, halo, overlap, blend, tta, parallel, batch, normalize };
-    let predict = tiling.options(job.cancel.clone())?;
+    let predict = Tiling::from_keywords(tiling)?.options(job.cancel.clone())?;
     let volume = VolumeOptions {
         z_range: parse_opt::<Span>("z_range", z_range)?,
         roi: parse_opt::<Roi>("roi", roi)?,

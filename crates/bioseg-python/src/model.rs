@@ -16,6 +16,7 @@ use bioseg_infer::predict::{FALLBACK_HALO, Predictor, class_map};
 use ndarray::{Array3, Array4, ArrayView3, ArrayView4, ArrayViewD, Axis, Ix3, Ix4};
 use numpy::{IntoPyArray, PyReadonlyArrayDyn};
 use pyo3::prelude::*;
+use pyo3::types::PyDict;
 
 use crate::errors::{Kind, infer_error, input_error, raise};
 use crate::interrupt::{Job, run};
@@ -93,8 +94,8 @@ impl Model {
 
     /// Predicts `array` (float32, axes `axes`, raw values up to `max_value`); returns
     /// probabilities `[(K,) (Z,) Y, X]` (the class axis only for several classes) or labels
-    /// `[(Z,) Y, X]`. See the Python layer for the options.
-    #[pyo3(signature = (array, axes, max_value, *, tile=None, tile_z=None, halo=None, overlap=0, blend="crop", tta=false, threads=None, parallel=None, batch=1, normalize=None, output="prob", threshold=0.5, progress=None))]
+    /// `[(Z,) Y, X]`. The tiling keywords are [`Tiling`]'s; see the Python layer for all.
+    #[pyo3(signature = (array, axes, max_value, *, threads=None, output="prob", threshold=0.5, progress=None, **tiling))]
     #[allow(clippy::too_many_arguments)]
     fn predict<'py>(
         &self,
@@ -102,19 +103,11 @@ impl Model {
         array: PyReadonlyArrayDyn<'py, f32>,
         axes: &str,
         max_value: f32,
-        tile: Option<usize>,
-        tile_z: Option<usize>,
-        halo: Option<usize>,
-        overlap: usize,
-        blend: &str,
-        tta: bool,
         threads: Option<usize>,
-        parallel: Option<&str>,
-        batch: usize,
-        normalize: Option<&str>,
         output: &str,
         threshold: f32,
         progress: Option<Bound<'py, PyAny>>,
+        tiling: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let returned = match output {
             "prob" => Returned::Prob,
@@ -125,8 +118,7 @@ impl Model {
             return Err(input_error(format!("threshold must be within [0, 1], not {threshold}")));
         }
         let job = Job::default();
-        let tiling = Tiling { tile, tile_z, halo, overlap, blend, tta, parallel, batch, normalize };
-        let opts = tiling.options(job.cancel.clone())?;
+        let opts = Tiling::from_keywords(tiling)?.options(job.cancel.clone())?;
         let predictor = Predictor::new(&self.model, opts).map_err(infer_error)?;
         let input = arrange(array.as_array(), axes)?;
         let image = matches!(input, Input::Image(_));

@@ -9,7 +9,9 @@ use std::sync::atomic::AtomicBool;
 use bioseg_infer::predict::PredictOptions;
 use bioseg_infer::tiling::{Blend, Parallelism, TileSize};
 use bioseg_onnx::Normalization;
-use pyo3::PyResult;
+use pyo3::conversion::FromPyObjectOwned;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
 
 use crate::errors::input_error;
 
@@ -23,29 +25,65 @@ pub(crate) fn parse_opt<T: FromStr<Err = String>>(argument: &str, value: Option<
     value.map(|v| parse(argument, v)).transpose()
 }
 
-/// The tiling keywords `Model.predict` and `predict_file` share (the CLI's flags of those names).
-pub(crate) struct Tiling<'a> {
+/// The tiling keywords `Model.predict` and `predict_file` share (the CLI's flags of those
+/// names), read from the call's remaining keywords (`**tiling`).
+pub(crate) struct Tiling {
     /// Core size; None: `auto`.
-    pub tile: Option<usize>,
+    tile: Option<usize>,
     /// Core depth of volumetric tiles; None: the library's default.
-    pub tile_z: Option<usize>,
+    tile_z: Option<usize>,
     /// Context around each core; None: the model's.
-    pub halo: Option<usize>,
+    halo: Option<usize>,
     /// Overlap of neighbouring cores.
-    pub overlap: usize,
-    /// `crop` or `gaussian`.
-    pub blend: &'a str,
+    overlap: usize,
+    /// `crop` or `gaussian`; None: the library's default.
+    blend: Option<String>,
     /// Test-time augmentation.
-    pub tta: bool,
+    tta: bool,
     /// `tiles` or `layers`; None: the library's default.
-    pub parallel: Option<&'a str>,
-    /// Tiles per model run.
-    pub batch: usize,
+    parallel: Option<String>,
+    /// Tiles per model run; None: the library's default.
+    batch: Option<usize>,
     /// Normalisation override.
-    pub normalize: Option<&'a str>,
+    normalize: Option<String>,
 }
 
-impl Tiling<'_> {
+impl Tiling {
+    /// The tiling keywords of `keywords`; any other keyword is refused as the call's own
+    /// parameters would be.
+    pub(crate) fn from_keywords(keywords: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
+        let mut t = Tiling {
+            tile: None,
+            tile_z: None,
+            halo: None,
+            overlap: 0,
+            blend: None,
+            tta: false,
+            parallel: None,
+            batch: None,
+            normalize: None,
+        };
+        for (key, value) in keywords.into_iter().flat_map(|k| k.iter()) {
+            let key: String = key.extract()?;
+            fn get<'py, T: FromPyObjectOwned<'py>>(key: &str, value: &Bound<'py, PyAny>) -> PyResult<T> {
+                value.extract::<T>().map_err(|e| input_error(format!("{key}: {}", Into::<PyErr>::into(e))))
+            }
+            match key.as_str() {
+                "tile" => t.tile = get(&key, &value)?,
+                "tile_z" => t.tile_z = get(&key, &value)?,
+                "halo" => t.halo = get(&key, &value)?,
+                "overlap" => t.overlap = get(&key, &value)?,
+                "blend" => t.blend = get(&key, &value)?,
+                "tta" => t.tta = get(&key, &value)?,
+                "parallel" => t.parallel = get(&key, &value)?,
+                "batch" => t.batch = get(&key, &value)?,
+                "normalize" => t.normalize = get(&key, &value)?,
+                other => return Err(input_error(format!("unexpected keyword argument {other:?}"))),
+            }
+        }
+        Ok(t)
+    }
+
     /// The library's options, stopped by `cancel`.
     pub(crate) fn options(&self, cancel: Arc<AtomicBool>) -> PyResult<PredictOptions> {
         let defaults = PredictOptions::default();
@@ -54,11 +92,11 @@ impl Tiling<'_> {
             tile_z: self.tile_z.unwrap_or(defaults.tile_z),
             halo: self.halo,
             overlap: self.overlap,
-            blend: parse::<Blend>("blend", self.blend)?,
-            batch: self.batch,
-            normalize: parse_opt::<Normalization>("normalize", self.normalize)?,
+            blend: parse_opt::<Blend>("blend", self.blend.as_deref())?.unwrap_or(defaults.blend),
+            batch: self.batch.unwrap_or(defaults.batch),
+            normalize: parse_opt::<Normalization>("normalize", self.normalize.as_deref())?,
             tta: self.tta,
-            parallel: parse_opt::<Parallelism>("parallel", self.parallel)?.unwrap_or(defaults.parallel),
+            parallel: parse_opt::<Parallelism>("parallel", self.parallel.as_deref())?.unwrap_or(defaults.parallel),
             cancel: Some(cancel),
             ..defaults
         })

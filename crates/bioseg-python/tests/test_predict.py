@@ -133,6 +133,8 @@ def test_one_channel_outputs_and_labels():
         model.predict(img, blend="average")
     with pytest.raises(ValueError, match="tile"):
         model.predict(img, tile=0)
+    with pytest.raises(bioseg.InputError, match="tile"):
+        model.predict(img, tile="big")
 
 
 def test_tiling_options_and_tta():
