@@ -199,8 +199,7 @@ pub fn predict(args: PredictArgs, quiet: bool) -> Result<()> {
                 bar.set_length(1000);
                 bar.set_style(bioseg_infer::progress::slice_style());
             });
-            let frac = p.voxels_done as f64 / p.voxels_total.max(1) as f64;
-            bar.set_position((frac * 1000.0) as u64);
+            bar.set_position((p.fraction() * 1000.0) as u64);
             bar.set_message(format!(
                 "{:.1}/{:.0} slices, {:.2} MP/s",
                 p.voxels_done as f64 / p.slice_pixels.max(1) as f64,

@@ -61,12 +61,7 @@ impl Evaluation {
     /// documentation).
     pub fn of(settings: &Settings) -> Result<Self, InferError> {
         let mapping = ClassMapping::new(settings.classes, settings.threshold)?;
-        if settings.boundary_class as usize >= settings.classes {
-            return Err(invalid(format!(
-                "--boundary-class {} is not below --classes {}",
-                settings.boundary_class, settings.classes
-            )));
-        }
+        mapping.check_boundary(settings.boundary_class)?;
         let pairs = pair_inputs(settings.pred, settings.label)?;
         let images = evaluate_pairs(&pairs, mapping, settings.boundary_class)?;
         let mean = mean_scores(&images);
@@ -148,6 +143,14 @@ impl ClassMapping {
             return Err(invalid(format!("--threshold must be within [0, 1], not {threshold}")));
         }
         Ok(ClassMapping { classes, threshold })
+    }
+
+    /// Checks that `boundary_class` (the class between cells) is one of the classes.
+    pub fn check_boundary(&self, boundary_class: u8) -> Result<(), InferError> {
+        if boundary_class as usize >= self.classes {
+            return Err(invalid(format!("--boundary-class {boundary_class} is not below --classes {}", self.classes)));
+        }
+        Ok(())
     }
 
     /// The class map of a prediction image (`what` names it in errors).

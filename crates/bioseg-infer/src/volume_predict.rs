@@ -524,6 +524,13 @@ pub struct VolumeProgress {
     pub seconds: f64,
 }
 
+impl VolumeProgress {
+    /// The share of this run's voxels done, 0 to 1.
+    pub fn fraction(&self) -> f64 {
+        self.voxels_done as f64 / self.voxels_total.max(1) as f64
+    }
+}
+
 /// What a volume prediction did.
 #[derive(Clone, Debug)]
 pub struct VolumeReport {

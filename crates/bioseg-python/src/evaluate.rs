@@ -27,9 +27,7 @@ pub(crate) fn evaluate(
     boundary_class: u8,
 ) -> PyResult<String> {
     let mapping = ClassMapping::new(classes, threshold).map_err(infer_error)?;
-    if boundary_class as usize >= classes {
-        return Err(input_error(format!("boundary_class {boundary_class} is not below classes {classes}")));
-    }
+    mapping.check_boundary(boundary_class).map_err(infer_error)?;
     let (pred_depth, label_depth) = (depth(pred_depth)?, depth(label_depth)?);
     let (pred, label) = (stack(pred.as_array(), "pred")?, stack(label.as_array(), "label")?);
     if pred.shape() != label.shape() {

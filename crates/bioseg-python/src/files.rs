@@ -62,10 +62,7 @@ pub(crate) fn predict_file(
     let on_progress = |p: FileProgress| {
         let (done, total) = match p {
             FileProgress::Tiles { done, total } => (done, total),
-            FileProgress::Volume(v) => {
-                let share = v.voxels_done as f64 / v.voxels_total.max(1) as f64;
-                ((share * PER_MILLE as f64).round() as usize, PER_MILLE)
-            }
+            FileProgress::Volume(v) => ((v.fraction() * PER_MILLE as f64).round() as usize, PER_MILLE),
         };
         job.total.store(total, Ordering::Relaxed);
         job.done.store(done, Ordering::Relaxed);

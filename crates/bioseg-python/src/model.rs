@@ -11,8 +11,7 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 
 use bioseg_infer::OnnxModel;
-use bioseg_infer::io_spec::ModelIo;
-use bioseg_infer::predict::{FALLBACK_HALO, Predictor, class_map};
+use bioseg_infer::predict::{PredictOptions, Predictor, class_map};
 use ndarray::{Array3, Array4, ArrayView3, ArrayView4, ArrayViewD, Axis, Ix3, Ix4};
 use numpy::{IntoPyArray, PyReadonlyArrayDyn};
 use pyo3::prelude::*;
@@ -67,7 +66,9 @@ impl Model {
 
     /// The model's interface and metadata as JSON (the Python layer's `Model.info`).
     fn info_json(&self) -> PyResult<String> {
-        let io = ModelIo::probe(&self.model, None).map_err(infer_error)?;
+        // The interface and halo a prediction with default options uses.
+        let predictor = Predictor::new(&self.model, PredictOptions::default()).map_err(infer_error)?;
+        let io = predictor.io();
         let md = self.model.metadata();
         let metadata: serde_json::Map<String, serde_json::Value> =
             md.to_props().into_iter().map(|(k, v)| (k, serde_json::Value::String(v))).collect();
@@ -83,7 +84,7 @@ impl Model {
             "fixed_depth": io.fixed_depth,
             "size_multiple": io.size_multiple,
             "recommended_halo": io.recommended_halo,
-            "halo": io.recommended_halo.unwrap_or(FALLBACK_HALO),
+            "halo": predictor.halo(),
             "classes": md.classes,
             "activation": io.activation.to_string(),
             "normalization": io.normalization.map(|n| n.to_string()),
