@@ -377,39 +377,40 @@ fn a_volume_several_times_the_budget_stays_within_it() {
     let (h, w) = (512, 512);
     let budget: u64 = 32 << 20;
     let args = ["--memory-budget", "32M", "--threads", "2", "--report-peak-memory"];
+    let peak_of = |z: usize| {
+        let tif = d.join(format!("z{z}.tif"));
+        write_tiff(&tif, &volume(z, h, w), h, w);
+        let peak = peak_bytes(&run_ok(predict_cmd(&model, &tif, &d.join(format!("z{z}.zarr"))).args(args)));
+        std::fs::remove_file(&tif).unwrap();
+        peak
+    };
+    let mib = |b: u64| b as f64 / 1048576.0;
 
-    // The model's own memory: the same run on a two-slice volume.
-    let small = d.join("small.tif");
-    write_tiff(&small, &volume(2, h, w), h, w);
-    let base = peak_bytes(&run_ok(predict_cmd(&model, &small, &d.join("small.zarr")).args(args)));
-
-    // 256 slices: 256 MiB of float32 probabilities, 8x the budget and well above the model's
-    // own working memory (~110 MiB with the mimalloc allocator, which keeps freed pages).
+    // Peak resident memory is noisy from run to run (mimalloc keeps freed pages per thread;
+    // measured 143-163 MiB for the same 256-slice run, 102-126 MiB for the 2-slice one), so the
+    // test compares volumes that all exceed the budget: a bounded run's peak does not grow with
+    // the volume, while holding it would add the 192 MiB between 64 and 256 slices of float32.
+    let z_small = 64;
     let z = 256;
-    let big = d.join("big.tif");
-    write_tiff(&big, &volume(z, h, w), h, w);
     let volume_bytes = (z * h * w * 4) as u64;
-    assert!(volume_bytes >= 8 * budget);
-    let t0 = Instant::now();
-    let stdout = run_ok(predict_cmd(&model, &big, &d.join("big.zarr")).args(args));
-    let peak = peak_bytes(&stdout);
+    assert!((z_small * h * w * 4) as u64 >= 2 * budget);
+    let small = peak_of(z_small);
+    let big = peak_of(z);
     eprintln!(
-        "{z}x{h}x{w} volume ({} MiB as f32), budget {} MiB: peak RSS {:.1} MiB (model run alone: {:.1} MiB), {:.1} s",
-        volume_bytes >> 20,
+        "budget {} MiB: peak RSS {:.1} MiB for {z_small} slices of {h}x{w}, {:.1} MiB for {z} ({} MiB as f32)",
         budget >> 20,
-        peak as f64 / 1048576.0,
-        base as f64 / 1048576.0,
-        t0.elapsed().as_secs_f64()
+        mib(small),
+        mib(big),
+        volume_bytes >> 20,
     );
-    // The allocator (mimalloc, which keeps freed pages per thread for reuse) adds some slack
-    // to both measurements: allow half a budget of it. Holding the volume (256 MiB) would
-    // exceed this by far.
-    let slack = budget / 2;
+    let growth = big.saturating_sub(small);
     assert!(
-        peak <= base + budget + slack,
-        "peak {peak} bytes exceeds the model's {base} + the budget {budget} (+ {slack} allocator slack)"
+        growth <= budget,
+        "peak grew by {:.1} MiB from {z_small} to {z} slices (budget {} MiB): the volume is held",
+        mib(growth),
+        budget >> 20
     );
-    assert!(peak < volume_bytes, "peak {peak} bytes: the volume was held in memory");
+    assert!(big < volume_bytes, "peak {big} bytes: the volume was held in memory");
 }
 
 #[test]
