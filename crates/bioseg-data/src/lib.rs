@@ -15,6 +15,7 @@
 //! | [`dataset`] | [`SegmentationDataset`] over `ROOT/<class>/<split>/{image,label}` |
 //! | [`synth`] | the synthetic EM generator and dataset writer |
 //! | [`metrics`] | Dice, IoU, pixel error |
+//! | [`challenge_pixel_error`] | the ISBI 2012 challenge's pixel error (1 − maximal F-score over thresholds) |
 //! | [`pages`] | multi-page TIFF stacks: [`read_image_pages`], [`write_gray_u8_pages`] |
 //! | [`overlay`] | colour overlays of label maps and error maps |
 //! | [`segmentation_scores`] | ISBI 2012 `V_rand`/`V_info`, adapted Rand error, variation of information |
@@ -25,6 +26,7 @@
 #![warn(missing_docs)]
 
 pub mod atomic;
+pub mod challenge_pixel_error;
 pub mod cli_support;
 pub mod dataset;
 pub mod env;
@@ -41,6 +43,7 @@ pub mod volume;
 pub mod weight_map;
 
 pub use atomic::{ensure_absent_or_overwrite, write_atomic, write_bytes_atomic};
+pub use challenge_pixel_error::{ChallengePixelError, PixelFScoreSweep};
 pub use dataset::{SamplePair, SegmentationDataset, list_images};
 pub use env::{isbi2012_dir, natural_cmp};
 pub use error::DataError;

@@ -11,7 +11,9 @@ use clap::{Args, ValueEnum};
 pub enum TableFormat {
     /// Comma-separated values with a header row; the last row is the mean.
     Csv,
-    /// A JSON object `{settings, images: [...], mean: {...}}`.
+    /// A JSON object `{settings, images: [...], mean: {...}, challenge: {...}}`; `challenge`
+    /// (binary sets) is the ISBI 2012 challenge's pixel error of the whole set: 1 − the best
+    /// F-score of the foreground over the thresholds 0.0, 0.1, …, 1.0.
     Json,
 }
 
@@ -69,8 +71,12 @@ pub fn evaluate(args: EvaluateArgs) -> Result<()> {
         Some(out) => {
             bioseg_data::write_bytes_atomic(out, text.as_bytes())?;
             let mean = &evaluation.mean;
+            let challenge = evaluation
+                .challenge
+                .map(|c| format!(", ISBI challenge pixel error {:.4} (threshold {:.1})", c.pixel_error, c.threshold))
+                .unwrap_or_default();
             eprintln!(
-                "{} image(s): mean Dice {}, pixel error {:.4}, V_rand {:.4}, V_info {:.4} -> {}",
+                "{} image(s): mean Dice {}, pixel error {:.4}, V_rand {:.4}, V_info {:.4}{challenge} -> {}",
                 evaluation.images.len(),
                 bioseg_data::cli_support::rounded_list(&mean.dice),
                 mean.pixel_error,

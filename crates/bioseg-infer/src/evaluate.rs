@@ -20,13 +20,17 @@
 //! V_info, scikit-image's adapted Rand error (with its precision and recall) and variation of
 //! information (false splits H(pred|truth), false merges H(truth|pred), in bits), both
 //! ignoring the ground truth's boundary pixels. The last row is the mean over images.
+//!
+//! Binary sets also get the ISBI 2012 challenge's pixel error, a score of the whole set (1 − the
+//! maximal F-score of the interior over eleven thresholds, [`bioseg_data::challenge_pixel_error`]):
+//! the number the challenge and the U-Net paper report, not comparable with `pixel_error`.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use bioseg_data::{Image, SampleDepth};
+use bioseg_data::{ChallengePixelError, Image, PixelFScoreSweep, SampleDepth};
 use ndarray::Array2;
 use rayon::prelude::*;
 
@@ -54,6 +58,20 @@ pub struct Evaluation {
     pub images: Vec<ImageScores>,
     /// The mean over the images.
     pub mean: ImageScores,
+    /// Binary: the ISBI 2012 challenge's pixel error of the whole set (see the module
+    /// documentation).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub challenge: Option<ChallengePixelError>,
+}
+
+/// One scored pair: its scores and, for binary class maps, its pixel counts at the
+/// challenge's thresholds.
+#[derive(Clone, Debug)]
+pub struct ScoredImage {
+    /// The pair's scores.
+    pub scores: ImageScores,
+    /// Binary: the pair's threshold sweep.
+    pub sweep: Option<PixelFScoreSweep>,
 }
 
 impl Evaluation {
@@ -63,9 +81,24 @@ impl Evaluation {
         let mapping = ClassMapping::new(settings.classes, settings.threshold)?;
         mapping.check_boundary(settings.boundary_class)?;
         let pairs = pair_inputs(settings.pred, settings.label)?;
-        let images = evaluate_pairs(&pairs, mapping, settings.boundary_class)?;
+        Ok(Self::from_scored(evaluate_pairs(&pairs, mapping, settings.boundary_class)?))
+    }
+
+    /// The table of scored pairs (in their order): the mean, and the challenge's pixel error
+    /// when every pair has a sweep.
+    pub fn from_scored(scored: Vec<ScoredImage>) -> Self {
+        let mut sweep = Some(PixelFScoreSweep::new());
+        let mut images = Vec::with_capacity(scored.len());
+        for s in scored {
+            match (&mut sweep, &s.sweep) {
+                (Some(total), Some(one)) => total.merge(one),
+                _ => sweep = None,
+            }
+            images.push(s.scores);
+        }
+        let challenge = if images.is_empty() { None } else { sweep.map(|s| s.best()) };
         let mean = mean_scores(&images);
-        Ok(Evaluation { images, mean })
+        Evaluation { images, mean, challenge }
     }
 
     /// The table as CSV: a header, one row per image, the mean last.
@@ -73,9 +106,10 @@ impl Evaluation {
         to_csv(&self.images, &self.mean)
     }
 
-    /// The table as a pretty-printed JSON object `{settings, images: [...], mean: {...}}`.
+    /// The table as a pretty-printed JSON object `{settings, images: [...], mean: {...},
+    /// challenge: {...}}` (`challenge` for binary sets only).
     pub fn to_json(&self, settings: &Settings) -> Result<String, InferError> {
-        let report = JsonReport { settings, images: &self.images, mean: &self.mean };
+        let report = JsonReport { settings, images: &self.images, mean: &self.mean, challenge: self.challenge };
         Ok(serde_json::to_string_pretty(&report)? + "\n")
     }
 }
@@ -86,6 +120,8 @@ struct JsonReport<'a> {
     settings: &'a Settings<'a>,
     images: &'a [ImageScores],
     mean: &'a ImageScores,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    challenge: Option<ChallengePixelError>,
 }
 
 /// An evaluation setting or input that cannot be scored.
@@ -163,6 +199,20 @@ impl ClassMapping {
         self.classes_of(image, 0.5, what)
     }
 
+    /// Binary: the prediction's foreground probability, 0..=1 (its values over its maximum; a
+    /// 0/1 class map as it is). `None` for multi-class maps.
+    pub fn probability(&self, image: &Image) -> Option<Array2<f32>> {
+        if self.classes != 2 {
+            return None;
+        }
+        let gray = image.to_gray();
+        if image.depth != SampleDepth::F32 && gray.iter().all(|&v| v == 0.0 || v == 1.0) {
+            return Some(gray);
+        }
+        let max = image.depth.max_value().unwrap_or(1.0);
+        Some(gray.mapv(|v| v / max))
+    }
+
     fn classes_of(&self, image: &Image, fraction: f32, what: &str) -> Result<Array2<u8>, InferError> {
         let gray = image.to_gray();
         if let Some(v) = gray.iter().find(|v| v.is_nan()) {
@@ -186,6 +236,30 @@ impl ClassMapping {
         }
         Ok(gray.mapv(|v| v as u8))
     }
+}
+
+/// Scores one prediction/truth pair of images (`pred_what`/`truth_what` name them in errors):
+/// their class maps' scores, and for binary maps the challenge's threshold sweep.
+pub fn score_images(
+    name: &str,
+    pred: &Image,
+    truth: &Image,
+    mapping: ClassMapping,
+    boundary_class: u8,
+    (pred_what, truth_what): (&str, &str),
+) -> Result<ScoredImage, InferError> {
+    let pc = mapping.prediction(pred, pred_what)?;
+    let tc = mapping.truth(truth, truth_what)?;
+    let scores = score_pair(name, &pc, &tc, mapping.classes, boundary_class)?;
+    let sweep = match mapping.probability(pred) {
+        Some(p) => {
+            let mut sweep = PixelFScoreSweep::new();
+            sweep.add(p.view(), tc.view())?;
+            Some(sweep)
+        }
+        None => None,
+    };
+    Ok(ScoredImage { scores, sweep })
 }
 
 /// Scores one prediction/truth pair of class maps.
@@ -348,7 +422,7 @@ pub fn evaluate_pairs(
     pairs: &[(String, Slice, Slice)],
     mapping: ClassMapping,
     boundary_class: u8,
-) -> Result<Vec<ImageScores>, InferError> {
+) -> Result<Vec<ScoredImage>, InferError> {
     pairs
         .par_iter()
         .map(|(name, p, l)| {
@@ -365,9 +439,8 @@ pub fn evaluate_pairs(
                     li.height()
                 )));
             }
-            let pc = mapping.prediction(&pi, &format!("prediction {}", p.describe()))?;
-            let tc = mapping.truth(&li, &format!("label {}", l.describe()))?;
-            score_pair(name, &pc, &tc, mapping.classes, boundary_class)
+            let what = (format!("prediction {}", p.describe()), format!("label {}", l.describe()));
+            score_images(name, &pi, &li, mapping, boundary_class, (&what.0, &what.1))
         })
         .collect()
 }

@@ -93,6 +93,11 @@ fn evaluate_folders_csv_and_json() {
     assert_eq!(v["images"][0]["image"], "1");
     assert_eq!(v["mean"]["dice"].as_array().unwrap().len(), 2);
     assert_eq!(v["settings"]["classes"], 2);
+    // The challenge's pixel error pools the three images: from threshold 0.2 to 0.7 only image
+    // 2's 12 membrane pixels are wrong (fp = 12, tp = 540, fn = 0), F = 1080 / 1092.
+    let challenge = &v["challenge"];
+    assert!((challenge["pixel_error"].as_f64().unwrap() - 12.0 / 1092.0).abs() < 1e-12, "{challenge}");
+    assert_eq!(challenge["threshold"].as_f64().unwrap(), 0.2);
     fails_with(&["evaluate", "--pred", s(&pd), "--label", s(&ld), "-o", s(&out)], "--overwrite");
     ok(&["evaluate", "--pred", s(&pd), "--label", s(&ld), "-o", s(&out), "--overwrite"]);
     assert!(std::fs::read_to_string(&out).unwrap().starts_with("image,"));
@@ -122,6 +127,10 @@ fn evaluate_stacks_and_single_images() {
     let csv = ok(&["evaluate", "--pred", s(&a), "--label", s(&b), "--classes", "3"]);
     assert!(csv.lines().next().unwrap().contains("dice_2"), "{csv}");
     assert!(csv.lines().nth(1).unwrap().starts_with("a,0.250000,"), "{csv}");
+    // No challenge score for class maps of several classes.
+    let json = ok(&["evaluate", "--pred", s(&a), "--label", s(&b), "--classes", "3", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert!(v.get("challenge").is_none(), "{json}");
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! adapted Rand error, variation of information) of arrays, per image and on average.
 
 use bioseg_data::{Image, SampleDepth};
-use bioseg_infer::evaluate::{ClassMapping, Evaluation, mean_scores, score_pair};
+use bioseg_infer::evaluate::{ClassMapping, Evaluation, score_images};
 use ndarray::{ArrayViewD, Axis, Ix3};
 use numpy::PyReadonlyArrayDyn;
 use pyo3::prelude::*;
@@ -12,7 +12,7 @@ use crate::errors::{infer_error, input_error};
 /// Scores `pred` against `label` (float32 arrays `[Y, X]` or a stack `[Z, Y, X]` of the same
 /// shape; `*_depth` is the original dtype's: u8, u16 or f32, which sets how values map to
 /// classes as for image files). Returns the JSON of `bioseg evaluate --json` without its
-/// settings: `{"images": [...], "mean": {...}}`.
+/// settings: `{"images": [...], "mean": {...}, "challenge": {...}}` (`challenge` for binary maps).
 #[pyfunction]
 #[pyo3(signature = (pred, pred_depth, label, label_depth, *, classes=2, threshold=0.5, boundary_class=0))]
 #[allow(clippy::too_many_arguments)]
@@ -40,12 +40,10 @@ pub(crate) fn evaluate(
             let name = if n == 1 { "0".to_string() } else { format!("[{z}]") };
             let p = Image { data: p.insert_axis(Axis(2)).to_owned(), depth: pred_depth };
             let l = Image { data: l.insert_axis(Axis(2)).to_owned(), depth: label_depth };
-            let p = mapping.prediction(&p, &format!("pred {name}"))?;
-            let l = mapping.truth(&l, &format!("label {name}"))?;
-            images.push(score_pair(&name, &p, &l, classes, boundary_class)?);
+            let what = (format!("pred {name}"), format!("label {name}"));
+            images.push(score_images(&name, &p, &l, mapping, boundary_class, (&what.0, &what.1))?);
         }
-        let mean = mean_scores(&images);
-        Ok(Evaluation { images, mean })
+        Ok(Evaluation::from_scored(images))
     });
     let evaluation = scored.map_err(infer_error)?;
     serde_json::to_string(&evaluation).map_err(|e| infer_error(e.into()))

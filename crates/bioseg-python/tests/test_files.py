@@ -103,11 +103,15 @@ def test_evaluate_gives_the_clis_scores(tmp_path, bioseg_cli):
         [bioseg_cli, "evaluate", "-p", tmp_path / "p.tif", "-l", tmp_path / "t.tif", "--format", "json"],
         check=True, capture_output=True, text=True,
     ).stdout
-    cli = json.loads(out)["mean"]
+    report = json.loads(out)
+    cli = report["mean"]
     for key in ("pixel_error", "v_rand", "v_info", "adapted_rand_error", "vi_split", "vi_merge"):
         assert scores[key] == pytest.approx(cli[key], abs=1e-12), key
     assert scores["dice"] == pytest.approx(cli["dice"])
     assert 0 < scores["pixel_error"] < 0.1
+    # The challenge's pixel error: a mask's only F-score is its foreground Dice.
+    assert scores["challenge"] == report["challenge"]
+    assert scores["challenge"]["pixel_error"] == pytest.approx(1 - scores["dice"][1], abs=1e-12)
     # Probabilities against a 0/1 map; a stack gives one row per slice.
     stack = bioseg.evaluate(np.stack([pred / 255.0, truth / 255.0]), np.stack([truth > 0, truth > 0]))
     assert len(stack["images"]) == 2 and stack["images"][1]["pixel_error"] == 0.0

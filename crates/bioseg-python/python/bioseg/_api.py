@@ -253,8 +253,11 @@ def evaluate(
 
     Returns the mean over the slices: ``pixel_error``, ``dice`` and ``iou`` (per class),
     ``v_rand``, ``v_info`` (ISBI 2012), ``adapted_rand_error``, ``are_precision``,
-    ``are_recall``, ``vi_split``, ``vi_merge``, ``cells_true``, ``cells_pred``; and ``images``,
-    the same scores per slice.
+    ``are_recall``, ``vi_split``, ``vi_merge``, ``cells_true``, ``cells_pred``; ``images``,
+    the same scores per slice; and for binary maps ``challenge``, the ISBI 2012 challenge's
+    pixel error of the whole stack (``pixel_error``: 1 − the best ``f_score`` of the foreground
+    over the thresholds 0.0, 0.1, …, 1.0, reached at ``threshold``; the leader board's number,
+    not comparable with the misclassified fraction ``pixel_error`` above).
     """
     p, p_dtype = _float32(pred, "pred")
     t, t_dtype = _float32(label, "label")
@@ -272,4 +275,6 @@ def evaluate(
     scores = report["mean"]
     scores.pop("image", None)
     scores["images"] = report["images"]
+    if "challenge" in report:
+        scores["challenge"] = report["challenge"]
     return scores
