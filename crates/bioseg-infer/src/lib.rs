@@ -20,6 +20,7 @@ mod names;
 mod onnx_ops;
 pub mod output;
 mod passes;
+mod pointwise;
 pub mod predict;
 pub mod predict_file;
 pub mod predict_volumetric;

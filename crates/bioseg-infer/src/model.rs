@@ -221,6 +221,7 @@ impl OnnxModel {
                 let convolutions = use_gemm_convolutions(&mut typed, options)?;
                 crate::resize::use_bioseg_resizes(&mut typed)?;
                 crate::softmax::use_bioseg_softmax(&mut typed)?;
+                crate::pointwise::use_bioseg_pointwise(&mut typed)?;
                 crate::conv_transpose::use_bioseg_conv_transposes(&mut typed)?;
                 convolutions
             }
@@ -411,7 +412,8 @@ pub struct ExecutedOp {
     /// tract's name for the operation, or bioseg's op (its convolution with its shape and path).
     pub op: String,
     /// Whether it is bioseg's own fast path ([`crate::gemm_conv::GemmConv`],
-    /// [`crate::max_pool::BiosegMaxPool`], resize.rs's up-sampling ops, softmax.rs, conv_transpose.rs) rather than one of
+    /// [`crate::max_pool::BiosegMaxPool`], resize.rs's up-sampling ops, softmax.rs, conv_transpose.rs,
+    /// pointwise.rs) rather than one of
     /// tract's kernels.
     pub bioseg: bool,
     /// How many nodes of the plan run it.
@@ -428,6 +430,7 @@ fn op_kind(op: &dyn tract_core::ops::Op) -> (String, bool) {
             crate::resize::is_bioseg_op(op)
                 || op.is::<crate::softmax::BiosegSoftmax>()
                 || op.is::<crate::conv_transpose::BiosegConvTranspose>()
+                || op.is::<crate::pointwise::BiosegPointwise>()
                 || op.is::<crate::max_pool::BiosegMaxPool>(),
         ),
     }

@@ -1,5 +1,5 @@
 //! What bioseg's graph passes share (gemm_conv.rs, max_pool.rs, resize.rs, softmax.rs,
-//! conv_transpose.rs, repeat_chain.rs): each walks a decluttered tract model in evaluation
+//! conv_transpose.rs, repeat_chain.rs, pointwise.rs): each walks a decluttered tract model in evaluation
 //! order and swaps in bioseg's op where it computes the same thing.
 
 use tract_core::internal::*;

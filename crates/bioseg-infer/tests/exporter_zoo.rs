@@ -7,7 +7,8 @@
 //!   so does plain tract (the fast paths off): the rewrites change speed, not results;
 //! - `bioseg inspect`'s execution list shows which of bioseg's ops took each model's blocks
 //!   over: the up-sampling of every nearest form is folded into a convolution or run by
-//!   bioseg's op, never by tract's generic Resize.
+//!   bioseg's op, never by tract's generic Resize; the 1×1 head runs on bioseg's pointwise op,
+//!   never on tract's matrix product.
 
 use std::path::PathBuf;
 
@@ -87,6 +88,10 @@ fn no_zoo_unet_leaves_its_upsampling_to_tracts_generic_resize() {
             _ => bioseg.iter().any(|o| o.contains("upsample") || o.contains("Upsample")),
         };
         assert!(upsampling_taken_over, "{} ({}): bioseg's ops are {bioseg:?}", f.name, f.up);
+        // The 1×1 head (tract: a packed matrix product) runs on bioseg's pointwise op.
+        assert!(bioseg.contains(&"BiosegPointwise"), "{}: bioseg's ops are {bioseg:?}", f.name);
+        let matmul: Vec<_> = ops.iter().filter(|o| !o.bioseg && o.op.contains("MatMul")).collect();
+        assert!(matmul.is_empty(), "{}: tract runs {matmul:?}", f.name);
     }
 }
 
