@@ -257,11 +257,8 @@ pub fn use_bioseg_conv_transposes(model: &mut TypedModel) -> TractResult<usize> 
                 *b = *b * scale[o] + shift[o];
             }
         }
-        let mut patch = TypedModelPatch::default();
-        let x = patch.tap_model(model, node.inputs[0])?;
-        let y = patch.wire_node(&node.name, op, &[x])?[0];
-        patch.shunt_outside(model, OutletId::new(last, 0), y)?;
-        patch.apply(model)?;
+        let (input, name) = (node.inputs[0], node.name.clone());
+        crate::passes::replace_chain(model, &[input], last, &name, op)?;
         replaced += 1;
     }
     Ok(replaced)

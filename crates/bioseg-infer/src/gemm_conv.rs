@@ -547,13 +547,9 @@ pub fn use_gemm_convolutions(model: &mut TypedModel, options: &GemmConvOptions) 
         }
         // Fold a ReLU that is the convolution's only consumer.
         let relu = relu_successor(model, node)?;
-        let mut patch = TypedModelPatch::default();
-        let taps = inputs.iter().map(|&i| patch.tap_model(model, i)).collect::<TractResult<Vec<_>>>()?;
         op.relu = relu.is_some();
-        let y = patch.wire_node(&node.name, op, &taps)?[0];
-        let replaced_outlet = relu.map(|r| OutletId::new(r, 0)).unwrap_or(OutletId::new(id, 0));
-        patch.shunt_outside(model, replaced_outlet, y)?;
-        patch.apply(model)?;
+        let name = node.name.clone();
+        crate::passes::replace_chain(model, &inputs, relu.unwrap_or(id), &name, op)?;
         replaced += 1;
     }
     Ok(replaced)

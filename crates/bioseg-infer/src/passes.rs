@@ -24,6 +24,22 @@ pub(crate) fn replace_each(
     Ok(replaced)
 }
 
+/// Replaces the chain of nodes from the one reading `inputs` to `last` (whose intermediate
+/// outputs nothing else reads) by `op`, named `name` and wired to `inputs`.
+pub(crate) fn replace_chain(
+    model: &mut TypedModel,
+    inputs: &[OutletId],
+    last: usize,
+    name: &str,
+    op: impl Into<Box<dyn TypedOp>>,
+) -> TractResult<()> {
+    let mut patch = TypedModelPatch::default();
+    let taps = inputs.iter().map(|&i| patch.tap_model(model, i)).collect::<TractResult<Vec<_>>>()?;
+    let y = patch.wire_node(name, op, &taps)?[0];
+    patch.shunt_outside(model, OutletId::new(last, 0), y)?;
+    patch.apply(model)
+}
+
 /// The node that alone consumes `node`'s output and the input slot it reads it on, unless that
 /// output is also a model output: what a pass may fold into the op computing `node` (a ReLU
 /// after a convolution, a batch norm after a transposed one, a chain of shape operations).

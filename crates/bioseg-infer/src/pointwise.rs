@@ -208,11 +208,8 @@ pub fn use_bioseg_pointwise(model: &mut TypedModel) -> TractResult<usize> {
         let bias = bias_successor(model, node, c_out)?;
         let last = bias.as_ref().map_or(id, |(_, add)| *add);
         let op = BiosegPointwise { weights, bias: bias.map_or_else(|| vec![0.0; c_out], |(b, _)| b), c_in };
-        let mut patch = TypedModelPatch::default();
-        let x = patch.tap_model(model, node.inputs[0])?;
-        let y = patch.wire_node(&node.name, op, &[x])?[0];
-        patch.shunt_outside(model, OutletId::new(last, 0), y)?;
-        patch.apply(model)?;
+        let (input, name) = (node.inputs[0], node.name.clone());
+        crate::passes::replace_chain(model, &[input], last, &name, op)?;
         replaced += 1;
     }
     Ok(replaced)
