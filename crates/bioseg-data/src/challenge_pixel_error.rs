@@ -69,14 +69,7 @@ impl PixelFScoreSweep {
     /// Adds one image: `probability` (the prediction's foreground probability, 0..=1) against
     /// `truth` (a class map: nonzero = foreground), of equal shape. Nothing is added on error.
     pub fn add(&mut self, probability: ArrayView2<'_, f32>, truth: ArrayView2<'_, u8>) -> Result<(), DataError> {
-        if probability.dim() != truth.dim() {
-            return Err(DataError::ShapeMismatch {
-                pred_width: probability.ncols(),
-                pred_height: probability.nrows(),
-                target_width: truth.ncols(),
-                target_height: truth.nrows(),
-            });
-        }
+        crate::metrics::check_shapes(probability, truth)?;
         if let Some(v) = probability.iter().find(|v| v.is_nan()) {
             return Err(DataError::param("probability", format!("holds {v}")));
         }

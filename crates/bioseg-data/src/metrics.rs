@@ -163,7 +163,7 @@ impl ConfusionMatrix {
 }
 
 /// Errors unless both maps have the same shape.
-fn check_shapes(prediction: ArrayView2<'_, u8>, target: ArrayView2<'_, u8>) -> Result<(), DataError> {
+pub(crate) fn check_shapes<A, B>(prediction: ArrayView2<'_, A>, target: ArrayView2<'_, B>) -> Result<(), DataError> {
     if prediction.dim() != target.dim() {
         return Err(DataError::ShapeMismatch {
             pred_width: prediction.ncols(),
