@@ -49,9 +49,10 @@ if [[ " $STAGES " == *" 1 "* ]]; then
             echo
             echo '```'
             "$BIN/bioseg" evaluate --pred "$OUT/val/pred$tta.tif" --label "$OUT/val/label" --format csv
-            # The set's ISBI challenge pixel error (1 − best F-score over thresholds) and means.
+            # The set's ISBI challenge scores (1 − best F-score over thresholds; best V_rand and
+            # V_info over them) and means.
             "$BIN/bioseg" evaluate --pred "$OUT/val/pred$tta.tif" --label "$OUT/val/label" --format json \
-                -o "$OUT/val/scores$tta.json" --overwrite 2>&1
+                --best-threshold -o "$OUT/val/scores$tta.json" --overwrite 2>&1
             echo '```'
             echo
         done

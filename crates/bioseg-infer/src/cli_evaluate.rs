@@ -42,6 +42,12 @@ pub struct EvaluateArgs {
     /// ISBI 2012 labels: 0 (membrane = 0, cell interior = 255).
     #[arg(long, default_value_t = 0)]
     pub boundary_class: u8,
+    /// Binary probabilities: also segment them at the ISBI 2012 challenge's thresholds (0.0,
+    /// 0.1, …, 1.0) and report the set's best mean V_rand and V_info and their thresholds (the
+    /// challenge's protocol; 11 more segmentations per image) in the JSON table's `challenge`
+    /// and the summary line.
+    #[arg(long)]
+    pub best_threshold: bool,
     /// Write the table to this file (atomically) instead of standard output.
     #[arg(short, long)]
     pub output: Option<PathBuf>,
@@ -58,6 +64,7 @@ pub fn evaluate(args: EvaluateArgs) -> Result<()> {
         classes: args.classes,
         threshold: args.threshold,
         boundary_class: args.boundary_class,
+        best_threshold: args.best_threshold,
     };
     if let Some(out) = &args.output {
         bioseg_data::ensure_absent_or_overwrite(out, args.overwrite)?;
@@ -71,9 +78,20 @@ pub fn evaluate(args: EvaluateArgs) -> Result<()> {
         Some(out) => {
             bioseg_data::write_bytes_atomic(out, text.as_bytes())?;
             let mean = &evaluation.mean;
+            let at = |name: &str, s: Option<bioseg_infer::evaluate::AtThreshold>| {
+                s.map(|s| format!(", best {name} {:.4} (threshold {:.1})", s.value, s.threshold)).unwrap_or_default()
+            };
             let challenge = evaluation
                 .challenge
-                .map(|c| format!(", ISBI challenge pixel error {:.4} (threshold {:.1})", c.pixel_error, c.threshold))
+                .map(|c| {
+                    format!(
+                        ", ISBI challenge pixel error {:.4} (threshold {:.1}){}{}",
+                        c.pixel.pixel_error,
+                        c.pixel.threshold,
+                        at("V_rand", c.best_v_rand),
+                        at("V_info", c.best_v_info)
+                    )
+                })
                 .unwrap_or_default();
             eprintln!(
                 "{} image(s): mean Dice {}, pixel error {:.4}, V_rand {:.4}, V_info {:.4}{challenge} -> {}",

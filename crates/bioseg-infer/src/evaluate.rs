@@ -23,13 +23,19 @@
 //!
 //! Binary sets also get the ISBI 2012 challenge's pixel error, a score of the whole set (1 − the
 //! maximal F-score of the interior over eleven thresholds, [`bioseg_data::challenge_pixel_error`]):
-//! the number the challenge and the U-Net paper report, not comparable with `pixel_error`.
+//! the number the challenge and the U-Net paper report, not comparable with `pixel_error`. With
+//! [`Scoring::best_threshold`], binary probabilities are also segmented at each of those
+//! thresholds and the set gets its best mean V_rand and V_info and where they were reached (the
+//! leader board's protocol: its Rand scores are maxima over thresholds; bioseg's are without the
+//! border thinning of its newest version). A model whose probabilities sit high or low scores far
+//! better there than at 0.5: the threshold is part of the model.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use bioseg_data::challenge_pixel_error::{CHALLENGE_THRESHOLDS, challenge_thresholds};
 use bioseg_data::{ChallengePixelError, Image, PixelFScoreSweep, SampleDepth};
 use ndarray::Array2;
 use rayon::prelude::*;
@@ -49,6 +55,8 @@ pub struct Settings<'a> {
     pub threshold: f32,
     /// The class that separates cells.
     pub boundary_class: u8,
+    /// Binary probabilities: also the best V_rand and V_info over the challenge's thresholds.
+    pub best_threshold: bool,
 }
 
 /// The scores of every pair of a prediction and a label, and their mean.
@@ -58,20 +66,57 @@ pub struct Evaluation {
     pub images: Vec<ImageScores>,
     /// The mean over the images.
     pub mean: ImageScores,
-    /// Binary: the ISBI 2012 challenge's pixel error of the whole set (see the module
+    /// Binary: the ISBI 2012 challenge's scores of the whole set (see the module
     /// documentation).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub challenge: Option<ChallengePixelError>,
+    pub challenge: Option<ChallengeScores>,
 }
 
-/// One scored pair: its scores and, for binary class maps, its pixel counts at the
-/// challenge's thresholds.
+/// The ISBI 2012 challenge's scores of a binary set (see the module documentation).
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct ChallengeScores {
+    /// 1 − the best F-score of the foreground over the thresholds, and where.
+    #[serde(flatten)]
+    pub pixel: ChallengePixelError,
+    /// With [`Scoring::best_threshold`]: the best mean V_rand over the thresholds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub best_v_rand: Option<AtThreshold>,
+    /// With [`Scoring::best_threshold`]: the best mean V_info over the thresholds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub best_v_info: Option<AtThreshold>,
+}
+
+/// A score and the (first) challenge threshold that reached it.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct AtThreshold {
+    /// The score.
+    pub value: f64,
+    /// The threshold.
+    pub threshold: f64,
+}
+
+/// How pairs are scored.
+#[derive(Clone, Copy, Debug)]
+pub struct Scoring {
+    /// How images become class maps.
+    pub mapping: ClassMapping,
+    /// The class that separates cells.
+    pub boundary_class: u8,
+    /// Binary probabilities: also segment them at every challenge threshold for the best V_rand
+    /// and V_info (11 more segmentations per image).
+    pub best_threshold: bool,
+}
+
+/// One scored pair: its scores and, for binary probability maps, what the challenge's scores
+/// of a set need from it.
 #[derive(Clone, Debug)]
 pub struct ScoredImage {
     /// The pair's scores.
     pub scores: ImageScores,
-    /// Binary: the pair's threshold sweep.
+    /// Binary: the pair's pixel counts at the challenge's thresholds.
     pub sweep: Option<PixelFScoreSweep>,
+    /// Binary with [`Scoring::best_threshold`]: `(V_rand, V_info)` at each challenge threshold.
+    pub rand_sweep: Option<Vec<(f64, f64)>>,
 }
 
 impl Evaluation {
@@ -81,22 +126,46 @@ impl Evaluation {
         let mapping = ClassMapping::new(settings.classes, settings.threshold)?;
         mapping.check_boundary(settings.boundary_class)?;
         let pairs = pair_inputs(settings.pred, settings.label)?;
-        Ok(Self::from_scored(evaluate_pairs(&pairs, mapping, settings.boundary_class)?))
+        let scoring =
+            Scoring { mapping, boundary_class: settings.boundary_class, best_threshold: settings.best_threshold };
+        Ok(Self::from_scored(evaluate_pairs(&pairs, &scoring)?))
     }
 
-    /// The table of scored pairs (in their order): the mean, and the challenge's pixel error
-    /// when every pair has a sweep.
+    /// The table of scored pairs (in their order): the mean, and the challenge's scores when
+    /// every pair has their parts.
     pub fn from_scored(scored: Vec<ScoredImage>) -> Self {
         let mut sweep = Some(PixelFScoreSweep::new());
+        let mut rand = Some(vec![(0.0, 0.0); CHALLENGE_THRESHOLDS]);
         let mut images = Vec::with_capacity(scored.len());
         for s in scored {
             match (&mut sweep, &s.sweep) {
                 (Some(total), Some(one)) => total.merge(one),
                 _ => sweep = None,
             }
+            match (&mut rand, &s.rand_sweep) {
+                (Some(total), Some(one)) => {
+                    total.iter_mut().zip(one).for_each(|(t, o)| (t.0, t.1) = (t.0 + o.0, t.1 + o.1))
+                }
+                _ => rand = None,
+            }
             images.push(s.scores);
         }
-        let challenge = if images.is_empty() { None } else { sweep.map(|s| s.best()) };
+        let n = images.len() as f64;
+        let best = |rand: &[(f64, f64)], f: fn(&(f64, f64)) -> f64| {
+            let thresholds = challenge_thresholds();
+            let (mut value, mut threshold) = (f64::NEG_INFINITY, 0.0);
+            for (r, &t) in rand.iter().zip(&thresholds) {
+                if f(r) / n > value {
+                    (value, threshold) = (f(r) / n, t);
+                }
+            }
+            AtThreshold { value, threshold }
+        };
+        let challenge = sweep.filter(|_| !images.is_empty()).map(|s| ChallengeScores {
+            pixel: s.best(),
+            best_v_rand: rand.as_deref().map(|r| best(r, |r| r.0)),
+            best_v_info: rand.as_deref().map(|r| best(r, |r| r.1)),
+        });
         let mean = mean_scores(&images);
         Evaluation { images, mean, challenge }
     }
@@ -121,7 +190,7 @@ struct JsonReport<'a> {
     images: &'a [ImageScores],
     mean: &'a ImageScores,
     #[serde(skip_serializing_if = "Option::is_none")]
-    challenge: Option<ChallengePixelError>,
+    challenge: Option<ChallengeScores>,
 }
 
 /// An evaluation setting or input that cannot be scored.
@@ -239,27 +308,34 @@ impl ClassMapping {
 }
 
 /// Scores one prediction/truth pair of images (`pred_what`/`truth_what` name them in errors):
-/// their class maps' scores, and for binary maps the challenge's threshold sweep.
+/// their class maps' scores, and for binary maps what the challenge's scores need.
 pub fn score_images(
     name: &str,
     pred: &Image,
     truth: &Image,
-    mapping: ClassMapping,
-    boundary_class: u8,
+    scoring: &Scoring,
     (pred_what, truth_what): (&str, &str),
 ) -> Result<ScoredImage, InferError> {
+    let (mapping, boundary_class) = (scoring.mapping, scoring.boundary_class);
     let pc = mapping.prediction(pred, pred_what)?;
     let tc = mapping.truth(truth, truth_what)?;
     let scores = score_pair(name, &pc, &tc, mapping.classes, boundary_class)?;
-    let sweep = match mapping.probability(pred) {
-        Some(p) => {
-            let mut sweep = PixelFScoreSweep::new();
-            sweep.add(p.view(), tc.view())?;
-            Some(sweep)
-        }
-        None => None,
+    let Some(p) = mapping.probability(pred) else { return Ok(ScoredImage { scores, sweep: None, rand_sweep: None }) };
+    let mut sweep = PixelFScoreSweep::new();
+    sweep.add(p.view(), tc.view())?;
+    let rand_sweep = if scoring.best_threshold {
+        let (true_cells, _) = bioseg_data::class_regions(tc.view(), boundary_class);
+        let scores = challenge_thresholds().into_iter().map(|t| {
+            let classes = p.mapv(|v| u8::from(f64::from(v) > t));
+            let (cells, _) = bioseg_data::class_regions(classes.view(), boundary_class);
+            let isbi = bioseg_data::isbi_scores(cells.view(), true_cells.view())?;
+            Ok((isbi.v_rand, isbi.v_info))
+        });
+        Some(scores.collect::<Result<Vec<_>, InferError>>()?)
+    } else {
+        None
     };
-    Ok(ScoredImage { scores, sweep })
+    Ok(ScoredImage { scores, sweep: Some(sweep), rand_sweep })
 }
 
 /// Scores one prediction/truth pair of class maps.
@@ -418,11 +494,7 @@ fn more(n: usize) -> String {
 }
 
 /// Scores every pair (in parallel), in pairing order.
-pub fn evaluate_pairs(
-    pairs: &[(String, Slice, Slice)],
-    mapping: ClassMapping,
-    boundary_class: u8,
-) -> Result<Vec<ScoredImage>, InferError> {
+pub fn evaluate_pairs(pairs: &[(String, Slice, Slice)], scoring: &Scoring) -> Result<Vec<ScoredImage>, InferError> {
     pairs
         .par_iter()
         .map(|(name, p, l)| {
@@ -440,7 +512,7 @@ pub fn evaluate_pairs(
                 )));
             }
             let what = (format!("prediction {}", p.describe()), format!("label {}", l.describe()));
-            score_images(name, &pi, &li, mapping, boundary_class, (&what.0, &what.1))
+            score_images(name, &pi, &li, scoring, (&what.0, &what.1))
         })
         .collect()
 }

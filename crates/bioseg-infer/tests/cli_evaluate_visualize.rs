@@ -134,6 +134,28 @@ fn evaluate_stacks_and_single_images() {
 }
 
 #[test]
+fn best_threshold_finds_where_a_faint_membrane_separates_the_cells() {
+    let dir = tempfile::tempdir().unwrap();
+    let (p, l) = (dir.path().join("p.png"), dir.path().join("l.png"));
+    let label = label_pixels();
+    // Interior 0.9, the membrane at 0.6: at 0.5 (and at 0.6) it counts as interior and merges
+    // the two cells; from 0.7 on it separates them.
+    let prob: Vec<u8> = label.iter().map(|&v| if v > 0 { 230 } else { 153 }).collect();
+    write_png(&l, 16, 12, &label);
+    write_png(&p, 16, 12, &prob);
+    let args = ["evaluate", "--pred", s(&p), "--label", s(&l), "--format", "json"];
+    let v: serde_json::Value = serde_json::from_str(&ok(&args)).unwrap();
+    assert!(v["mean"]["v_rand"].as_f64().unwrap() < 0.9, "{v}");
+    assert!(v["challenge"].get("best_v_rand").is_none(), "{v}");
+    let v: serde_json::Value = serde_json::from_str(&ok(&[&args[..], &["--best-threshold"]].concat())).unwrap();
+    let c = &v["challenge"];
+    assert_eq!((c["best_v_rand"]["value"].as_f64(), c["best_v_rand"]["threshold"].as_f64()), (Some(1.0), Some(0.7)));
+    assert_eq!(c["best_v_info"]["value"].as_f64(), Some(1.0), "{c}");
+    // The scores at the given threshold are unchanged.
+    assert!(v["mean"]["v_rand"].as_f64().unwrap() < 0.9, "{v}");
+}
+
+#[test]
 fn evaluate_reports_mismatches_in_one_line() {
     let dir = tempfile::tempdir().unwrap();
     let (pd, ld) = folders(dir.path());

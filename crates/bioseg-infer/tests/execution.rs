@@ -17,16 +17,20 @@ fn inspect_lists_bioseg_s_fast_paths_and_tract_s_kernels() {
     assert!(tract.prepared, "{:?}", tract.error);
     let shape = tract.trial_input_shape.clone().unwrap();
     let model = OnnxModel::load(&path).unwrap();
-    // Every convolution bioseg swapped in is listed as bioseg's, and so are its four pools.
+    // Every convolution bioseg swapped in is listed as bioseg's, and so are its four pools and
+    // the 1×1 head.
     let nodes = |p: &dyn Fn(&str) -> bool| -> usize {
         tract.execution.iter().filter(|o| o.bioseg && p(&o.op)).map(|o| o.nodes).sum()
     };
     assert_eq!(nodes(&|op| op.starts_with("BiosegGemmConv")), model.gemm_convolution_count(&shape).unwrap());
     assert_eq!(nodes(&|op| op == "BiosegMaxPool2x2"), 4, "{:?}", tract.execution);
-    assert_eq!(nodes(&|_| true), model.gemm_convolution_count(&shape).unwrap() + 4);
-    // tract runs the rest: the 1×1 head and the sigmoid, no pooling.
+    assert_eq!(nodes(&|op| op == "BiosegPointwise"), 1, "{:?}", tract.execution);
+    assert_eq!(nodes(&|_| true), model.gemm_convolution_count(&shape).unwrap() + 5);
+    // tract runs the rest: the sigmoid; no pooling and no matrix product.
     assert!(tract.execution.iter().any(|o| !o.bioseg && o.op.contains("Sigmoid")), "{:?}", tract.execution);
-    assert!(!tract.execution.iter().any(|o| !o.bioseg && o.op.contains("MaxPool")), "{:?}", tract.execution);
+    for kind in ["MaxPool", "MatMul"] {
+        assert!(!tract.execution.iter().any(|o| !o.bioseg && o.op.contains(kind)), "{:?}", tract.execution);
+    }
     // The text says both.
     let text = report.to_text();
     assert!(text.contains("bioseg's fast path: ") && text.contains("tract's kernels: "), "{text}");

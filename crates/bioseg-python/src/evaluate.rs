@@ -2,7 +2,7 @@
 //! adapted Rand error, variation of information) of arrays, per image and on average.
 
 use bioseg_data::{Image, SampleDepth};
-use bioseg_infer::evaluate::{ClassMapping, Evaluation, score_images};
+use bioseg_infer::evaluate::{ClassMapping, Evaluation, Scoring, score_images};
 use ndarray::{ArrayViewD, Axis, Ix3};
 use numpy::PyReadonlyArrayDyn;
 use pyo3::prelude::*;
@@ -14,7 +14,7 @@ use crate::errors::{infer_error, input_error};
 /// classes as for image files). Returns the JSON of `bioseg evaluate --json` without its
 /// settings: `{"images": [...], "mean": {...}, "challenge": {...}}` (`challenge` for binary maps).
 #[pyfunction]
-#[pyo3(signature = (pred, pred_depth, label, label_depth, *, classes=2, threshold=0.5, boundary_class=0))]
+#[pyo3(signature = (pred, pred_depth, label, label_depth, *, classes=2, threshold=0.5, boundary_class=0, best_threshold=false))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn evaluate(
     py: Python<'_>,
@@ -25,9 +25,11 @@ pub(crate) fn evaluate(
     classes: usize,
     threshold: f32,
     boundary_class: u8,
+    best_threshold: bool,
 ) -> PyResult<String> {
     let mapping = ClassMapping::new(classes, threshold).map_err(infer_error)?;
     mapping.check_boundary(boundary_class).map_err(infer_error)?;
+    let scoring = Scoring { mapping, boundary_class, best_threshold };
     let (pred_depth, label_depth) = (depth(pred_depth)?, depth(label_depth)?);
     let (pred, label) = (stack(pred.as_array(), "pred")?, stack(label.as_array(), "label")?);
     if pred.shape() != label.shape() {
@@ -41,7 +43,7 @@ pub(crate) fn evaluate(
             let p = Image { data: p.insert_axis(Axis(2)).to_owned(), depth: pred_depth };
             let l = Image { data: l.insert_axis(Axis(2)).to_owned(), depth: label_depth };
             let what = (format!("pred {name}"), format!("label {name}"));
-            images.push(score_images(&name, &p, &l, mapping, boundary_class, (&what.0, &what.1))?);
+            images.push(score_images(&name, &p, &l, &scoring, (&what.0, &what.1))?);
         }
         Ok(Evaluation::from_scored(images))
     });

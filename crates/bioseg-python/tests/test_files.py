@@ -112,6 +112,13 @@ def test_evaluate_gives_the_clis_scores(tmp_path, bioseg_cli):
     # The challenge's pixel error: a mask's only F-score is its foreground Dice.
     assert scores["challenge"] == report["challenge"]
     assert scores["challenge"]["pixel_error"] == pytest.approx(1 - scores["dice"][1], abs=1e-12)
+    best = bioseg.evaluate(pred, truth, best_threshold=True)["challenge"]
+    cli = subprocess.run(
+        [bioseg_cli, "evaluate", "-p", tmp_path / "p.tif", "-l", tmp_path / "t.tif", "--format", "json",
+         "--best-threshold"],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    assert best == json.loads(cli)["challenge"] and best["best_v_rand"]["value"] >= scores["v_rand"]
     # Probabilities against a 0/1 map; a stack gives one row per slice.
     stack = bioseg.evaluate(np.stack([pred / 255.0, truth / 255.0]), np.stack([truth > 0, truth > 0]))
     assert len(stack["images"]) == 2 and stack["images"][1]["pixel_error"] == 0.0

@@ -242,6 +242,7 @@ def evaluate(
     classes: int = 2,
     threshold: float = 0.5,
     boundary_class: int = 0,
+    best_threshold: bool = False,
 ) -> dict:
     """The scores of ``bioseg evaluate`` for a prediction and its ground truth, both ``(y, x)``
     or stacks ``(z, y, x)`` of one shape.
@@ -257,7 +258,10 @@ def evaluate(
     the same scores per slice; and for binary maps ``challenge``, the ISBI 2012 challenge's
     pixel error of the whole stack (``pixel_error``: 1 − the best ``f_score`` of the foreground
     over the thresholds 0.0, 0.1, …, 1.0, reached at ``threshold``; the leader board's number,
-    not comparable with the misclassified fraction ``pixel_error`` above).
+    not comparable with the misclassified fraction ``pixel_error`` above). With
+    ``best_threshold=True`` binary probabilities are also segmented at each of those thresholds
+    and ``challenge`` gets ``best_v_rand`` and ``best_v_info`` (``value``, ``threshold``): the
+    best mean scores over them, the leader board's protocol.
     """
     p, p_dtype = _float32(pred, "pred")
     t, t_dtype = _float32(label, "label")
@@ -270,6 +274,7 @@ def evaluate(
             classes=classes,
             threshold=threshold,
             boundary_class=boundary_class,
+            best_threshold=best_threshold,
         )
     )
     scores = report["mean"]
