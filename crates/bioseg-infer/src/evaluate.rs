@@ -275,7 +275,7 @@ impl ClassMapping {
             return None;
         }
         let gray = image.to_gray();
-        if image.depth != SampleDepth::F32 && gray.iter().all(|&v| v == 0.0 || v == 1.0) {
+        if is_zero_one_map(image, &gray) {
             return Some(gray);
         }
         let max = image.depth.max_value().unwrap_or(1.0);
@@ -287,9 +287,8 @@ impl ClassMapping {
         if let Some(v) = gray.iter().find(|v| v.is_nan()) {
             return Err(invalid(format!("{what} holds {v} values")));
         }
-        let integer = image.depth != SampleDepth::F32;
         if self.classes == 2 {
-            if integer && gray.iter().all(|&v| v == 0.0 || v == 1.0) {
+            if is_zero_one_map(image, &gray) {
                 return Ok(gray.mapv(|v| v as u8));
             }
             let cut = fraction * image.depth.max_value().unwrap_or(1.0);
@@ -305,6 +304,12 @@ impl ClassMapping {
         }
         Ok(gray.mapv(|v| v as u8))
     }
+}
+
+/// Whether a binary image (`gray`, its gray values) is a class map already: integer samples
+/// holding only 0 and 1.
+fn is_zero_one_map(image: &Image, gray: &Array2<f32>) -> bool {
+    image.depth != SampleDepth::F32 && gray.iter().all(|&v| v == 0.0 || v == 1.0)
 }
 
 /// Scores one prediction/truth pair of images (`pred_what`/`truth_what` name them in errors):
