@@ -8,8 +8,8 @@
 #   tools/isbi/run_table.sh                 # the full run (STEPS=2000 by default: hours on 2 cores)
 #   STEPS=4 EPOCHS=2 TABLE=/tmp/t.md FRESH=1 tools/isbi/run_table.sh   # smoke test, a few minutes
 #
-# A row whose model is already in OUT (trained by an earlier run with the same STEPS) is not
-# trained again: a long table can be made one row at a time (KERAS=1 PLAIN=0, then PLAIN=1 ...),
+# A row whose model is already in OUT (trained by an earlier run with the same settings: its
+# OUT/<row>/key) is not trained again: a long table can be made one row at a time (KERAS=1 PLAIN=0, then PLAIN=1 ...),
 # each row's commit, machine and date kept in OUT/<row>/made. Every row in OUT is predicted and
 # scored again on each run, so all scores come from the current `bioseg predict`/`evaluate`.
 #
