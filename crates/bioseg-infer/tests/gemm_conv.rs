@@ -164,8 +164,34 @@ fn blocks_and_bands_split_over_threads_match_tract() {
     let pool = rayon::ThreadPoolBuilder::new().num_threads(4).build().unwrap();
     let layers = [layer(16, [3, 3], [1; 4]), layer(20, [3, 3], [1; 4]), layer(4, [2, 2], [1, 0, 0, 1])];
     for (name, options) in [
-        ("winograd", GemmConvOptions { winograd_min_channels: 16, direct_max_channels: 0 }),
-        ("im2col", GemmConvOptions { winograd_min_channels: usize::MAX, direct_max_channels: 0 }),
+        (
+            "winograd",
+            GemmConvOptions {
+                winograd_min_channels: 16,
+                direct_max_channels: 0,
+                winograd4_min_channels: usize::MAX,
+                winograd4_max_channels: 0,
+            },
+        ),
+        (
+            "im2col",
+            GemmConvOptions {
+                winograd_min_channels: usize::MAX,
+                direct_max_channels: 0,
+                winograd4_min_channels: usize::MAX,
+                winograd4_max_channels: 0,
+            },
+        ),
+        // 70 × 41 again: 18 rows of 11 tiles of 4 × 4, blocks of 192 tiles ending mid-row.
+        (
+            "winograd4",
+            GemmConvOptions {
+                winograd_min_channels: usize::MAX,
+                direct_max_channels: 0,
+                winograd4_min_channels: 8,
+                winograd4_max_channels: 256,
+            },
+        ),
     ] {
         for channels_last in [false, true] {
             // 70 × 41: 35 Winograd tile rows of 21 tiles (bands of 12 rows), 2870 im2col pixels.
@@ -247,7 +273,11 @@ proptest! {
             layers.push(layer(16, [3, 3], [1; 4]));
         }
         let shape = if channels_last { [n, h, w, c_in] } else { [n, c_in, h, w] };
-        let options = GemmConvOptions { winograd_min_channels: 16, ..GemmConvOptions::default() };
+        let options = GemmConvOptions {
+            winograd_min_channels: 16,
+            winograd4_min_channels: usize::MAX, winograd4_max_channels: 0,
+            ..GemmConvOptions::default()
+        };
         let (d, replaced) = compare_with(dir.path(), c_in, &layers, channels_last, shape, options);
         prop_assert!(d <= 1e-5, "relative difference {}", d);
         prop_assert_eq!(replaced, layers.len());
@@ -325,7 +355,11 @@ proptest! {
         }
         g.output(&y, "y", &[Dim::symbol("n"), Dim::symbol("p"), Dim::symbol("q"), Dim::symbol("r")]);
         let shape = if channels_last { [2, h, w, 3] } else { [2, 3, h, w] };
-        let options = GemmConvOptions { winograd_min_channels: if winograd { 1 } else { 100_000 }, ..GemmConvOptions::default() };
+        let options = GemmConvOptions {
+            winograd_min_channels: if winograd { 1 } else { 100_000 },
+            winograd4_min_channels: usize::MAX, winograd4_max_channels: 0,
+            ..GemmConvOptions::default()
+        };
         let (diff, replaced) = check_graph(g, dir.path(), "concat.onnx", &shape, options);
         prop_assert_eq!(replaced, 2, "the 3×3 branch and the convolution after the Concat");
         prop_assert!(diff <= 1e-5, "relative difference {}", diff);
@@ -363,7 +397,11 @@ proptest! {
         let y = g.relu("r", &y);
         g.output(&y, "y", &[Dim::symbol("n"), Dim::Fixed(c_out), Dim::symbol("p"), Dim::symbol("q")]);
         let shape = [2, 3, h, w];
-        let options = GemmConvOptions { direct_max_channels: if direct { 64 } else { 0 }, ..GemmConvOptions::default() };
+        let options = GemmConvOptions {
+            direct_max_channels: if direct { 64 } else { 0 },
+            winograd4_min_channels: usize::MAX, winograd4_max_channels: 0,
+            ..GemmConvOptions::default()
+        };
         let (diff, _) = check_graph(g, dir.path(), "direct.onnx", &shape, options.clone());
         prop_assert!(diff <= 1e-5, "relative difference {}", diff);
         let model = OnnxModel::load(&dir.path().join("direct.onnx")).unwrap().with_gemm_options(options);
@@ -377,6 +415,59 @@ proptest! {
         prop_assert!(!ours.is_empty() || kh * kw == 1 || h * w == 1, "{:?}", ops);
         let expected = direct && avx512 && (8..=64).contains(&c_in);
         prop_assert!(ours.iter().all(|o| o.op.ends_with("direct") == expected), "{:?}", ops);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// 3×3 layers of 8 input channels and more, with outputs in multiples of 8, take Winograd
+    /// F(4×4, 3×3) on AVX-512 machines (`execution` says "winograd4"): partial tiles, paddings
+    /// 0–2, both layouts, a batch of two, a Concat before and a ReLU after folded in; same
+    /// numbers as tract.
+    #[test]
+    fn winograd4_convolutions_match_tract(
+        c1 in 1usize..=20,
+        c2 in 1usize..=20,
+        outs in 1usize..=3,
+        pads in proptest::array::uniform4(0usize..=2),
+        h in 1usize..=30,
+        w in 1usize..=70,
+        channels_last in any::<bool>(),
+    ) {
+        prop_assume!(h + pads[0] + pads[2] >= 3 && w + pads[1] + pads[3] >= 3);
+        let (c_in, c_out) = (c1 + c2, 8 * outs);
+        let dir = tempfile::tempdir().unwrap();
+        let mut g = GraphBuilder::new("winograd4");
+        let dims = if channels_last {
+            [Dim::symbol("n"), Dim::symbol("h"), Dim::symbol("w"), Dim::Fixed(3)]
+        } else {
+            [Dim::symbol("n"), Dim::Fixed(3), Dim::symbol("h"), Dim::symbol("w")]
+        };
+        let mut x = g.input("x", &dims);
+        if channels_last {
+            x = g.node("Transpose", "to_nchw", &[&x], vec![attr_ints("perm", &[0, 3, 1, 2])]);
+        }
+        let a = g.conv2d("a", &x, &values(c1 * 3, 31), [c1, 3, 1, 1], Some(&values(c1, 32)), [0; 4], 1);
+        let b = g.conv2d("b", &x, &values(c2 * 3, 33), [c2, 3, 1, 1], None, [0; 4], 1);
+        let cat = g.concat_channels("cat", &[&a, &b]);
+        let y = g.conv2d("c", &cat, &values(c_out * c_in * 9, 34), [c_out, c_in, 3, 3], Some(&values(c_out, 35)), pads, 1);
+        let mut y = g.relu("r", &y);
+        if channels_last {
+            y = g.node("Transpose", "to_nhwc", &[&y], vec![attr_ints("perm", &[0, 2, 3, 1])]);
+        }
+        g.output(&y, "y", &[Dim::symbol("n"), Dim::symbol("p"), Dim::symbol("q"), Dim::symbol("r")]);
+        let shape = if channels_last { [2, h, w, 3] } else { [2, 3, h, w] };
+        let options = GemmConvOptions { winograd4_min_channels: 8, ..GemmConvOptions::default() };
+        let (diff, _) = check_graph(g, dir.path(), "winograd4.onnx", &shape, options.clone());
+        prop_assert!(diff <= 1e-5, "relative difference {}", diff);
+        let model = OnnxModel::load(&dir.path().join("winograd4.onnx")).unwrap().with_gemm_options(options);
+        let ops = model.execution(&shape).unwrap();
+        let layer = format!("BiosegGemmConv {c_in}→{c_out} 3×3");
+        let ours: Vec<_> = ops.iter().filter(|o| o.bioseg && o.op.starts_with(&layer)).collect();
+        prop_assert!(!ours.is_empty() || h * w == 1, "{:?}", ops);
+        let expected = avx512() && c_in >= 8;
+        prop_assert!(ours.iter().all(|o| o.op.ends_with("winograd4") == expected), "{:?}", ops);
     }
 }
 

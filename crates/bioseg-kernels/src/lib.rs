@@ -3,7 +3,8 @@
 //!
 //! - inference (`bioseg-infer`'s convolution op inside tract): [`im2col_block`] + [`product`]
 //!   over a [`ConvInput`] (channels first or last, several concatenated parts), and
-//!   [`Winograd`] F(2×2, 3×3) for wide 3×3 layers;
+//!   [`Winograd4`] F(4×4, 3×3) on AVX-512 for 3×3 layers of 8–256 channels and [`Winograd`]
+//!   F(2×2, 3×3) for wider ones;
 //! - training (Burn's `flex` backend, patched in `vendor/burn-flex`): NCHW convolution forward,
 //!   data, weight and bias gradients and the transposed convolution ([`conv2d_forward`] …),
 //!   max pooling with indices and its gradient, nearest up-sampling and its gradient, each
@@ -24,6 +25,7 @@ mod pool;
 mod upper_state;
 mod upsample;
 mod winograd;
+mod winograd4;
 
 pub use conv2d::{
     channel_sums, conv_transpose2d_forward, conv2d_backward_bias, conv2d_backward_data, conv2d_backward_weight,
@@ -39,3 +41,4 @@ pub use pool::{Pool2dGeometry, max_pool_2x2, max_pool2d_backward, max_pool2d_for
 pub use upper_state::clean_upper_state;
 pub use upsample::{upsample_nearest, upsample_nearest_backward, whole_factors};
 pub use winograd::{Buffers as WinogradBuffers, Winograd, transform_kernel};
+pub use winograd4::{Winograd4, Winograd4Buffers};
