@@ -41,13 +41,19 @@ def export_unet(bin_dir, out, filters):
     return model
 
 
-def synth_image(path, h, w, seed):
-    """An EM-like 8-bit gray image: smooth blobs and membranes plus noise."""
-    rng = np.random.default_rng(seed)
+def synth_plane(rng, h, w):
     y, x = np.mgrid[0:h, 0:w].astype(np.float32)
     v = 128 + 50 * np.sin(x / 23.0 + rng.uniform(0, 6)) * np.cos(y / 31.0 + rng.uniform(0, 6))
     v += 30 * np.sin((x + y) / 7.0) + rng.normal(0, 12, (h, w))
-    Image.fromarray(np.clip(v, 0, 255).astype(np.uint8)).save(path)
+    return np.clip(v, 0, 255).astype(np.uint8)
+
+
+def synth_image(path, h, w, seed, channels=1):
+    """An EM-like 8-bit image: smooth blobs and membranes plus noise; gray, or RGB for
+    three-channel models (each channel its own pattern)."""
+    rng = np.random.default_rng(seed)
+    planes = [synth_plane(rng, h, w) for _ in range(channels)]
+    Image.fromarray(planes[0] if channels == 1 else np.stack(planes, axis=-1)).save(path)
 
 
 def starts(size, core, multiple):
@@ -74,20 +80,25 @@ class OrtTiler:
         i = self.sess.get_inputs()[0]
         self.name = i.name
         self.nhwc = isinstance(i.shape[-1], int) and i.shape[-1] in (1, 3)
+        self.channels = i.shape[-1] if self.nhwc else i.shape[1]
+        o = self.sess.get_outputs()[0].shape
+        self.classes = o[-1] if self.nhwc else o[1]
         self.tile, self.halo, self.multiple = tile, -(-halo // multiple) * multiple, multiple
 
     def predict(self, img):
-        """Probabilities of the first class channel, [H, W] float32, for a [H, W] image in [0, 255]."""
-        h, w = img.shape
+        """Probabilities of the first class channel, [H, W] float32, for a [H, W] (gray) or
+        [H, W, C] (RGB) image in [0, 255]."""
+        img = img if img.ndim == 3 else img[:, :, None]
+        h, w = img.shape[:2]
         ys, cy = starts(h, self.tile, self.multiple)
         xs, cx = starts(w, self.tile, self.multiple)
         p = self.halo
-        pad = np.pad(img.astype(np.float32) / 255.0, ((p, p + cy), (p, p + cx)), mode="reflect")
+        pad = np.pad(img.astype(np.float32) / 255.0, ((p, p + cy), (p, p + cx), (0, 0)), mode="reflect")
         out = np.zeros((h, w), np.float32)
         for y0 in ys:
             for x0 in xs:
                 win = pad[y0:y0 + cy + 2 * p, x0:x0 + cx + 2 * p]
-                t = win[None, :, :, None] if self.nhwc else win[None, None, :, :]
+                t = win[None] if self.nhwc else np.ascontiguousarray(win.transpose(2, 0, 1)[None])
                 r = self.sess.run(None, {self.name: t})[0]
                 r = r[0, :, :, 0] if self.nhwc else r[0, 0]
                 core = r[p:p + cy, p:p + cx]
@@ -106,14 +117,14 @@ def bioseg_predict(bin_dir, model, inp, out, tile, halo, threads):
 
 
 def expand_zoo(names, zoo):
-    """`zoo` stands for every one-channel model of the zoo's manifest."""
+    """`zoo` stands for every model of the zoo's manifest (gray and RGB inputs)."""
     out = []
     for name in names:
         if name == "zoo":
             if zoo is None:
                 raise SystemExit("model `zoo` needs --zoo DIR")
             manifest = json.loads((zoo / "manifest.json").read_text())
-            out += [f"zoo:{e['name']}" for e in manifest["fixtures"] if e["in_channels"] == 1]
+            out += [f"zoo:{e['name']}" for e in manifest["fixtures"]]
         else:
             out.append(name)
     return out
@@ -126,7 +137,7 @@ def main():
     ap.add_argument("--models", nargs="+", default=["f16", "f64", "keras"])
     ap.add_argument("--keras-model", type=Path, required=True)
     ap.add_argument("--zoo", type=Path, help="the exporter zoo's folder (tools/zoo/make_zoo.py); model names "
-                    "`zoo` (every one-channel model in it) or `zoo:NAME`")
+                    "`zoo` (every model in it) or `zoo:NAME`")
     ap.add_argument("--image", type=int, default=4096)
     ap.add_argument("--volume", default="32x1024x1024")
     ap.add_argument("--tile", type=int, default=256)
@@ -135,15 +146,19 @@ def main():
     a = ap.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
 
-    image = a.out / f"image_{a.image}.png"
-    if not image.exists():
-        synth_image(image, a.image, a.image, 1)
-    vz, vy, vx = (int(v) for v in a.volume.split("x"))
-    volume = a.out / f"volume_{a.volume}"
-    if not volume.exists():
-        volume.mkdir()
-        for z in range(vz):
-            synth_image(volume / f"{z:05}.png", vy, vx, 100 + z)
+    def inputs(channels):
+        """The image and the volume (a folder of slices) for models of `channels` input channels."""
+        tag = "" if channels == 1 else f"_c{channels}"
+        image = a.out / f"image_{a.image}{tag}.png"
+        if not image.exists():
+            synth_image(image, a.image, a.image, 1, channels)
+        vz, vy, vx = (int(v) for v in a.volume.split("x"))
+        volume = a.out / f"volume_{a.volume}{tag}"
+        if not volume.exists():
+            volume.mkdir()
+            for z in range(vz):
+                synth_image(volume / f"{z:05}.png", vy, vx, 100 + z, channels)
+        return image, volume
 
     rows = []
     for name in expand_zoo(a.models, a.zoo):
@@ -152,6 +167,7 @@ def main():
         else:
             model = a.keras_model if name == "keras" else export_unet(a.bin, a.out, int(name[1:]))
         tiler = OrtTiler(model, a.threads, a.tile, a.halo)
+        image, volume = inputs(tiler.channels)
         for kind, inp in (("image", image), ("volume", volume)):
             tag = name.replace(":", "_")
             out = a.out / f"pred_{tag}_{kind}" / ("p.png" if kind == "image" else "")
@@ -166,7 +182,9 @@ def main():
             ort_mps = pixels / 1e6 / dt
             agree = ""
             if kind == "image":
-                mine = np.asarray(Image.open(target)).astype(np.int32)
+                # Several classes: one PNG per class (STEM_classN.png); compare the first.
+                first = target if tiler.classes == 1 else target.with_name(f"{target.stem}_class0.png")
+                mine = np.asarray(Image.open(first)).astype(np.int32)
                 theirs = np.round(probs[0] * 255).astype(np.int32)
                 agree = str(int(np.abs(mine - theirs).max()))
             rows.append((name, kind, bioseg_mps, ort_mps, bioseg_mps / ort_mps, agree))
