@@ -229,12 +229,7 @@ impl Fixture {
 /// none beyond 104 px; the outputs are probabilities).
 #[test]
 fn receptive_field_estimate_bounds_the_measured_influence_of_a_pixel() {
-    let exact = GemmConvOptions {
-        winograd_min_channels: usize::MAX,
-        winograd4_min_channels: usize::MAX,
-        winograd4_max_channels: 0,
-        ..GemmConvOptions::default()
-    };
+    let exact = GemmConvOptions { winograd_min_channels: usize::MAX, ..GemmConvOptions::default() }.without_winograd4();
     for name in ["unet_dynamic_tf2onnx_op13", "unet_bn_transpose_keras3"] {
         let f = fixture(name);
         let report = bioseg_infer::inspect::inspect(&f.onnx).unwrap();

@@ -75,6 +75,13 @@ pub struct GemmConvOptions {
     pub winograd4_max_channels: usize,
 }
 
+impl GemmConvOptions {
+    /// These options with Winograd F(4×4, 3×3) off (its minimum above its maximum).
+    pub fn without_winograd4(self) -> Self {
+        GemmConvOptions { winograd4_min_channels: usize::MAX, winograd4_max_channels: 0, ..self }
+    }
+}
+
 impl Default for GemmConvOptions {
     fn default() -> Self {
         let env = |name: &str| std::env::var(name).ok().and_then(|v| v.parse().ok());
@@ -490,8 +497,9 @@ impl EvalOp for GemmConv {
             let mut y = output.try_as_plain_ram_mut()?;
             let y = y.as_slice_mut::<f32>()?;
             let y_len = self.c_out * ho * wo;
+            // Output strides of (channel, pixel) for the Winograd paths.
+            let ys = if channels_last { [1, self.c_out] } else { [ho * wo, 1] };
             if let Some(wino) = &self.winograd4 {
-                let ys = if channels_last { [1, self.c_out] } else { [ho * wo, 1] };
                 // Blocks of tiles of every image, spread over rayon's threads.
                 let (th, tw) = Winograd4::tiles((ho, wo));
                 let (tiles, block) = (th * tw, wino.block_tiles());
@@ -532,7 +540,6 @@ impl EvalOp for GemmConv {
                     left: self.pad[1],
                     relu: self.relu,
                 };
-                let ys = if channels_last { [1, self.c_out] } else { [ho * wo, 1] };
                 // Bands of tile rows of every image, spread over rayon's threads.
                 let (th, band) = (ho.div_ceil(2), Winograd::rows_per_block(wo));
                 let bands: Vec<(usize, usize)> =

@@ -166,21 +166,13 @@ fn blocks_and_bands_split_over_threads_match_tract() {
     for (name, options) in [
         (
             "winograd",
-            GemmConvOptions {
-                winograd_min_channels: 16,
-                direct_max_channels: 0,
-                winograd4_min_channels: usize::MAX,
-                winograd4_max_channels: 0,
-            },
+            GemmConvOptions { winograd_min_channels: 16, direct_max_channels: 0, ..GemmConvOptions::default() }
+                .without_winograd4(),
         ),
         (
             "im2col",
-            GemmConvOptions {
-                winograd_min_channels: usize::MAX,
-                direct_max_channels: 0,
-                winograd4_min_channels: usize::MAX,
-                winograd4_max_channels: 0,
-            },
+            GemmConvOptions { winograd_min_channels: usize::MAX, direct_max_channels: 0, ..GemmConvOptions::default() }
+                .without_winograd4(),
         ),
         // 70 × 41 again: 18 rows of 11 tiles of 4 × 4, blocks of 192 tiles ending mid-row.
         (
@@ -275,9 +267,9 @@ proptest! {
         let shape = if channels_last { [n, h, w, c_in] } else { [n, c_in, h, w] };
         let options = GemmConvOptions {
             winograd_min_channels: 16,
-            winograd4_min_channels: usize::MAX, winograd4_max_channels: 0,
             ..GemmConvOptions::default()
-        };
+        }
+        .without_winograd4();
         let (d, replaced) = compare_with(dir.path(), c_in, &layers, channels_last, shape, options);
         prop_assert!(d <= 1e-5, "relative difference {}", d);
         prop_assert_eq!(replaced, layers.len());
@@ -357,9 +349,9 @@ proptest! {
         let shape = if channels_last { [2, h, w, 3] } else { [2, 3, h, w] };
         let options = GemmConvOptions {
             winograd_min_channels: if winograd { 1 } else { 100_000 },
-            winograd4_min_channels: usize::MAX, winograd4_max_channels: 0,
             ..GemmConvOptions::default()
-        };
+        }
+        .without_winograd4();
         let (diff, replaced) = check_graph(g, dir.path(), "concat.onnx", &shape, options);
         prop_assert_eq!(replaced, 2, "the 3×3 branch and the convolution after the Concat");
         prop_assert!(diff <= 1e-5, "relative difference {}", diff);
@@ -399,9 +391,9 @@ proptest! {
         let shape = [2, 3, h, w];
         let options = GemmConvOptions {
             direct_max_channels: if direct { 64 } else { 0 },
-            winograd4_min_channels: usize::MAX, winograd4_max_channels: 0,
             ..GemmConvOptions::default()
-        };
+        }
+        .without_winograd4();
         let (diff, _) = check_graph(g, dir.path(), "direct.onnx", &shape, options.clone());
         prop_assert!(diff <= 1e-5, "relative difference {}", diff);
         let model = OnnxModel::load(&dir.path().join("direct.onnx")).unwrap().with_gemm_options(options);
